@@ -1,0 +1,40 @@
+# The two commands of the README: `make run` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+export UV_NO_PROGRESS := 1
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+
+.PHONY: run test install install-browser lint typecheck test-sqlite test-postgres messages
+
+$(UV):
+	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+install: $(UV)
+	$(UV) sync --frozen
+
+## Start the whole system on this machine with demo data (embedded mode).
+run: install
+	$(UV) run mimamori run --demo
+
+## Install everything the tests need, then lint, type-check and run the suite on SQLite and PostgreSQL.
+test: install install-browser lint typecheck test-sqlite test-postgres
+
+install-browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+lint:
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck:
+	$(UV) run mypy mimamori
+
+test-sqlite:
+	DATABASE_URL= $(UV) run pytest
+
+test-postgres:
+	DATABASE_URL=$(PG_TEST_URL) $(UV) run pytest -m "not browser"
+
+messages:
+	cd mimamori && $(UV) run mimamori makemessages -l ja --no-obsolete && $(UV) run mimamori compilemessages

@@ -1,0 +1,27 @@
+"""Background tasks of the mail app. Tasks carry IDs; the database row is the truth."""
+
+from __future__ import annotations
+
+import logging
+
+from django_tasks import task
+
+from mimamori.mail import messages
+from mimamori.registry.models import Address, Registrant
+
+log = logging.getLogger(__name__)
+
+
+@task(queue_name="mail")
+def send_registration_complete(registrant_id: int, slot: int, email: str) -> bool:
+    """Send the 登録完了メール for one slot, if that slot still holds ``email``.
+
+    If the guardian changed the slot again before this ran, a newer task covers the newer
+    address and this one has nothing to prove.
+    """
+    if not Address.objects.filter(registrant_id=registrant_id, slot=slot, email=email).exists():
+        log.info("registration mail skipped: slot %s of registrant %s changed again", slot, registrant_id)
+        return False
+    registrant = Registrant.objects.select_related("school__municipality").get(pk=registrant_id)
+    messages.registration_complete(registrant, slot, email).send()
+    return True

@@ -1,0 +1,192 @@
+"""The registry: municipalities, their schools, and registrants (one child at one school)
+with up to four guardian mail addresses."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+SLOTS = (1, 2, 3, 4)
+DEFAULT_BROADCAST_SLOTS = [1, 2]
+
+
+class Municipality(models.Model):
+    code = models.SlugField(_("code"), max_length=32, unique=True)
+    name = models.CharField(_("name"), max_length=64)
+    mail_domain = models.CharField(
+        _("mail domain"),
+        max_length=253,
+        validators=[RegexValidator(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")],
+        help_text=_("Broadcasts come from <school>@<this domain>."),
+    )
+    support_name = models.CharField(_("support desk name"), max_length=100, blank=True)
+    support_phone = models.CharField(_("support desk phone"), max_length=32, blank=True)
+    support_email = models.EmailField(_("support desk mail"), blank=True)
+    support_hours = models.CharField(_("support desk hours"), max_length=100, blank=True)
+    # Service settings (S12): the seed's municipalities differ slightly in what they offer.
+    confirmation_links_enabled = models.BooleanField(_("offer confirmation links"), default=True)
+    broadcast_slots = models.JSONField(_("address slots that receive broadcasts"), default=list)
+    maintenance_notice_lead_hours = models.PositiveIntegerField(
+        _("maintenance notice lead time (hours)"), default=72
+    )
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("municipality")
+        verbose_name_plural = _("municipalities")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self.broadcast_slots:
+            self.broadcast_slots = list(DEFAULT_BROADCAST_SLOTS)
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class School(models.Model):
+    municipality = models.ForeignKey(Municipality, on_delete=models.PROTECT, related_name="schools")
+    name = models.CharField(_("name"), max_length=64)
+    sender_local_part = models.CharField(
+        _("sender local part"),
+        max_length=64,
+        validators=[RegexValidator(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")],
+        help_text=_("The part before @ in the school's sender address."),
+    )
+
+    class Meta:
+        ordering = ["municipality__code", "name"]
+        verbose_name = _("school")
+        verbose_name_plural = _("schools")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["municipality", "sender_local_part"], name="unique_school_sender"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def sender_address(self) -> str:
+        return f"{self.sender_local_part}@{self.municipality.mail_domain}"
+
+
+class RegistrantStatus(models.TextChoices):
+    ACTIVE = "active", _("Active")
+    DEREGISTERED = "deregistered", _("Deregistered")
+
+
+def hash_registration_code(code: str) -> str:
+    # Codes carry ~60 bits from a CSPRNG and lock out after a few wrong tries, so a fast
+    # hash suffices; Argon2 here would make a 1,000-child roster import take a minute.
+    normalised = code.replace("-", "").replace(" ", "").upper()
+    return hashlib.sha256(normalised.encode()).hexdigest()
+
+
+# No 0/O, 1/I/L: the code is typed by hand from a printed letter, often on a phone.
+_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def new_registration_code() -> str:
+    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
+    return "-".join(raw[i : i + 4] for i in range(0, 12, 4))
+
+
+def new_login_id() -> str:
+    # Eight digits: easy on a phone keypad; uniqueness is enforced by the user table.
+    return f"{secrets.randbelow(90_000_000) + 10_000_000}"
+
+
+class Registrant(models.Model):
+    """One child at one school, and the guardian login that manages its addresses."""
+
+    school = models.ForeignKey(School, on_delete=models.PROTECT, related_name="registrants")
+    account = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="registrant"
+    )
+    child_name = models.CharField(_("child's name"), max_length=64)
+    child_name_kana = models.CharField(_("child's name (kana)"), max_length=64, blank=True)
+    grade = models.PositiveSmallIntegerField(
+        _("grade"), validators=[MinValueValidator(1), MaxValueValidator(9)]
+    )
+    class_name = models.CharField(_("class"), max_length=16)
+    status = models.CharField(
+        _("status"), max_length=16, choices=RegistrantStatus.choices, default=RegistrantStatus.ACTIVE
+    )
+    receive_broadcasts = models.BooleanField(_("receive broadcast mail"), default=True)
+    registration_code_digest = models.CharField(max_length=64, blank=True)
+    registration_code_issued_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    deregistered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["school", "grade", "class_name", "child_name_kana", "child_name"]
+        verbose_name = _("registrant")
+        verbose_name_plural = _("registrants")
+        indexes = [models.Index(fields=["school", "status", "grade", "class_name"])]
+        constraints = [
+            models.CheckConstraint(name="registrant_grade_range", condition=Q(grade__gte=1, grade__lte=9)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.child_name} ({self.school})"
+
+    @property
+    def login_id(self) -> str:
+        return self.account.username
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == RegistrantStatus.ACTIVE
+
+    @property
+    def has_pending_registration(self) -> bool:
+        return bool(self.registration_code_digest)
+
+    def issue_registration_code(self) -> str:
+        """Give the registrant a fresh one-time code (the old one stops working). Caller saves."""
+        code = new_registration_code()
+        self.registration_code_digest = hash_registration_code(code)
+        self.registration_code_issued_at = timezone.now()
+        return code
+
+    def registration_code_matches(self, code: str) -> bool:
+        if not self.registration_code_digest:
+            return False
+        return secrets.compare_digest(self.registration_code_digest, hash_registration_code(code))
+
+    def addresses_by_slot(self) -> dict[int, str]:
+        found = {a.slot: a.email for a in self.addresses.all()}
+        return {slot: found.get(slot, "") for slot in SLOTS}
+
+
+class Address(models.Model):
+    """A guardian's mail address in one of the registrant's four slots (S3)."""
+
+    registrant = models.ForeignKey(Registrant, on_delete=models.CASCADE, related_name="addresses")
+    slot = models.PositiveSmallIntegerField(_("slot"))
+    email = models.CharField(_("mail address"), max_length=254)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["registrant", "slot"]
+        verbose_name = _("address")
+        verbose_name_plural = _("addresses")
+        constraints = [
+            models.UniqueConstraint(fields=["registrant", "slot"], name="one_address_per_slot"),
+            models.UniqueConstraint(Lower("email"), "registrant", name="address_unique_within_registrant"),
+            models.CheckConstraint(name="address_slot_range", condition=Q(slot__gte=1, slot__lte=4)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.slot}: {self.email}"

@@ -1,0 +1,229 @@
+"""Django settings for mimamori, read from the environment (see docs/operations.md).
+
+Embedded mode (no BROKER_URL): SQLite in MIMAMORI_DATA_DIR unless DATABASE_URL says
+otherwise, the database-backed task worker, and the built-in development mailbox when
+EMAIL_URL is unset. Distributed mode (BROKER_URL set) is described in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+from mimamori import env
+
+BASE_DIR = Path(__file__).resolve().parent
+
+DEBUG = env.boolean("DEBUG", False)
+DATA_DIR = env.path("MIMAMORI_DATA_DIR", "./var")
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+BASE_URL = (env.string("BASE_URL", "http://127.0.0.1:8000") or "").rstrip("/")
+BROKER_URL = env.string("BROKER_URL")
+EMBEDDED = BROKER_URL is None
+
+
+def _secret_key() -> str:
+    configured = env.string("SECRET_KEY")
+    if configured:
+        return configured
+    if not EMBEDDED:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when BROKER_URL is set: every machine must share it."
+        )
+    # Embedded mode keeps a generated key beside its database so sessions survive restarts.
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+
+_base_host = urlsplit(BASE_URL).hostname or "127.0.0.1"
+ALLOWED_HOSTS = [h for h in (env.string("ALLOWED_HOSTS", "") or "").split(",") if h] or [
+    _base_host,
+    "127.0.0.1",
+    "localhost",
+]
+CSRF_TRUSTED_ORIGINS = [f"{urlsplit(BASE_URL).scheme}://{urlsplit(BASE_URL).netloc}"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "axes",
+    "django_tasks",
+    "django_tasks_db",
+    "mimamori.core",
+    "mimamori.accounts",
+    "mimamori.registry",
+    "mimamori.mail",
+    "mimamori.console",
+    "mimamori.portal",
+    "mimamori.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "mimamori.urls"
+WSGI_APPLICATION = "mimamori.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env.string("DATABASE_URL", f"sqlite:///{DATA_DIR / 'mimamori.sqlite3'}") or "",
+        conn_max_age=60,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web server read while the worker writes; IMMEDIATE avoids the
+    # "database is locked" upgrade deadlock between two writers.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "portal:login"
+
+# Login lockout (django-axes): five failures for one login ID lock it for 30 minutes,
+# whichever address they come from, so guessing a child's account from many phones fails too.
+AXES_FAILURE_LIMIT = env.integer("MIMAMORI_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env.integer("MIMAMORI_LOGIN_LOCKOUT_MINUTES", 30) / 60
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "core/locked_out.html"
+AXES_VERBOSE = False
+# Locking by IP as well would lock out every guardian behind one carrier-grade NAT.
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = BASE_URL.startswith("https://")
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_AGE = 60 * 60 * 8
+
+LANGUAGE_CODE = "ja"
+LANGUAGES = [("ja", _("Japanese")), ("en", _("English"))]
+LOCALE_PATHS: list[Path] = []  # each app keeps its own locale/ folder
+TIME_ZONE = "Asia/Tokyo"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+# Background work. Embedded mode: django-tasks with its database backend; the row is
+# written in the caller's transaction, so a task exists exactly when its data does.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "mail"]}}
+
+# Outgoing mail. EMAIL_URL unset means the built-in development mailbox: `mimamori run`
+# starts an SMTP sink on loopback, so the real SMTP path is used even in a demo.
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+DEVMAIL_PORT = env.integer("MIMAMORI_DEVMAIL_PORT", 8025)
+DEVMAIL_DIR = DATA_DIR / "mailbox"
+
+
+def _email_settings(url: str | None) -> dict[str, object]:
+    if url is None:
+        return {
+            "host": "127.0.0.1",
+            "port": DEVMAIL_PORT,
+            "user": "",
+            "password": "",
+            "tls": False,
+            "ssl": False,
+        }
+    parts = urlsplit(url)
+    if parts.scheme not in {"smtp", "smtp+tls", "smtps"} or not parts.hostname:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL must look like smtp://host:port or smtp+tls://user:pass@host:587, not {url!r}."
+        )
+    return {
+        "host": parts.hostname,
+        "port": parts.port or {"smtp": 25, "smtp+tls": 587, "smtps": 465}[parts.scheme],
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "tls": parts.scheme == "smtp+tls",
+        "ssl": parts.scheme == "smtps",
+    }
+
+
+EMAIL_URL = env.string("EMAIL_URL")
+DEVMAIL_ENABLED = EMAIL_URL is None
+_email = _email_settings(EMAIL_URL)
+EMAIL_HOST = str(_email["host"])
+EMAIL_PORT = int(str(_email["port"]))
+EMAIL_HOST_USER = str(_email["user"])
+EMAIL_HOST_PASSWORD = str(_email["password"])
+EMAIL_USE_TLS = bool(_email["tls"])
+EMAIL_USE_SSL = bool(_email["ssl"])
+EMAIL_TIMEOUT = 30
+DEFAULT_FROM_EMAIL = env.string("MIMAMORI_DEFAULT_FROM", "no-reply@mimamori.invalid")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.string("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

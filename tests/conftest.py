@@ -1,0 +1,36 @@
+"""Shared test set-up: the database check and a small named cast (see tests/cast.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        return
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.OperationalError as error:
+        pytest.exit(
+            f"PostgreSQL is not reachable at {url}: {error}\n"
+            "Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+            returncode=3,
+        )
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """A throwaway PostgreSQL database per run, so two runs on one machine never collide."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = f"test_mimamori_{os.getpid()}"
+
+
+pytest_plugins = ["tests.mailsink"]

@@ -1,0 +1,59 @@
+"""A real SMTP sink for tests (aiosmtpd on loopback), counting copies per recipient."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.messages: list[tuple[str, EmailMessage]] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        message = BytesParser(policy=policy.default).parsebytes(envelope.original_content or b"")
+        assert isinstance(message, EmailMessage)
+        with self.lock:
+            for recipient in envelope.rcpt_tos:
+                self.messages.append((recipient, message))
+        return "250 OK"
+
+    def to(self, recipient: str) -> list[EmailMessage]:
+        with self.lock:
+            return [m for r, m in self.messages if r == recipient]
+
+    def copies(self) -> Counter[str]:
+        with self.lock:
+            return Counter(r for r, _ in self.messages)
+
+
+@pytest.fixture
+def smtp_sink(settings: object) -> Iterator[Sink]:
+    sink = Sink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    # pytest-django swaps in the locmem backend; these tests use real SMTP.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"  # type: ignore[attr-defined]
+    settings.EMAIL_HOST = "127.0.0.1"  # type: ignore[attr-defined]
+    settings.EMAIL_PORT = port  # type: ignore[attr-defined]
+    try:
+        yield sink
+    finally:
+        controller.stop()
