@@ -73,7 +73,7 @@ def list_mail(directory: Path, limit: int = 200) -> list[StoredMail]:
     if not directory.exists():
         return []
     box = mailbox.Maildir(directory, create=False)
-    mails = [_parse(key, box.get_bytes(key)) for key in box.keys()]
+    mails = [_parse(key, box.get_bytes(key)) for key in box.iterkeys()]
     mails.sort(key=lambda m: (m.date is not None, m.date or datetime.min), reverse=True)
     return mails[:limit]
 

@@ -7,6 +7,7 @@ guardian's ドメイン指定受信 setting for the municipality's domain lets i
 
 from __future__ import annotations
 
+from email.charset import BASE64, Charset
 from email.headerregistry import Address as HeaderAddress
 from email.utils import make_msgid
 
@@ -16,6 +17,11 @@ from django.template.loader import render_to_string
 from django.utils import translation
 
 from mimamori.registry.models import Registrant, School
+
+# UTF-8 in base64: 7-bit clean, so no relay or old carrier gateway can mangle Japanese text.
+# (Django would pick 8bit for short lines.)
+SEVEN_BIT_UTF8 = Charset("utf-8")
+SEVEN_BIT_UTF8.body_encoding = BASE64
 
 
 def school_sender(school: School) -> str:
@@ -29,13 +35,15 @@ def _message(school: School, to: str, template: str, context: dict[str, object])
         subject = render_to_string(f"mail/{template}_subject.txt", context).strip()
         body = render_to_string(f"mail/{template}_body.txt", context)
     domain = school.municipality.mail_domain
-    return EmailMessage(
+    message = EmailMessage(
         subject=subject,
         body=body,
         from_email=school_sender(school),
         to=[to],
         headers={"Message-ID": make_msgid(domain=domain), "Auto-Submitted": "auto-generated"},
     )
+    message.encoding = SEVEN_BIT_UTF8  # type: ignore[assignment]
+    return message
 
 
 def registration_complete(registrant: Registrant, slot: int, email: str) -> EmailMessage:
