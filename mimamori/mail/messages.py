@@ -42,7 +42,7 @@ def _message(school: School, to: str, template: str, context: dict[str, object])
         to=[to],
         headers={"Message-ID": make_msgid(domain=domain), "Auto-Submitted": "auto-generated"},
     )
-    message.encoding = SEVEN_BIT_UTF8  # type: ignore[assignment]
+    message.encoding = SEVEN_BIT_UTF8
     return message
 
 
