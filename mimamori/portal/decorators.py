@@ -23,7 +23,7 @@ def guardian_required(view: View) -> View:
         user = request.user
         if not (user.is_authenticated and getattr(user, "is_guardian", False)):
             return redirect_to_login(request.get_full_path(), reverse("portal:login"))
-        return view(request, *args, registrant=guardian_registrant(user), **kwargs)  # type: ignore[arg-type]
+        return view(request, *args, registrant=guardian_registrant(user), **kwargs)
 
     wrapped.guardian_required = True  # type: ignore[attr-defined]
     return wrapped
