@@ -20,8 +20,11 @@ run: install
 ## Install everything the tests need, then lint, type-check and run the suite on SQLite and PostgreSQL.
 test: install install-browser lint typecheck test-sqlite test-postgres
 
+# Debian's Chromium for the Playwright tests (no browser download), and a Japanese font for screenshots.
 install-browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi ipagothic; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-ipafont-gothic >/dev/null; \
+	fi
 
 lint:
 	$(UV) run ruff check .

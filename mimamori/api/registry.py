@@ -1,0 +1,153 @@
+"""Registry endpoints: municipalities, schools, registrants. Thin: access and verbs do the work."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext as _
+from ninja import Query, Router, Schema
+from ninja.errors import HttpError
+from ninja.pagination import LimitOffsetPagination, paginate
+
+from mimamori.accounts import access
+from mimamori.api.auth import staff_of
+from mimamori.api.schemas import (
+    EnrolmentOut,
+    Error,
+    MunicipalityIn,
+    MunicipalityOut,
+    RegistrantIn,
+    RegistrantOut,
+    RegistrantPatch,
+    SchoolIn,
+    SchoolOut,
+)
+from mimamori.registry.addresses import set_addresses
+from mimamori.registry.models import Municipality, Registrant, School
+from mimamori.registry.registrants import deregister, enrol
+
+router = Router()
+
+ERRORS = {401: Error, 403: Error, 404: Error, 409: Error, 422: Error}
+
+
+@router.post("/municipalities", response={201: MunicipalityOut, **ERRORS}, tags=["registry"])
+def create_municipality(request: HttpRequest, data: MunicipalityIn) -> tuple[int, Municipality]:
+    if not access.can_manage_municipalities(staff_of(request)):
+        raise HttpError(403, _("Only the support centre can add municipalities."))
+    contact = data.support_contact
+    service = data.settings
+    municipality = Municipality(code=data.code.strip(), name=data.name.strip(), mail_domain=data.mail_domain)
+    if contact is not None:
+        municipality.support_name = contact.name
+        municipality.support_phone = contact.phone
+        municipality.support_email = contact.email
+        municipality.support_hours = contact.hours
+    if service is not None:
+        municipality.confirmation_links_enabled = service.confirmation_links_enabled
+        municipality.broadcast_slots = sorted(set(service.broadcast_slots))
+        municipality.maintenance_notice_lead_hours = service.maintenance_notice_lead_hours
+    if Municipality.objects.filter(code=municipality.code).exists():
+        raise HttpError(409, _("A municipality with code %(code)s already exists.") % {"code": data.code})
+    municipality.full_clean(validate_unique=False)
+    try:
+        with transaction.atomic():
+            municipality.save()
+    except IntegrityError:  # a concurrent request took the code between check and insert
+        raise HttpError(
+            409, _("A municipality with code %(code)s already exists.") % {"code": data.code}
+        ) from None
+    return 201, municipality
+
+
+@router.get("/municipalities", response=list[MunicipalityOut], tags=["registry"])
+def list_municipalities(request: HttpRequest) -> QuerySet[Municipality]:
+    return access.municipalities_for(staff_of(request))
+
+
+@router.post("/schools", response={201: SchoolOut, **ERRORS}, tags=["registry"])
+def create_school(request: HttpRequest, data: SchoolIn) -> tuple[int, School]:
+    user = staff_of(request)
+    if not access.can_manage_schools(user):
+        raise HttpError(403, _("Only the support centre and municipalities can add schools."))
+    municipality = access.get_municipality(user, data.municipality)
+    school = School(municipality=municipality, name=data.name.strip(), sender_local_part=data.sender_local_part)
+    duplicate = _("This municipality already has a school sending from %(address)s.")
+    if School.objects.filter(municipality=municipality, sender_local_part=school.sender_local_part).exists():
+        raise HttpError(409, duplicate % {"address": school.sender_address})
+    school.full_clean(validate_constraints=False)
+    try:
+        with transaction.atomic():
+            school.save()
+    except IntegrityError:
+        raise HttpError(409, duplicate % {"address": school.sender_address}) from None
+    return 201, school
+
+
+@router.get("/schools", response=list[SchoolOut], tags=["registry"])
+def list_schools(request: HttpRequest) -> QuerySet[School]:
+    return access.schools_for(staff_of(request))
+
+
+@router.post("/registrants", response={201: EnrolmentOut, **ERRORS}, tags=["registry"])
+def create_registrant(request: HttpRequest, data: RegistrantIn) -> tuple[int, dict[str, object]]:
+    school = access.get_school(staff_of(request), data.school)
+    enrolment = enrol(
+        school,
+        child_name=data.child_name,
+        child_name_kana=data.child_name_kana,
+        grade=data.grade,
+        class_name=data.class_name,
+        addresses=data.addresses,
+        receive_broadcasts=data.receive_broadcasts,
+    )
+    shown = RegistrantOut.from_orm(enrolment.registrant).model_dump()
+    return 201, {**shown, "registration_code": enrolment.registration_code}
+
+
+class RegistrantFilter(Schema):
+    school: int | None = None
+    grade: int | None = None
+    class_name: str | None = None
+
+
+@router.get("/registrants", response=list[RegistrantOut], tags=["registry"])
+@paginate(LimitOffsetPagination)
+def list_registrants(request: HttpRequest, filters: Query[RegistrantFilter]) -> QuerySet[Registrant]:
+    registrants = access.registrants_for(staff_of(request)).prefetch_related("addresses")
+    if filters.school is not None:
+        registrants = registrants.filter(school_id=filters.school)
+    if filters.grade is not None:
+        registrants = registrants.filter(grade=filters.grade)
+    if filters.class_name is not None:
+        registrants = registrants.filter(class_name=filters.class_name)
+    return registrants
+
+
+@router.get("/registrants/{registrant_id}", response={200: RegistrantOut, **ERRORS}, tags=["registry"])
+def get_registrant(request: HttpRequest, registrant_id: int) -> Registrant:
+    return access.get_registrant(staff_of(request), registrant_id)
+
+
+@router.patch("/registrants/{registrant_id}", response={200: RegistrantOut, **ERRORS}, tags=["registry"])
+def update_registrant(request: HttpRequest, registrant_id: int, data: RegistrantPatch) -> Registrant:
+    registrant = access.get_registrant(staff_of(request), registrant_id)
+    if not registrant.is_active:
+        raise HttpError(409, _("This registrant has been deregistered and can no longer be changed."))
+    with transaction.atomic():
+        if data.addresses is not None:
+            set_addresses(registrant, data.addresses)
+        if data.receive_broadcasts is not None and data.receive_broadcasts != registrant.receive_broadcasts:
+            registrant.receive_broadcasts = data.receive_broadcasts
+            registrant.save(update_fields=["receive_broadcasts", "updated_at"])
+    return access.get_registrant(staff_of(request), registrant_id)
+
+
+@router.post(
+    "/registrants/{registrant_id}/deregister", response={200: RegistrantOut, **ERRORS}, tags=["registry"]
+)
+def deregister_registrant(request: HttpRequest, registrant_id: int) -> Registrant:
+    registrant = access.get_registrant(staff_of(request), registrant_id)
+    deregister(registrant)
+    return registrant

@@ -1,0 +1,147 @@
+"""Request and response shapes of the REST API. Times are ISO 8601 with the local offset."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from django.utils import timezone
+from ninja import Schema
+from pydantic import Field, PlainSerializer
+
+from mimamori.registry.models import SLOTS, Municipality, Registrant, School
+
+
+def _local_iso(value: datetime) -> str:
+    return timezone.localtime(value).isoformat()
+
+
+LocalTime = Annotated[datetime, PlainSerializer(_local_iso, return_type=str)]
+Slots = Annotated[list[str | None], Field(max_length=len(SLOTS))]
+
+
+class Error(Schema):
+    detail: object
+
+
+# --- municipalities -------------------------------------------------------------------
+
+
+class SupportContact(Schema):
+    name: str = ""
+    phone: str = ""
+    email: str = ""
+    hours: str = ""
+
+
+class ServiceSettings(Schema):
+    confirmation_links_enabled: bool = True
+    broadcast_slots: list[Annotated[int, Field(ge=1, le=4)]] = Field(default_factory=lambda: [1, 2])
+    maintenance_notice_lead_hours: Annotated[int, Field(ge=0)] = 72
+
+
+class MunicipalityIn(Schema):
+    code: str
+    name: str
+    mail_domain: str
+    support_contact: SupportContact | None = None
+    settings: ServiceSettings | None = None
+
+
+class MunicipalityOut(Schema):
+    code: str
+    name: str
+    mail_domain: str
+    support_contact: SupportContact
+    settings: ServiceSettings
+
+    @staticmethod
+    def resolve_support_contact(obj: Municipality) -> SupportContact:
+        return SupportContact(
+            name=obj.support_name, phone=obj.support_phone, email=obj.support_email, hours=obj.support_hours
+        )
+
+    @staticmethod
+    def resolve_settings(obj: Municipality) -> ServiceSettings:
+        return ServiceSettings(
+            confirmation_links_enabled=obj.confirmation_links_enabled,
+            broadcast_slots=list(obj.broadcast_slots),
+            maintenance_notice_lead_hours=obj.maintenance_notice_lead_hours,
+        )
+
+
+# --- schools --------------------------------------------------------------------------
+
+
+class SchoolIn(Schema):
+    municipality: str = Field(description="The municipality's code.")
+    name: str
+    sender_local_part: str
+
+
+class SchoolOut(Schema):
+    id: int
+    municipality: str
+    name: str
+    sender_local_part: str
+    sender_address: str
+
+    @staticmethod
+    def resolve_municipality(obj: School) -> str:
+        return obj.municipality.code
+
+
+# --- registrants ----------------------------------------------------------------------
+
+
+class RegistrantIn(Schema):
+    school: int
+    child_name: str
+    child_name_kana: str = ""
+    grade: int
+    class_name: str
+    addresses: Slots = Field(default_factory=list, description="Slots 1-4; null or missing for empty.")
+    receive_broadcasts: bool = True
+
+
+class RegistrantPatch(Schema):
+    addresses: Slots | None = None
+    receive_broadcasts: bool | None = None
+
+
+class SlotOut(Schema):
+    slot: int
+    email: str | None
+
+
+class RegistrantOut(Schema):
+    id: int
+    login_id: str
+    school: int
+    child_name: str
+    child_name_kana: str
+    grade: int
+    class_name: str
+    status: str
+    receive_broadcasts: bool
+    registration_pending: bool = Field(description="True until the guardian's first login.")
+    addresses: list[SlotOut]
+    created_at: LocalTime
+    updated_at: LocalTime
+    deregistered_at: LocalTime | None
+
+    @staticmethod
+    def resolve_school(obj: Registrant) -> int:
+        return obj.school_id
+
+    @staticmethod
+    def resolve_registration_pending(obj: Registrant) -> bool:
+        return obj.has_pending_registration
+
+    @staticmethod
+    def resolve_addresses(obj: Registrant) -> list[SlotOut]:
+        return [SlotOut(slot=slot, email=email or None) for slot, email in obj.addresses_by_slot().items()]
+
+
+class EnrolmentOut(RegistrantOut):
+    registration_code: str = Field(description="Shown once: print it on the registration letter.")
