@@ -8,7 +8,11 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mimamori.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(["mimamori", *sys.argv[1:]])
+    args = sys.argv[1:]
+    # The documented commands are hyphenated (import-roster); Django's are module names.
+    if args and not args[0].startswith("-"):
+        args[0] = args[0].replace("-", "_")
+    execute_from_command_line(["mimamori", *args])
 
 
 if __name__ == "__main__":

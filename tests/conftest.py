@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -34,3 +35,13 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
 
 
 pytest_plugins = ["tests.mailsink"]
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any, request: pytest.FixtureRequest) -> None:
+    """Argon2 costs ~0.5 s a hash; tests about flows use a fast hasher.
+
+    tests/test_settings.py checks that production really hashes with Argon2.
+    """
+    if "real_hashing" not in request.keywords:
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -77,6 +77,13 @@ def can_manage_municipalities(user: User) -> bool:
     return user.is_console_user and user.role == Role.CENTRE
 
 
+def can_manage_schools(user: User) -> bool:
+    """May add schools (in municipalities reached through get_municipality)."""
+    if not user.is_console_user:
+        return False
+    return user.role in (Role.CENTRE, Role.MUNICIPALITY)
+
+
 def guardian_registrant(user: User) -> Registrant:
     """The registrant a guardian manages; 404 for anyone else, including staff."""
     if not user.is_authenticated or user.role != "" or not user.is_active:

@@ -1,18 +1,19 @@
 """Registry endpoints: municipalities, schools, registrants. Thin: access and verbs do the work."""
 
-from __future__ import annotations
+# No "from __future__ import annotations": ninja reads the parameter annotations at import.
 
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from mimamori.accounts import access
 from mimamori.api.auth import staff_of
 from mimamori.api.schemas import (
+    Enrolled,
     EnrolmentOut,
     Error,
     MunicipalityIn,
@@ -22,6 +23,7 @@ from mimamori.api.schemas import (
     RegistrantPatch,
     SchoolIn,
     SchoolOut,
+    ServiceSettings,
 )
 from mimamori.registry.addresses import set_addresses
 from mimamori.registry.models import Municipality, Registrant, School
@@ -33,21 +35,20 @@ ERRORS = {401: Error, 403: Error, 404: Error, 409: Error, 422: Error}
 
 
 @router.post("/municipalities", response={201: MunicipalityOut, **ERRORS}, tags=["registry"])
-def create_municipality(request: HttpRequest, data: MunicipalityIn) -> tuple[int, Municipality]:
+def create_municipality(request: HttpRequest, data: MunicipalityIn) -> Status[Municipality]:
     if not access.can_manage_municipalities(staff_of(request)):
         raise HttpError(403, _("Only the support centre can add municipalities."))
     contact = data.support_contact
-    service = data.settings
+    service = data.settings or ServiceSettings()
     municipality = Municipality(code=data.code.strip(), name=data.name.strip(), mail_domain=data.mail_domain)
     if contact is not None:
         municipality.support_name = contact.name
         municipality.support_phone = contact.phone
         municipality.support_email = contact.email
         municipality.support_hours = contact.hours
-    if service is not None:
-        municipality.confirmation_links_enabled = service.confirmation_links_enabled
-        municipality.broadcast_slots = sorted(set(service.broadcast_slots))
-        municipality.maintenance_notice_lead_hours = service.maintenance_notice_lead_hours
+    municipality.confirmation_links_enabled = service.confirmation_links_enabled
+    municipality.broadcast_slots = sorted(set(service.broadcast_slots))
+    municipality.maintenance_notice_lead_hours = service.maintenance_notice_lead_hours
     if Municipality.objects.filter(code=municipality.code).exists():
         raise HttpError(409, _("A municipality with code %(code)s already exists.") % {"code": data.code})
     municipality.full_clean(validate_unique=False)
@@ -58,7 +59,7 @@ def create_municipality(request: HttpRequest, data: MunicipalityIn) -> tuple[int
         raise HttpError(
             409, _("A municipality with code %(code)s already exists.") % {"code": data.code}
         ) from None
-    return 201, municipality
+    return Status(201, municipality)
 
 
 @router.get("/municipalities", response=list[MunicipalityOut], tags=["registry"])
@@ -67,12 +68,14 @@ def list_municipalities(request: HttpRequest) -> QuerySet[Municipality]:
 
 
 @router.post("/schools", response={201: SchoolOut, **ERRORS}, tags=["registry"])
-def create_school(request: HttpRequest, data: SchoolIn) -> tuple[int, School]:
+def create_school(request: HttpRequest, data: SchoolIn) -> Status[School]:
     user = staff_of(request)
     if not access.can_manage_schools(user):
         raise HttpError(403, _("Only the support centre and municipalities can add schools."))
     municipality = access.get_municipality(user, data.municipality)
-    school = School(municipality=municipality, name=data.name.strip(), sender_local_part=data.sender_local_part)
+    school = School(
+        municipality=municipality, name=data.name.strip(), sender_local_part=data.sender_local_part.strip()
+    )
     duplicate = _("This municipality already has a school sending from %(address)s.")
     if School.objects.filter(municipality=municipality, sender_local_part=school.sender_local_part).exists():
         raise HttpError(409, duplicate % {"address": school.sender_address})
@@ -82,7 +85,7 @@ def create_school(request: HttpRequest, data: SchoolIn) -> tuple[int, School]:
             school.save()
     except IntegrityError:
         raise HttpError(409, duplicate % {"address": school.sender_address}) from None
-    return 201, school
+    return Status(201, school)
 
 
 @router.get("/schools", response=list[SchoolOut], tags=["registry"])
@@ -91,7 +94,7 @@ def list_schools(request: HttpRequest) -> QuerySet[School]:
 
 
 @router.post("/registrants", response={201: EnrolmentOut, **ERRORS}, tags=["registry"])
-def create_registrant(request: HttpRequest, data: RegistrantIn) -> tuple[int, dict[str, object]]:
+def create_registrant(request: HttpRequest, data: RegistrantIn) -> Status[Enrolled]:
     school = access.get_school(staff_of(request), data.school)
     enrolment = enrol(
         school,
@@ -102,8 +105,7 @@ def create_registrant(request: HttpRequest, data: RegistrantIn) -> tuple[int, di
         addresses=data.addresses,
         receive_broadcasts=data.receive_broadcasts,
     )
-    shown = RegistrantOut.from_orm(enrolment.registrant).model_dump()
-    return 201, {**shown, "registration_code": enrolment.registration_code}
+    return Status(201, Enrolled(enrolment))
 
 
 class RegistrantFilter(Schema):

@@ -10,6 +10,7 @@ from ninja import Schema
 from pydantic import Field, PlainSerializer
 
 from mimamori.registry.models import SLOTS, Municipality, Registrant, School
+from mimamori.registry.registrants import Enrolment
 
 
 def _local_iso(value: datetime) -> str:
@@ -145,3 +146,14 @@ class RegistrantOut(Schema):
 
 class EnrolmentOut(RegistrantOut):
     registration_code: str = Field(description="Shown once: print it on the registration letter.")
+
+
+class Enrolled:
+    """An enrolment seen as its registrant plus the one-time code, for EnrolmentOut."""
+
+    def __init__(self, enrolment: Enrolment) -> None:
+        self.registration_code = enrolment.registration_code
+        self._registrant = enrolment.registrant
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._registrant, name)

@@ -77,4 +77,3 @@ class RegistrantFilterForm(forms.Form):
         """The filters that passed validation, without the empty ones."""
         self.is_valid()
         return {name: value for name, value in self.cleaned_data.items() if value not in (None, "")}
-

@@ -1,2 +1,19 @@
+from django.urls import path
+
+from mimamori.console import roster, views
+
 app_name = "console"
-urlpatterns: list = []
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", views.login, name="login"),
+    path("logout/", views.logout, name="logout"),
+    path("schools/", views.schools, name="schools"),
+    path("schools/<int:school_id>/", views.school, name="school"),
+    path("schools/<int:school_id>/roster/", roster.roster_upload, name="roster_upload"),
+    path("schools/<int:school_id>/letters/", roster.letters, name="letters"),
+    path("registrants/", views.registrants, name="registrants"),
+    path("registrants/<int:registrant_id>/", views.registrant, name="registrant"),
+    path("mailbox/", views.mailbox, name="mailbox"),
+    path("mailbox/<str:key>/", views.mailbox_message, name="mailbox_message"),
+]

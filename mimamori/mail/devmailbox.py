@@ -25,8 +25,11 @@ class MaildirHandler:
     """aiosmtpd handler: one Maildir message per recipient, so each guardian's copy is visible."""
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.maildir = mailbox.Maildir(directory, create=True)
+        # mailbox.Maildir creates tmp/new/cur only when the folder itself is missing, so a
+        # folder made by hand (or an earlier run) would leave delivery failing.
+        for sub in ("tmp", "new", "cur"):
+            (directory / sub).mkdir(parents=True, exist_ok=True)
+        self.maildir = mailbox.Maildir(directory, create=False)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""

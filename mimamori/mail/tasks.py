@@ -7,7 +7,7 @@ import logging
 from django_tasks import task
 
 from mimamori.mail import messages
-from mimamori.registry.models import Address, Registrant
+from mimamori.registry.models import Address, Registrant, RegistrantStatus
 
 log = logging.getLogger(__name__)
 
@@ -17,10 +17,13 @@ def send_registration_complete(registrant_id: int, slot: int, email: str) -> boo
     """Send the 登録完了メール for one slot, if that slot still holds ``email``.
 
     If the guardian changed the slot again before this ran, a newer task covers the newer
-    address and this one has nothing to prove.
+    address and this one has nothing to prove; a deregistered registrant receives nothing.
     """
-    if not Address.objects.filter(registrant_id=registrant_id, slot=slot, email=email).exists():
-        log.info("registration mail skipped: slot %s of registrant %s changed again", slot, registrant_id)
+    still_wanted = Address.objects.filter(
+        registrant_id=registrant_id, slot=slot, email=email, registrant__status=RegistrantStatus.ACTIVE
+    )
+    if not still_wanted.exists():
+        log.info("registration mail skipped: registrant %s slot %s changed or deregistered", registrant_id, slot)
         return False
     registrant = Registrant.objects.select_related("school__municipality").get(pk=registrant_id)
     messages.registration_complete(registrant, slot, email).send()

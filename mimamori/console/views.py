@@ -1,0 +1,197 @@
+"""The staff console: what a staff member's scope holds, read-only for now.
+
+Every view is wrapped in staff_required and fetches objects through accounts.access only,
+so a page can never show more than the user's role reaches.
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, cast
+
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse_lazy
+from django.utils.translation import gettext as _
+
+from mimamori.accounts import access
+from mimamori.accounts.models import Role, User
+from mimamori.console.decorators import View, staff_required
+from mimamori.console.forms import RegistrantFilterForm, SchoolSearchForm, StaffAuthenticationForm
+from mimamori.mail.devmailbox import StoredMail, find_mail, list_mail
+from mimamori.registry.models import Address, Registrant, RegistrantStatus
+
+PAGE_SIZE = 50
+
+# A Maildir key is "<seconds>.<unique part>.<host>", e.g. 1732850000.M123P456Q1.host. Keys
+# come from the URL, so anything else (slashes, "..", escapes) is refused before any lookup.
+MAILDIR_KEY = re.compile(r"[0-9]{1,20}\.[A-Za-z0-9_]{1,64}\.[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+
+login = auth_views.LoginView.as_view(
+    template_name="console/login.html",
+    authentication_form=StaffAuthenticationForm,
+    next_page=reverse_lazy("console:home"),
+)
+logout = staff_required(cast(View, auth_views.LogoutView.as_view(next_page=reverse_lazy("console:login"))))
+
+
+def _staff(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # staff_required let only a signed-in staff user through
+    return user
+
+
+def _page(request: HttpRequest, items: QuerySet[Any]) -> Page:
+    return Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    context["devmail_enabled"] = settings.DEVMAIL_ENABLED
+    return render(request, f"console/{template}", context)
+
+
+def scope_label(user: User) -> str:
+    if user.role == Role.MUNICIPALITY and user.municipality:
+        return _("Municipality: %(name)s") % {"name": user.municipality.name}
+    if user.role == Role.SCHOOL and user.school:
+        school = user.school
+        return _("School: %(municipality)s %(name)s") % {
+            "municipality": school.municipality.name,
+            "name": school.name,
+        }
+    return _("Support centre")
+
+
+@staff_required
+def home(request: HttpRequest) -> HttpResponse:
+    user = _staff(request)
+    return _render(
+        request,
+        "home.html",
+        {
+            "scope": scope_label(user),
+            "school_count": access.schools_for(user).count(),
+            "registrant_count": access.registrants_for(user).filter(status=RegistrantStatus.ACTIVE).count(),
+        },
+    )
+
+
+@staff_required
+def schools(request: HttpRequest) -> HttpResponse:
+    user = _staff(request)
+    form = SchoolSearchForm(request.GET)
+    found = access.schools_for(user).annotate(
+        registrant_count=Count("registrants", filter=Q(registrants__status=RegistrantStatus.ACTIVE))
+    )
+    if form.is_valid() and form.cleaned_data["q"]:
+        found = found.filter(name__icontains=form.cleaned_data["q"].strip())
+    # Meta.ordering does not apply to aggregating queries; paging needs a stable order.
+    found = found.order_by("municipality__code", "name", "pk")
+    return _render(request, "schools.html", {"form": form, "page": _page(request, found)})
+
+
+@staff_required
+def school(request: HttpRequest, school_id: int) -> HttpResponse:
+    user = _staff(request)
+    found = access.get_school(user, school_id)
+    by_grade = (
+        access.registrants_for(user)
+        .filter(school=found, status=RegistrantStatus.ACTIVE)
+        .order_by("grade")
+        .values("grade")
+        .annotate(count=Count("pk"))
+    )
+    return _render(request, "school.html", {"school": found, "by_grade": list(by_grade)})
+
+
+def _search(registrants: QuerySet[Registrant], text: str) -> QuerySet[Registrant]:
+    text = text.strip()
+    # Exists rather than a join on addresses: a join would repeat a child once per match.
+    address_matches = Address.objects.filter(registrant=OuterRef("pk"), email__icontains=text)
+    return registrants.filter(
+        Q(child_name__icontains=text)
+        | Q(child_name_kana__icontains=text)
+        | Q(account__username__icontains=text)
+        | Exists(address_matches)
+    )
+
+
+@staff_required
+def registrants(request: HttpRequest) -> HttpResponse:
+    user = _staff(request)
+    form = RegistrantFilterForm(request.GET, schools=access.schools_for(user))
+    found = access.registrants_for(user)
+    filters = form.applicable()
+    if "q" in filters:
+        found = _search(found, filters["q"])
+    if "school" in filters:
+        found = found.filter(school=filters["school"])
+    if "grade" in filters:
+        found = found.filter(grade=filters["grade"])
+    if "class_name" in filters:
+        found = found.filter(class_name=filters["class_name"].strip())
+    if "status" in filters:
+        found = found.filter(status=filters["status"])
+    found = found.annotate(address_count=Count("addresses")).order_by(
+        "school__municipality__code", "school__name", "grade", "class_name", "child_name_kana", "pk"
+    )
+    return _render(request, "registrants.html", {"form": form, "page": _page(request, found)})
+
+
+@staff_required
+def registrant(request: HttpRequest, registrant_id: int) -> HttpResponse:
+    user = _staff(request)
+    found = access.get_registrant(user, registrant_id)
+    addresses = {a.slot: a for a in found.addresses.all()}
+    broadcast_slots = found.school.municipality.broadcast_slots
+    slots = [
+        {
+            "number": number,
+            "email": addresses[number].email if number in addresses else "",
+            # The municipality picks the slots; the guardian's option can turn them all off.
+            "receives_broadcasts": found.receive_broadcasts and number in broadcast_slots,
+        }
+        for number in (1, 2, 3, 4)
+    ]
+    # Setting addresses does not touch the registrant row, so the newest of both counts.
+    last_updated = max([found.updated_at, *(a.updated_at for a in addresses.values())])
+    return _render(
+        request, "registrant.html", {"registrant": found, "slots": slots, "last_updated": last_updated}
+    )
+
+
+def _visible_mail(user: User, mails: list[StoredMail]) -> list[StoredMail]:
+    """Centre staff read every mail; others only mail sent from their schools' addresses."""
+    if user.role == Role.CENTRE:
+        return mails
+    senders = {school.sender_address.lower() for school in access.schools_for(user)}
+    return [mail for mail in mails if parseaddr(mail.sender)[1].lower() in senders]
+
+
+def _devmail_dir() -> Path:
+    if not settings.DEVMAIL_ENABLED:
+        raise Http404
+    return Path(settings.DEVMAIL_DIR)
+
+
+@staff_required
+def mailbox(request: HttpRequest) -> HttpResponse:
+    mails = _visible_mail(_staff(request), list_mail(_devmail_dir()))
+    return _render(request, "mailbox.html", {"mails": mails})
+
+
+@staff_required
+def mailbox_message(request: HttpRequest, key: str) -> HttpResponse:
+    directory = _devmail_dir()
+    if not MAILDIR_KEY.fullmatch(key):
+        raise Http404
+    mail = find_mail(directory, key)
+    if mail is None or not _visible_mail(_staff(request), [mail]):
+        raise Http404
+    return _render(request, "mailbox_message.html", {"mail": mail})

@@ -1,0 +1,161 @@
+"""The guardian site (S6): login, first login with the letter's code, 変更メニュー, addresses, オプション.
+
+No page takes an ID: every page shows the registrant of the logged-in guardian, fetched by
+guardian_required, so there is nothing to change in a URL to reach another child.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from axes.handlers.proxy import AxesProxyHandler
+from axes.helpers import get_lockout_response
+from django.contrib import messages
+from django.contrib.auth import login, logout
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.signals import user_login_failed
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from mimamori.portal.decorators import guardian_required
+from mimamori.portal.forms import AddressForm, FirstLoginForm, GuardianLoginForm, OptionsForm
+from mimamori.registry.addresses import set_addresses
+from mimamori.registry.models import SLOTS, Registrant
+from mimamori.registry.registrants import complete_first_login, find_first_login
+
+# authenticate() and the axes backend do the counting and the lockout page for the login form.
+login_view = auth_views.LoginView.as_view(
+    template_name="portal/login.html",
+    authentication_form=GuardianLoginForm,
+    next_page="portal:home",
+)
+
+
+def _slot_list(slots: list[int]) -> str:
+    # "1、2" in Japanese, "1, 2" in English: the seed's own way of naming slots.
+    return _(", ").join(str(slot) for slot in slots)
+
+
+def _page(request: HttpRequest, template: str, registrant: Registrant, **context: Any) -> HttpResponse:
+    context.update(
+        registrant=registrant, school=registrant.school, municipality=registrant.school.municipality
+    )
+    return render(request, template, context)
+
+
+@require_http_methods(["GET", "POST"])
+def first_login(request: HttpRequest) -> HttpResponse:
+    form = FirstLoginForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        login_id, code = form.cleaned_data["username"], form.cleaned_data["code"]
+        password = form.cleaned_data["new_password1"]
+        credentials = {"username": login_id}
+        # The code guards the account like a password, so it shares the login ID's lockout.
+        if not AxesProxyHandler.is_allowed(request, credentials):
+            return get_lockout_response(request, None, credentials)
+        registrant = find_first_login(login_id, code)
+        if registrant is None:
+            # Counted by django-axes like a wrong password; on the last allowed try its
+            # middleware replaces this response with the lockout page.
+            user_login_failed.send(sender=__name__, credentials=credentials, request=request)
+            form.add_error(
+                None,
+                _(
+                    "The login ID or registration code is not correct, or the code has already been "
+                    "used. Please check the letter from the school. If you have already set a "
+                    "password, please log in with it."
+                ),
+            )
+        else:
+            try:
+                validate_password(password, registrant.account)
+            except ValidationError as error:
+                form.add_error("new_password1", error)
+            else:
+                account = complete_first_login(registrant, code, password)
+                if account is not None:
+                    login(request, account, backend="django.contrib.auth.backends.ModelBackend")
+                    messages.success(
+                        request, _("Your password is set. Next, please register your mail addresses.")
+                    )
+                    return redirect("portal:addresses")
+                form.add_error(None, _("This registration code has already been used. Please log in."))
+    return render(request, "portal/first_login.html", {"form": form})
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    messages.info(request, _("You have logged out."))
+    return redirect("portal:login")
+
+
+@guardian_required
+def home(request: HttpRequest, registrant: Registrant) -> HttpResponse:
+    return _page(request, "portal/home.html", registrant)
+
+
+@guardian_required
+@require_http_methods(["GET", "POST"])
+def addresses(request: HttpRequest, registrant: Registrant) -> HttpResponse:
+    current = registrant.addresses_by_slot()
+    if request.method == "POST":
+        form = AddressForm(request.POST)
+        if form.is_valid():
+            try:
+                changes = set_addresses(registrant, form.values())
+            except ValidationError as error:
+                form.add_error(None, error)
+            else:
+                _report_changes(request, [c.slot for c in changes if c.email], [c.slot for c in changes])
+                return redirect("portal:addresses")
+    else:
+        form = AddressForm(initial={f"address{slot}": email for slot, email in current.items()})
+    broadcast_slots = sorted(registrant.school.municipality.broadcast_slots)
+    return _page(
+        request,
+        "portal/addresses.html",
+        registrant,
+        form=form,
+        broadcast_slots=_slot_list(broadcast_slots),
+        other_slots=_slot_list([s for s in SLOTS if s not in broadcast_slots]),
+    )
+
+
+def _report_changes(request: HttpRequest, mailed: list[int], changed: list[int]) -> None:
+    if mailed:
+        messages.success(
+            request,
+            _(
+                "Saved. A registration complete mail has been sent to address %(slots)s. "
+                "If it does not arrive within a few minutes, please check the address and your "
+                "phone's mail filter settings."
+            )
+            % {"slots": _slot_list(mailed)},
+        )
+    elif changed:
+        messages.success(request, _("Saved. Address %(slots)s was cleared.") % {"slots": _slot_list(changed)})
+    else:
+        messages.info(request, _("Nothing was changed."))
+
+
+@guardian_required
+@require_http_methods(["GET", "POST"])
+def options(request: HttpRequest, registrant: Registrant) -> HttpResponse:
+    if request.method == "POST":
+        form = OptionsForm(request.POST)
+        if form.is_valid():
+            registrant.receive_broadcasts = form.cleaned_data["receive_broadcasts"]
+            registrant.save(update_fields=["receive_broadcasts", "updated_at"])
+            if registrant.receive_broadcasts:
+                messages.success(request, _("Saved. You will receive broadcast mail."))
+            else:
+                messages.success(request, _("Saved. You will not receive broadcast mail."))
+            return redirect("portal:options")
+    else:
+        form = OptionsForm(initial={"receive_broadcasts": registrant.receive_broadcasts})
+    return _page(request, "portal/options.html", registrant, form=form)

@@ -1,0 +1,308 @@
+"""Roster import (P8): a school's CSV becomes registrants, all or nothing.
+
+Rosters come out of school record systems and Excel, so the reader is forgiving about form
+(CP932 or UTF-8 with or without BOM, Japanese or English headers, full-width digits,
+「3年」「1組」) and strict about content: every bad cell is reported with its line and
+column, and nothing is created until the whole file is clean.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from mimamori.registry.addresses import clean_address_slots
+from mimamori.registry.models import SLOTS, Registrant, RegistrantStatus, School
+from mimamori.registry.registrants import Enrolment, enrol
+
+Progress = Callable[[int, int], None]
+
+MAX_ROSTER_BYTES = 5 * 1024 * 1024  # a 1,000-child roster is well under 200 KB
+MAX_NAME = 64
+MAX_CLASS = 16
+
+# Canonical key -> accepted headers, compared after NFKC, lower-casing and removing spaces.
+# The first entry is the name used when reporting a missing column.
+HEADERS: dict[str, tuple[str, ...]] = {
+    "grade": ("学年", "grade"),
+    "class_name": ("組", "class", "class_name", "クラス"),
+    "child_name": ("児童氏名", "child_name", "氏名", "児童名"),
+    "child_name_kana": ("ふりがな", "child_name_kana", "フリガナ", "よみがな"),
+    **{f"address{s}": (f"メールアドレス{s}", f"address{s}", f"アドレス{s}") for s in SLOTS},
+    "receive_broadcasts": ("連絡メール", "receive_broadcasts"),
+}
+REQUIRED = ("grade", "class_name", "child_name")
+
+_YES = {"1", "true", "yes", "on", "する", "受信する", "○", "有"}
+_NO = {"0", "false", "no", "off", "しない", "受信しない", "×", "無"}
+
+
+def _fold(value: str) -> str:
+    # NFKC turns full-width digits and letters (Excel input in 全角) into ASCII.
+    return unicodedata.normalize("NFKC", value).strip().lower().replace(" ", "")
+
+
+_HEADER_KEYS = {_fold(alias): key for key, aliases in HEADERS.items() for alias in aliases}
+
+
+@dataclass(frozen=True)
+class RosterError:
+    line: int  # line in the file, the header being line 1
+    column: str  # the header as written in the file; "" for the whole file
+    message: str
+
+
+@dataclass(frozen=True)
+class RosterRow:
+    line: int
+    child_name: str
+    child_name_kana: str
+    grade: int
+    class_name: str
+    addresses: tuple[str, ...]
+    receive_broadcasts: bool
+
+
+@dataclass
+class RosterImport:
+    rows: list[RosterRow] = field(default_factory=list)
+    errors: list[RosterError] = field(default_factory=list)
+    enrolments: list[Enrolment] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class UndecodableRoster(ValueError):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def decode_roster(data: bytes) -> str:
+    """Text of the file; UndecodableRoster when it is neither UTF-8 nor CP932."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        try:
+            return data[3:].decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        # Excel on Japanese Windows saves "CSV" as CP932, a superset of Shift_JIS.
+        return data.decode("cp932")
+    except UnicodeDecodeError as error:
+        raise UndecodableRoster(
+            data[: error.start].count(b"\n") + 1,
+            _(
+                "The file's character encoding could not be recognised. "
+                "Please save it as CSV in UTF-8 or Shift_JIS (CP932)."
+            ),
+        ) from error
+
+
+def _grade(value: str) -> int:
+    folded = _fold(value).removesuffix("年生").removesuffix("年")
+    if not folded.isdigit() or not 1 <= int(folded) <= 9:
+        raise ValueError(_("The grade must be a number from 1 to 9."))
+    return int(folded)
+
+
+def _class_name(value: str) -> str:
+    folded = unicodedata.normalize("NFKC", value).strip().removesuffix("組").strip()
+    if not folded:
+        raise ValueError(_("Please enter the class."))
+    if len(folded) > MAX_CLASS:
+        raise ValueError(_("The class is too long (at most %(max)d characters).") % {"max": MAX_CLASS})
+    return folded
+
+
+def _receive(value: str) -> bool:
+    folded = _fold(value)
+    if folded == "" or folded in _YES:
+        return True
+    if folded in _NO:
+        return False
+    raise ValueError(_("Please write 1 (receive) or 0 (do not receive), or する/しない."))
+
+
+class _Reader:
+    """Validates one data row at a time, keeping only what duplicate detection needs."""
+
+    def __init__(self, school: School, header: list[str], result: RosterImport) -> None:
+        self.result = result
+        self.columns: dict[str, int] = {}
+        self.names: dict[str, str] = {}  # key -> header as written, for error reports
+        for index, raw in enumerate(header):
+            key = _HEADER_KEYS.get(_fold(raw))
+            if key is None:
+                continue  # school records carry other columns (出席番号, 性別...): ignore them
+            if key in self.columns:
+                self._error(1, raw.strip(), _("This column appears twice."))
+                continue
+            self.columns[key] = index
+            self.names[key] = raw.strip()
+        for key in REQUIRED:
+            if key not in self.columns:
+                self._error(1, HEADERS[key][0], _("This required column is missing from the header row."))
+        self.seen: dict[tuple[str, int, str], int] = {}
+        self.existing = set(
+            Registrant.objects.filter(school=school, status=RegistrantStatus.ACTIVE).values_list(
+                "child_name", "grade", "class_name"
+            )
+        )
+
+    def _error(self, line: int, column: str, message: str) -> None:
+        self.result.errors.append(RosterError(line, column, message))
+
+    def cell(self, cells: list[str], key: str) -> str:
+        index = self.columns.get(key)
+        return cells[index].strip() if index is not None and index < len(cells) else ""
+
+    def read(self, line: int, cells: list[str]) -> None:
+        before = len(self.result.errors)
+        values: dict[str, object] = {}
+        for key, parse in (("grade", _grade), ("class_name", _class_name), ("receive_broadcasts", _receive)):
+            try:
+                values[key] = parse(self.cell(cells, key))
+            except ValueError as error:
+                self._error(line, self.names.get(key, ""), str(error))
+        name = self.cell(cells, "child_name")
+        kana = self.cell(cells, "child_name_kana")
+        if not name:
+            self._error(line, self.names["child_name"], _("Please enter the child's name."))
+        for key, value in (("child_name", name), ("child_name_kana", kana)):
+            if len(value) > MAX_NAME:
+                self._error(
+                    line,
+                    self.names[key],
+                    _("This name is too long (at most %(max)d characters).") % {"max": MAX_NAME},
+                )
+        addresses = [self.cell(cells, f"address{slot}") for slot in SLOTS]
+        try:
+            cleaned = clean_address_slots(addresses)
+        except ValidationError as error:
+            for key, messages in error.message_dict.items():
+                for message in messages:
+                    self._error(line, self.names.get(key, key), message)
+        if len(self.result.errors) > before:
+            return
+        identity = (name, int(str(values["grade"])), str(values["class_name"]))
+        if identity in self.seen:
+            self._error(
+                line,
+                self.names["child_name"],
+                _("The same child (name, grade and class) is already on line %(line)d.")
+                % {"line": self.seen[identity]},
+            )
+            return
+        self.seen[identity] = line
+        if identity in self.existing:
+            self._error(
+                line,
+                self.names["child_name"],
+                _("This child (name, grade and class) is already registered at this school."),
+            )
+            return
+        self.result.rows.append(
+            RosterRow(
+                line=line,
+                child_name=name,
+                child_name_kana=kana,
+                grade=identity[1],
+                class_name=identity[2],
+                addresses=tuple(cleaned[slot] for slot in SLOTS),
+                receive_broadcasts=bool(values["receive_broadcasts"]),
+            )
+        )
+
+
+def _records(text: str) -> Iterable[tuple[int, list[str]]]:
+    """(first line number, cells) per CSV record; a quoted cell may span lines."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    for cells in reader:
+        yield start, cells
+        start = reader.line_num + 1
+
+
+def read_roster(school: School, data: bytes, progress: Progress | None = None) -> RosterImport:
+    """Parse and validate the whole file without writing anything."""
+    result = RosterImport()
+    if len(data) > MAX_ROSTER_BYTES:
+        result.errors.append(RosterError(0, "", _("The file is too large (at most 5 MB).")))
+        return result
+    try:
+        text = decode_roster(data)
+    except UndecodableRoster as error:
+        result.errors.append(RosterError(error.line, "", str(error)))
+        return result
+    try:
+        records = list(_records(text))
+    except csv.Error as error:
+        result.errors.append(RosterError(0, "", _("The file is not a valid CSV file: %s") % error))
+        return result
+    if not records:
+        result.errors.append(RosterError(1, "", _("The file is empty: a header row is needed.")))
+        return result
+    reader = _Reader(school, records[0][1], result)
+    if result.errors:
+        return result
+    body = records[1:]
+    for done, (line, cells) in enumerate(body, start=1):
+        # Excel leaves rows of bare commas after the data; they are not children.
+        if any(cell.strip() for cell in cells):
+            reader.read(line, cells)
+        if progress:
+            progress(done, len(body))
+    if not result.errors and not result.rows:
+        result.errors.append(RosterError(2, "", _("The file has a header row but no children.")))
+    return result
+
+
+def create_registrants(school: School, roster: RosterImport, progress: Progress | None = None) -> None:
+    """Enrol every row of a clean roster in one transaction; on any failure, none is kept."""
+    if not roster.ok:
+        raise ValueError("the roster has errors")
+    total = len(roster.rows)
+    row = None
+    try:
+        with transaction.atomic():
+            for done, row in enumerate(roster.rows, start=1):
+                roster.enrolments.append(
+                    enrol(
+                        school,
+                        child_name=row.child_name,
+                        child_name_kana=row.child_name_kana,
+                        grade=row.grade,
+                        class_name=row.class_name,
+                        addresses=row.addresses,
+                        receive_broadcasts=row.receive_broadcasts,
+                    )
+                )
+                if progress:
+                    progress(done, total)
+    except ValidationError as error:
+        # Only a rule the reader does not know about ends up here; report it like the others.
+        roster.enrolments.clear()
+        line = row.line if row else 0
+        for message in error.messages:
+            roster.errors.append(RosterError(line, "", message))
+
+
+def import_roster(school: School, data: bytes, progress: Progress | None = None) -> RosterImport:
+    """Read, validate and, only when every line is clean, create all registrants."""
+    roster = read_roster(school, data, progress)
+    if roster.ok:
+        create_registrants(school, roster, progress)
+    return roster

@@ -1,0 +1,106 @@
+"""Fixtures for end-to-end tests: the system started with the README's run command
+(`mimamori run --demo`) in a scratch data directory, and Debian's Chromium via Playwright."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.mailsink import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps dialling Google, which this
+# machine's closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+@dataclass
+class RunningSystem:
+    url: str
+    output: Path
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="module")
+def demo_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
+    """`mimamori run --demo` as a user starts it, on free ports, until the module's tests end."""
+    data_dir = tmp_path_factory.mktemp("data")
+    port = free_port()
+    output = data_dir / "run.log"
+    env = {
+        **os.environ,
+        "MIMAMORI_DATA_DIR": str(data_dir),
+        "MIMAMORI_DEVMAIL_PORT": str(free_port()),
+        "DATABASE_URL": "",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("EMAIL_URL", None)
+    env.pop("BASE_URL", None)
+    with output.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mimamori", "run", "--demo", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = _wait_for_url(output, process, deadline=time.monotonic() + 90)
+        yield RunningSystem(url=url, output=output, process=process)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_for_url(output: Path, process: subprocess.Popen[bytes], deadline: float) -> str:
+    import urllib.request
+
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError("mimamori run exited early:\n" + output.read_text(errors="replace"))
+        match = re.search(r"(http://127\.0\.0\.1:\d+)/?", output.read_text(errors="replace"))
+        if match:
+            try:
+                urllib.request.urlopen(match.group(1) + "/portal/login/", timeout=2).close()  # noqa: S310
+                return match.group(1)
+            except OSError:
+                pass
+        time.sleep(0.3)
+    raise AssertionError("mimamori run printed no URL in time:\n" + output.read_text(errors="replace"))
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make install-browser` (Debian's chromium package).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -1,0 +1,295 @@
+"""Roster import (P8): encodings, headers, the all-or-nothing error report, CLI, console, letters."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from mimamori.accounts.models import Role, User
+from mimamori.registry.letters import letters_html
+from mimamori.registry.models import Registrant, School
+from mimamori.registry.roster import import_roster
+from tests.cast import make_registrant, make_school, make_staff
+
+pytestmark = pytest.mark.django_db(transaction=False)
+
+JAPANESE = (
+    "学年,組,児童氏名,ふりがな,メールアドレス1,メールアドレス2,メールアドレス3,メールアドレス4,連絡メール\r\n"
+    "３,1組,見守 花子,みまもり はなこ,hanako.mama@docomo.ne.jp,papa@example.jp,,,1\r\n"
+    "3年,2,岩見沢 一郎,いわみざわ いちろう,ichiro@ezweb.ne.jp,,grandma@example.jp,,しない\r\n"
+    ",,,,,,,,\r\n"
+)
+ENGLISH = (
+    "grade,class,child_name,child_name_kana,address1,address2,address3,address4,receive_broadcasts\n"
+    "3,1,見守 花子,みまもり はなこ,hanako.mama@docomo.ne.jp,papa@example.jp,,,true\n"
+    "3,2,岩見沢 一郎,いわみざわ いちろう,ichiro@ezweb.ne.jp,,grandma@example.jp,,0\n"
+)
+BAD = (
+    "学年,組,児童氏名,メールアドレス1\n"
+    "3,1,見守 花子,hanako@docomo.ne.jp\n"
+    "3,1,滝川 次郎,a..b@docomo.ne.jp\n"
+    "0,2,夕張 三郎,\n"
+    "4,2,,ok@example.jp\n"
+)
+
+
+def _counts() -> tuple[int, int]:
+    return Registrant.objects.count(), User.objects.count()
+
+
+def _assert_imported(school: School) -> None:
+    hanako = Registrant.objects.get(school=school, child_name="見守 花子")
+    assert (hanako.grade, hanako.class_name, hanako.child_name_kana) == (3, "1", "みまもり はなこ")
+    assert hanako.addresses_by_slot() == {1: "hanako.mama@docomo.ne.jp", 2: "papa@example.jp", 3: "", 4: ""}
+    assert hanako.receive_broadcasts is True
+    ichiro = Registrant.objects.get(school=school, child_name="岩見沢 一郎")
+    assert (ichiro.grade, ichiro.class_name) == (3, "2")
+    assert ichiro.addresses_by_slot() == {1: "ichiro@ezweb.ne.jp", 2: "", 3: "grandma@example.jp", 4: ""}
+    assert ichiro.receive_broadcasts is False
+    assert Registrant.objects.filter(school=school).count() == 2
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(JAPANESE.encode("utf-8"), id="utf-8"),
+        pytest.param(b"\xef\xbb\xbf" + JAPANESE.encode("utf-8"), id="utf-8-bom"),
+        pytest.param(JAPANESE.encode("cp932"), id="cp932"),
+        pytest.param(ENGLISH.encode("utf-8"), id="english"),
+    ],
+)
+def test_roster_imports_every_encoding_and_header_language(data: bytes) -> None:
+    school = make_school()
+    roster = import_roster(school, data)
+    assert roster.ok, roster.errors
+    assert len(roster.enrolments) == 2
+    _assert_imported(school)
+    for enrolment in roster.enrolments:
+        registrant = Registrant.objects.get(pk=enrolment.registrant.pk)
+        assert registrant.registration_code_matches(enrolment.registration_code)
+        assert not registrant.account.has_usable_password()
+
+
+def test_bad_lines_are_each_reported_and_nothing_is_created() -> None:
+    school = make_school()
+    before = _counts()
+    roster = import_roster(school, BAD.encode("cp932"))
+    assert _counts() == before
+    assert roster.enrolments == []
+    report = {(e.line, e.column): e.message for e in roster.errors}
+    assert set(report) == {(3, "メールアドレス1"), (4, "学年"), (5, "児童氏名")}
+    assert "2つ続いて" in report[(3, "メールアドレス1")] or ".." in report[(3, "メールアドレス1")]
+    assert "1から9" in report[(4, "学年")]
+    assert "児童氏名を入力" in report[(5, "児童氏名")]
+
+
+def test_missing_column_duplicates_and_undecodable_files_are_refused() -> None:
+    school = make_school()
+    make_registrant(school, child_name="既存 太郎", grade=2, class_name="1")
+    before = _counts()
+    missing = import_roster(school, "学年,児童氏名\n3,見守 花子\n".encode())
+    assert [(e.line, e.column) for e in missing.errors] == [(1, "組")]
+    duplicate = import_roster(
+        school, "学年,組,児童氏名\n3,1,見守 花子\n3,1組,見守 花子\n2,1,既存 太郎\n".encode()
+    )
+    assert [(e.line, e.column) for e in duplicate.errors] == [(3, "児童氏名"), (4, "児童氏名")]
+    assert "2行目" in duplicate.errors[0].message
+    assert "既にこの学校に登録" in duplicate.errors[1].message
+    garbage = import_roster(school, b"\x82\xa0\n\x85\x40\n")
+    assert garbage.errors[0].line == 2
+    assert "文字コード" in garbage.errors[0].message
+    assert _counts() == before
+
+
+def test_a_thousand_line_roster_imports_within_seconds() -> None:
+    school = make_school()
+    lines = ["学年,組,児童氏名,メールアドレス1,メールアドレス2"]
+    lines += [f"{i % 6 + 1},{i % 4 + 1},児童 {i},p{i}@docomo.ne.jp,q{i}@example.jp" for i in range(1000)]
+    started = time.perf_counter()
+    seen: list[tuple[int, int]] = []
+    roster = import_roster(school, "\n".join(lines).encode(), lambda done, total: seen.append((done, total)))
+    elapsed = time.perf_counter() - started
+    assert roster.ok, roster.errors[:3]
+    assert Registrant.objects.filter(school=school).count() == 1000
+    assert seen[-1] == (1000, 1000)
+    print(f"1,000-line roster imported in {elapsed:.2f}s")
+    assert elapsed < 20
+
+
+def test_letters_carry_login_id_and_a_code_that_works_for_first_login() -> None:
+    school = make_school()
+    roster = import_roster(school, JAPANESE.encode())
+    html = letters_html(roster.enrolments)
+    assert html.count('class="letter"') == 2
+    assert "/portal/first-login/" in html
+    assert school.municipality.mail_domain in html
+    for phrase in ("ドメイン指定受信", "登録完了メール", "アドレス1", "サポート窓口"):
+        assert phrase in html
+    assert school.municipality.support_phone in html
+    for enrolment in roster.enrolments:
+        registrant = Registrant.objects.get(pk=enrolment.registrant.pk)
+        assert registrant.login_id in html
+        codes = re.findall(rf"{registrant.login_id}</td>.*?class=\"code\">([A-Z0-9-]+)<", html, re.S)
+        assert codes == [enrolment.registration_code]
+        assert registrant.registration_code_matches(codes[0])
+
+
+def test_cli_call_command_reports_errors_and_creates_nothing(tmp_path: Path) -> None:
+    school = make_school()
+    roster = tmp_path / "roster.csv"
+    roster.write_bytes(BAD.encode("cp932"))
+    before = _counts()
+    stderr = StringIO()
+    with pytest.raises(CommandError, match="3件のエラー"):
+        call_command("import_roster", str(roster), school=school.pk, stderr=stderr)
+    assert _counts() == before
+    report = stderr.getvalue()
+    assert "3行目 [メールアドレス1]" in report
+    assert "4行目 [学年]" in report
+    assert "5行目 [児童氏名]" in report
+    assert not (tmp_path / "roster-letters.html").exists()
+
+
+def test_cli_call_command_imports_and_writes_letters(tmp_path: Path) -> None:
+    school = make_school()
+    roster = tmp_path / "roster.csv"
+    roster.write_bytes(JAPANESE.encode("cp932"))
+    stdout, stderr = StringIO(), StringIO()
+    call_command("import_roster", str(roster), school=school.pk, stdout=stdout, stderr=stderr)
+    _assert_imported(school)
+    letters = tmp_path / "roster-letters.html"
+    assert "2件" in stdout.getvalue()
+    assert str(letters) in stdout.getvalue()
+    assert "100%" in stderr.getvalue()
+    html = letters.read_text(encoding="utf-8")
+    for registrant in Registrant.objects.filter(school=school):
+        assert registrant.login_id in html
+    assert oct(letters.stat().st_mode & 0o777) == "0o600"
+
+
+@contextmanager
+def _database_for_subprocess(tmp_path: Path) -> Iterator[str]:
+    """A DATABASE_URL through which a child process sees (and changes) this test's data."""
+    database = connection.settings_dict
+    if connection.vendor != "sqlite":
+        password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
+        yield f"postgres://{database['USER']}{password}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+        return
+    # The SQLite test database lives in memory: hand the child a file copy, then copy it back.
+    path = tmp_path / "shared.sqlite3"
+    connection.ensure_connection()
+    with closing(sqlite3.connect(path)) as copy:
+        connection.connection.backup(copy)
+    yield f"sqlite:///{path}"
+    with closing(sqlite3.connect(path)) as copy:
+        copy.backup(connection.connection)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_console_script_import_roster(tmp_path: Path) -> None:
+    school = make_school()
+    script = str(Path(sys.executable).with_name("mimamori"))
+    bad, good = tmp_path / "bad.csv", tmp_path / "good.csv"
+    bad.write_bytes(BAD.encode("utf-8"))
+    good.write_bytes(JAPANESE.encode("cp932"))
+    out = tmp_path / "out" / "letters.html"
+    out.parent.mkdir()
+    with _database_for_subprocess(tmp_path) as url:
+        env = dict(os.environ, DATABASE_URL=url)
+        failed = subprocess.run(
+            [script, "import-roster", str(bad), "--school", str(school.pk)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        done = subprocess.run(
+            [script, "import-roster", str(good), "--school", str(school.pk), "--letters", str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+    assert failed.returncode != 0
+    assert "3行目 [メールアドレス1]" in failed.stderr
+    assert done.returncode == 0, done.stderr
+    assert str(out) in done.stdout
+    _assert_imported(school)  # exactly the two good children: the bad run left nothing
+    html = out.read_text(encoding="utf-8")
+    for registrant in Registrant.objects.filter(school=school):
+        code = re.search(rf"{registrant.login_id}</td>.*?class=\"code\">([A-Z0-9-]+)<", html, re.S)
+        assert code
+        assert registrant.registration_code_matches(code.group(1))
+
+
+def test_console_upload_for_own_school_and_404_for_another() -> None:
+    school, other = make_school(), make_school()
+    staff = make_staff(Role.SCHOOL, school=school)
+    client = Client()
+    client.force_login(staff)
+    url = reverse("console:roster_upload", args=[school.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    assert "名簿" in page.content.decode()
+
+    bad = client.post(url, {"file": SimpleUploadedFile("r.csv", BAD.encode("cp932"))})
+    assert bad.status_code == 400
+    text = bad.content.decode()
+    assert "<th>行</th><th>列</th><th>内容</th>" in text
+    assert "メールアドレス1" in text
+    assert Registrant.objects.filter(school=school).count() == 0
+
+    done = client.post(url, {"file": SimpleUploadedFile("r.csv", JAPANESE.encode("cp932"))})
+    assert done.status_code == 200
+    _assert_imported(school)
+    html = done.content.decode()
+    for registrant in Registrant.objects.filter(school=school):
+        assert registrant.login_id in html
+
+    outside = reverse("console:roster_upload", args=[other.pk])
+    assert client.get(outside).status_code == 404
+    post = client.post(outside, {"file": SimpleUploadedFile("r.csv", JAPANESE.encode())})
+    assert post.status_code == 404
+    assert Registrant.objects.filter(school=other).count() == 0
+
+
+def test_console_reissues_letters_only_for_pending_registrants_of_the_school() -> None:
+    school, other = make_school(), make_school()
+    pending = make_registrant(school, password=None)
+    finished = make_registrant(school)
+    foreign = make_registrant(other, password=None)
+    staff = make_staff(Role.SCHOOL, school=school)
+    client = Client()
+    client.force_login(staff)
+    page = client.get(reverse("console:roster_upload", args=[school.pk])).content.decode()
+    assert pending.login_id in page
+    assert finished.login_id not in page
+
+    url = reverse("console:letters", args=[school.pk])
+    response = client.post(url, {"registrant": [pending.pk, finished.pk, foreign.pk]})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.count('class="letter"') == 1
+    code = re.search(rf"{pending.login_id}</td>.*?class=\"code\">([A-Z0-9-]+)<", html, re.S)
+    assert code
+    pending.refresh_from_db()
+    assert pending.registration_code_matches(code.group(1))
+    assert foreign.login_id not in html
+    assert (
+        client.post(reverse("console:letters", args=[other.pk]), {"registrant": [foreign.pk]}).status_code
+        == 404
+    )
+    assert client.post(url, {"registrant": [finished.pk]}).status_code == 400

@@ -1,0 +1,211 @@
+"""The demo data and `mimamori run`: one machine, everything started, everything stopped."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.test import Client, RequestFactory
+
+from mimamori.accounts.models import Role, User
+from mimamori.registry import demo
+from mimamori.registry.addresses import normalise_address
+from mimamori.registry.models import Address, Municipality, Registrant, RegistrantStatus, School
+
+
+@pytest.mark.django_db
+def test_demo_has_the_seeds_three_municipalities_with_differing_settings() -> None:
+    summary = demo.load_demo()
+
+    assert summary.created
+    cities = {m.code: m for m in Municipality.objects.all()}
+    assert {c: m.name for c, m in cities.items()} == {
+        "iwamizawa": "岩見沢市",
+        "takikawa": "滝川市",
+        "yubari": "夕張市",
+    }
+    assert cities["iwamizawa"].mail_domain == "mail.mimamori-iwamizawa.jp"
+    assert cities["yubari"].confirmation_links_enabled is False
+    assert cities["takikawa"].maintenance_notice_lead_hours == 48
+    assert cities["iwamizawa"].maintenance_notice_lead_hours == 72
+    assert all(m.support_phone.startswith("0120-") and m.support_name for m in cities.values())
+    for city in cities.values():
+        assert 3 <= city.schools.count() <= 4
+    midori = School.objects.get(sender_local_part="midori-sho")
+    assert midori.sender_address == "midori-sho@mail.mimamori-iwamizawa.jp"
+    assert summary.registrants == Registrant.objects.count() > 200
+
+
+@pytest.mark.django_db
+def test_demo_registrants_look_like_a_real_roster() -> None:
+    demo.load_demo()
+
+    registrants = Registrant.objects.all()
+    assert {r.grade for r in registrants} == {1, 2, 3, 4, 5, 6}
+    assert {r.class_name for r in registrants} == {"1", "2", "3"}
+    assert registrants.filter(status=RegistrantStatus.DEREGISTERED).exists()
+    assert registrants.filter(receive_broadcasts=False).exists()
+    assert all(re.fullmatch(r"[ぁ-ゖー]+ [ぁ-ゖー]+", r.child_name_kana) for r in registrants)
+    emails = list(Address.objects.values_list("email", flat=True))
+    # Every address would pass the guardian form's own rules.
+    assert all(normalise_address(e) == e for e in emails)
+    domains = {e.split("@")[1] for e in emails}
+    assert {"docomo.ne.jp", "ezweb.ne.jp", "softbank.ne.jp", "gmail.com", "icloud.com"} <= domains
+    per_registrant = {r.pk: r.addresses.count() for r in registrants.filter(registration_code_digest="")}
+    assert set(per_registrant.values()) == {1, 2, 3, 4}
+
+
+@pytest.mark.django_db
+def test_demo_logins_work() -> None:
+    summary = demo.load_demo()
+
+    def login(username: str) -> bool:
+        # django-axes wants the request it counts failures against.
+        request = RequestFactory().post("/")
+        return Client().login(request=request, username=username, password=demo.DEMO_PASSWORD)
+
+    for username in ("centre", "iwamizawa", "midori", demo.GUARDIAN_LOGIN_ID):
+        assert login(username), username
+    assert User.objects.get(username="midori").school == School.objects.get(sender_local_part="midori-sho")
+    assert User.objects.get(username="iwamizawa").role == Role.MUNICIPALITY
+    guardian = Registrant.objects.get(account__username=demo.GUARDIAN_LOGIN_ID)
+    assert guardian.school.sender_local_part == "midori-sho"
+    assert all(guardian.addresses_by_slot()[slot] for slot in (1, 2))
+
+    pending = Registrant.objects.get(account__username=demo.PENDING_LOGIN_ID)
+    assert not login(demo.PENDING_LOGIN_ID)
+    assert summary.registration_code is not None
+    assert pending.registration_code_matches(summary.registration_code)
+    text = "\n".join(summary.lines())
+    for shown in (demo.PENDING_LOGIN_ID, summary.registration_code, "centre", "midori"):
+        assert shown in text
+
+
+@pytest.mark.django_db
+def test_loading_the_demo_twice_changes_nothing() -> None:
+    first = demo.load_demo()
+    counts = (User.objects.count(), Registrant.objects.count(), Address.objects.count())
+
+    second = demo.load_demo()
+
+    assert not second.created
+    assert (User.objects.count(), Registrant.objects.count(), Address.objects.count()) == counts
+    assert second.registrants == first.registrants
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_run_serves_site_and_mailbox_then_stops_everything(tmp_path: Path) -> None:
+    port, smtp_port = _free_port(), _free_port()
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "EMAIL_URL", "BROKER_URL", "BASE_URL", "DJANGO_SETTINGS_MODULE"}
+    }
+    # A fresh SQLite database in tmp_path, whatever database the rest of the suite uses.
+    environment |= {
+        "MIMAMORI_DATA_DIR": str(tmp_path),
+        "MIMAMORI_DEVMAIL_PORT": str(smtp_port),
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [str(Path(sys.executable).parent / "mimamori"), "run", "--demo", f"--port={port}"]
+    process = subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = process.stdout
+    assert stdout is not None
+
+    def read() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while not any("Ctrl-C" in line for line in output):
+            assert process.poll() is None, "".join(output)
+            assert time.monotonic() < deadline, "".join(output)
+            try:
+                output.append(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+        text = "".join(output)
+        site = re.search(r"Site:\s+(\S+)", text)
+        assert site is not None
+        assert site.group(1) == f"http://127.0.0.1:{port}/"
+        for shown in (
+            "10000001",
+            "DEMA-2345-6789",
+            "/portal/",
+            f"/console/mailbox/ (SMTP on 127.0.0.1:{smtp_port})",
+        ):
+            assert shown in text
+        worker = re.search(r"Background worker:\s+pid (\d+)", text)
+        assert worker is not None
+        worker_pid = int(worker.group(1))
+        assert worker_pid in _children(process.pid)
+
+        try:
+            status = urllib.request.urlopen(site.group(1) + "portal/login/", timeout=10).status  # noqa: S310
+        except urllib.error.HTTPError as error:  # the portal may not exist yet
+            status = error.code
+        assert status in (200, 404)
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
+            assert smtp.noop()[0] == 250
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        reader.join(timeout=5)
+        stdout.close()
+
+    assert code == 0, "".join(output)
+    deadline = time.monotonic() + 5
+    while _alive(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker_pid), "the background worker outlived mimamori run"
