@@ -46,12 +46,6 @@ class Cast:
         self.school_a1_staff = make_staff(Role.SCHOOL, school=self.school_a1)
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Settings) -> None:
-    # Argon2 costs a few hundred milliseconds per user; these tests are not about hashing.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def cast() -> Cast:
     return Cast()
