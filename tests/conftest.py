@@ -34,7 +34,7 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         database.setdefault("TEST", {})["NAME"] = f"test_mimamori_{os.getpid()}"
 
 
-pytest_plugins = ["tests.mailsink"]
+pytest_plugins = ["tests.mailsink", "tests.browser"]
 
 
 @pytest.fixture(autouse=True)

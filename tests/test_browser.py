@@ -1,0 +1,99 @@
+"""Acceptance in a real browser: the README's run command, then a guardian and a staff member
+using the printed URL in Debian's Chromium, at desktop and phone sizes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser import DESKTOP, PHONE, RunningSystem
+
+pytestmark = pytest.mark.browser
+
+DEMO_PASSWORD = "mimamori-demo"
+GUARDIAN = "10000001"
+SCHOOL_STAFF = "midori"
+ARTIFACTS = Path(os.environ.get("MIMAMORI_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+
+
+def _shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _log_in(page: Any, url: str, username: str) -> None:
+    page.goto(url)
+    page.get_by_label("ログインID").fill(username)
+    page.get_by_label("パスワード", exact=True).fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="ログイン").click()
+
+
+@pytest.mark.parametrize(("size_name", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
+def test_guardian_changes_slot_2_and_option_and_staff_see_both(
+    demo_system: RunningSystem, chromium: Any, size_name: str, viewport: dict[str, int]
+) -> None:
+    from playwright.sync_api import expect
+
+    new_address = f"papa.{size_name}@ezweb.ne.jp"
+    guardian = chromium.new_context(viewport=viewport, is_mobile=viewport is PHONE, locale="ja-JP")
+    staff = chromium.new_context(viewport=viewport, locale="ja-JP")
+    try:
+        # The guardian logs in and changes address 2.
+        page = guardian.new_page()
+        _log_in(page, demo_system.url + "/portal/login/", GUARDIAN)
+        expect(page.get_by_role("heading", name="変更メニュー")).to_be_visible()
+        _shot(page, f"{size_name}-1-menu")
+        page.get_by_role("link", name="メールアドレスの変更").click()
+        page.get_by_label("アドレス2").fill(new_address)
+        page.get_by_role("button", name="設定").click()
+        expect(page.locator(".messages")).to_contain_text("登録完了メール")
+        _shot(page, f"{size_name}-2-addresses-saved")
+
+        # A wrong address is refused with a reason and changes nothing.
+        page.get_by_label("アドレス3").fill("a..b@docomo.ne.jp")
+        page.get_by_role("button", name="設定").click()
+        expect(page.locator(".errorlist")).to_contain_text("連続")
+        _shot(page, f"{size_name}-3-address-refused")
+
+        # The 登録完了メール reaches the development mailbox, where staff read it.
+        console = staff.new_page()
+        _log_in(console, demo_system.url + "/console/login/", SCHOOL_STAFF)
+        console.goto(demo_system.url + "/console/mailbox/")
+        row = console.get_by_role("row").filter(has_text=new_address)
+        for _ in range(40):  # the worker polls twice a second
+            if row.count():
+                break
+            console.wait_for_timeout(250)
+            console.reload()
+        expect(row.first).to_contain_text("登録完了メール")
+        row.first.get_by_role("link").first.click()
+        expect(console.locator("body")).to_contain_text("アドレス2に登録されました")
+        _shot(console, f"{size_name}-4-mailbox")
+
+        # The guardian switches broadcast mail off.
+        page.goto(demo_system.url + "/portal/options/")
+        checkbox = page.get_by_label("連絡メールを受信する")
+        expect(checkbox).to_be_checked()
+        checkbox.uncheck()
+        page.get_by_role("button", name="設定").click()
+        expect(page.get_by_label("連絡メールを受信する")).not_to_be_checked()
+        _shot(page, f"{size_name}-5-option-off")
+
+        # Staff see both changes on the registrant's page.
+        console.goto(demo_system.url + "/console/registrants/?q=" + GUARDIAN)
+        console.locator("table").get_by_role("link").first.click()
+        expect(console.locator("body")).to_contain_text(GUARDIAN)
+        expect(console.locator("body")).to_contain_text(new_address)
+        expect(console.locator("body")).to_contain_text("保護者が連絡メールを「受信しない」に設定しているため")
+        _shot(console, f"{size_name}-6-staff-registrant")
+
+        # Switch it back on so the next viewport starts from the demo's state.
+        page.goto(demo_system.url + "/portal/options/")
+        page.get_by_label("連絡メールを受信する").check()
+        page.get_by_role("button", name="設定").click()
+    finally:
+        guardian.close()
+        staff.close()
