@@ -31,7 +31,7 @@ lint:
 	$(UV) run ruff format --check .
 
 typecheck:
-	$(UV) run mypy mimamori
+	$(UV) run mypy mimamori tests
 
 test-sqlite:
 	DATABASE_URL= $(UV) run pytest
@@ -39,5 +39,9 @@ test-sqlite:
 test-postgres:
 	DATABASE_URL=$(PG_TEST_URL) $(UV) run pytest -m "not browser"
 
+# Each app keeps its own translations (mimamori/<app>/locale/ja); fill them, then `make messages` again.
+APPS := core accounts registry mail portal console api
 messages:
-	cd mimamori && $(UV) run mimamori makemessages -l ja --no-obsolete && $(UV) run mimamori compilemessages
+	for app in $(APPS); do (cd mimamori/$$app && mkdir -p locale && \
+		MIMAMORI_DATA_DIR=$$(mktemp -d) $(UV) run mimamori makemessages -l ja --no-obsolete -v0 && \
+		MIMAMORI_DATA_DIR=$$(mktemp -d) $(UV) run mimamori compilemessages -v0) || exit 1; done

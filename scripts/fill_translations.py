@@ -24,7 +24,7 @@ def main(po_path: str, table_path: str) -> None:
             entry.msgstr = hits[0]
             if "fuzzy" in entry.flags:
                 entry.flags.remove("fuzzy")
-        elif not entry.msgstr:
+        elif not entry.msgstr and not any(entry.msgstr_plural.values()):
             missing.append(entry.msgid)
     po.save()
     print("untranslated:", missing)

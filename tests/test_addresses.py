@@ -66,7 +66,9 @@ def test_each_new_or_changed_address_gets_one_registration_complete_mail(smtp_si
     assert mail["From"].addresses[0].addr_spec == school.sender_address
     assert mail["From"].addresses[0].display_name == school.name
     assert "登録完了" in mail["Subject"]
-    assert registrant.child_name in mail.get_body().get_content()
+    body = mail.get_body()
+    assert body is not None
+    assert registrant.child_name in body.get_content()
     assert mail["Content-Transfer-Encoding"] == "base64"
 
 

@@ -87,7 +87,9 @@ def test_guardian_changes_slot_2_and_option_and_staff_see_both(
         console.locator("table").get_by_role("link").first.click()
         expect(console.locator("body")).to_contain_text(GUARDIAN)
         expect(console.locator("body")).to_contain_text(new_address)
-        expect(console.locator("body")).to_contain_text("保護者が連絡メールを「受信しない」に設定しているため")
+        expect(console.locator("body")).to_contain_text(
+            "保護者が連絡メールを「受信しない」に設定しているため"
+        )
         _shot(console, f"{size_name}-6-staff-registrant")
 
         # Switch it back on so the next viewport starts from the demo's state.

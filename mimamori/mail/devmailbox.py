@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import mailbox
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -55,6 +55,11 @@ class StoredMail:
     body: str
 
 
+def _aware(moment: datetime) -> datetime:
+    # Django writes Date headers in UTC as "-0000" (RFC 5322: zone unknown), which parses naive.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _parse(key: str, raw: bytes) -> StoredMail:
     message = BytesParser(policy=policy.default).parsebytes(raw)
     assert isinstance(message, EmailMessage)
@@ -66,7 +71,7 @@ def _parse(key: str, raw: bytes) -> StoredMail:
         recipient=str(message.get("X-Mimamori-Rcpt-To", "")),
         sender=str(message.get("From", "")),
         subject=str(message.get("Subject", "")),
-        date=parsedate_to_datetime(str(date)) if date else None,
+        date=_aware(parsedate_to_datetime(str(date))) if date else None,
         body=body,
     )
 
@@ -77,7 +82,7 @@ def list_mail(directory: Path, limit: int = 200) -> list[StoredMail]:
         return []
     box = mailbox.Maildir(directory, create=False)
     mails = [_parse(key, box.get_bytes(key)) for key in box.iterkeys()]
-    mails.sort(key=lambda m: (m.date is not None, m.date or datetime.min), reverse=True)
+    mails.sort(key=lambda m: (m.date is not None, m.date or datetime.min.replace(tzinfo=UTC)), reverse=True)
     return mails[:limit]
 
 

@@ -23,7 +23,7 @@ def send_registration_complete(registrant_id: int, slot: int, email: str) -> boo
         registrant_id=registrant_id, slot=slot, email=email, registrant__status=RegistrantStatus.ACTIVE
     )
     if not still_wanted.exists():
-        log.info("registration mail skipped: registrant %s slot %s changed or deregistered", registrant_id, slot)
+        log.info("registration mail skipped: registrant %s slot %s changed or gone", registrant_id, slot)
         return False
     registrant = Registrant.objects.select_related("school__municipality").get(pk=registrant_id)
     messages.registration_complete(registrant, slot, email).send()

@@ -1,0 +1,189 @@
+"""P9 / issue item 11: every console page, guardian page and API endpoint, walked by outsiders.
+
+The walk is built from the URL configuration and the OpenAPI document, so a page or endpoint
+added later is walked too; one whose URL takes an argument this file does not know fails the
+test until someone says which object it should point at.
+"""
+
+from __future__ import annotations
+
+import mailbox
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from mimamori.accounts.models import ApiToken, Role, User
+from mimamori.registry.models import Registrant, School
+from tests.cast import make_municipality, make_registrant, make_school, make_staff
+
+pytestmark = pytest.mark.django_db
+
+SECRET_CHILD = "秘密 花子"
+SECRET_ADDRESS = "secret.mama@docomo.ne.jp"
+
+
+@dataclass
+class World:
+    school_a: School
+    registrant_a: Registrant
+    mail_key_a: str
+    outsiders: dict[str, User | None]
+
+
+@pytest.fixture
+def world(settings: Any, tmp_path: Path) -> World:
+    city_a, city_b = make_municipality("city-a"), make_municipality("city-b")
+    school_a = make_school(city_a, name="秘密小学校", local="himitsu")
+    school_b = make_school(city_b, name="外部小学校", local="gaibu")
+    registrant_a = make_registrant(school_a, [SECRET_ADDRESS], child_name=SECRET_CHILD)
+    guardian_b = make_registrant(school_b, ["other@ezweb.ne.jp"]).account
+
+    # A mail from school A in the development mailbox.
+    settings.DEVMAIL_ENABLED = True
+    settings.DEVMAIL_DIR = tmp_path / "mailbox"
+    box = mailbox.Maildir(settings.DEVMAIL_DIR, create=True)
+    message = EmailMessage()
+    message["From"] = f"{school_a.name} <{school_a.sender_address}>"
+    message["To"] = SECRET_ADDRESS
+    message["Subject"] = SECRET_CHILD
+    message["X-Mimamori-Rcpt-To"] = SECRET_ADDRESS
+    message.set_content(SECRET_CHILD)
+    key = box.add(message)
+
+    return World(
+        school_a=school_a,
+        registrant_a=registrant_a,
+        mail_key_a=key,
+        outsiders={
+            "anonymous": None,
+            "guardian of another school": guardian_b,
+            "school staff of another school": make_staff(Role.SCHOOL, school=school_b),
+            "municipality staff of another city": make_staff(Role.MUNICIPALITY, municipality=city_b),
+        },
+    )
+
+
+def _patterns(namespace: str) -> list[URLPattern]:
+    resolver = get_resolver()
+    found: list[URLPattern] = []
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver) and entry.namespace == namespace:
+            found.extend(p for p in entry.url_patterns if isinstance(p, URLPattern))
+    assert found, namespace
+    return found
+
+
+def _kwargs(pattern: URLPattern, world: World) -> dict[str, object]:
+    known: dict[str, object] = {
+        "school_id": world.school_a.pk,
+        "registrant_id": world.registrant_a.pk,
+        "key": world.mail_key_a,
+    }
+    names = list(pattern.pattern.regex.groupindex)
+    unknown = [n for n in names if n not in known]
+    assert not unknown, f"{pattern.name}: teach test_access which object {unknown} should point at"
+    return {n: known[n] for n in names}
+
+
+def _client(user: User | None) -> Client:
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+def _assert_reveals_nothing(response: Any, where: str) -> None:
+    body = response.content.decode(errors="replace")
+    assert SECRET_CHILD not in body, where
+    assert SECRET_ADDRESS not in body, where
+    assert "秘密小学校" not in body, where
+
+
+PUBLIC = {"console:login", "portal:login", "portal:first_login"}
+
+
+@pytest.mark.parametrize("namespace", ["console", "portal"])
+def test_outsiders_reach_nothing_of_another_school(world: World, namespace: str) -> None:
+    for pattern in _patterns(namespace):
+        name = f"{namespace}:{pattern.name}"
+        url = reverse(name, kwargs=_kwargs(pattern, world))
+        for who, user in world.outsiders.items():
+            for method in ("get", "post"):
+                response = getattr(_client(user), method)(url)
+                where = f"{method.upper()} {url} as {who}: {response.status_code}"
+                _assert_reveals_nothing(response, where)
+                if name in PUBLIC or response.status_code == 405:
+                    continue  # a wrong method is refused before anything is looked up
+                is_guardian = who == "guardian of another school"
+                is_staff = who.startswith(("school staff", "municipality staff"))
+                if namespace == "console" and (user is None or is_guardian):
+                    assert response.status_code == 302, where
+                    assert response["Location"].startswith(reverse("console:login")), where
+                elif namespace == "portal" and not is_guardian:
+                    assert response.status_code == 302, where
+                    assert response["Location"].startswith(reverse("portal:login")), where
+                elif namespace == "console" and is_staff and pattern.pattern.regex.groupindex:
+                    # An object of another school: as if it did not exist.
+                    assert response.status_code == 404, where
+                else:
+                    # Own-scope pages (lists, own guardian pages): allowed, and checked above
+                    # to show nothing of school A.
+                    assert response.status_code in {200, 302, 405}, where
+
+
+def test_api_without_or_with_a_wrong_token_is_refused_everywhere(world: World) -> None:
+    schema = Client().get("/api/v1/openapi.json").json()
+    operations = [(path, method) for path, item in schema["paths"].items() for method in item]
+    assert len(operations) >= 8
+    for headers in ({}, {"Authorization": "Bearer mmr_wrong"}, {"Authorization": "Basic abc"}):
+        for path, method in operations:
+            url = path.replace("{registrant_id}", str(world.registrant_a.pk))
+            response = getattr(Client(), method)(url, headers=headers, content_type="application/json")
+            assert response.status_code == 401, f"{method} {url} {headers}: {response.status_code}"
+            _assert_reveals_nothing(response, url)
+
+
+def test_api_with_another_schools_token_reveals_nothing(world: World) -> None:
+    schema = Client().get("/api/v1/openapi.json").json()
+    for who, user in world.outsiders.items():
+        if user is None or not user.role:
+            continue
+        _token, raw = ApiToken.issue(user)
+        headers = {"Authorization": f"Bearer {raw}"}
+        for path, item in schema["paths"].items():
+            for method in item:
+                url = path.replace("{registrant_id}", str(world.registrant_a.pk))
+                assert "{" not in url, f"teach test_access the parameters of {path}"
+                send = getattr(Client(), method)
+                response = send(url, data={}, headers=headers, content_type="application/json")
+                where = f"{method.upper()} {url} as {who}: {response.status_code}"
+                _assert_reveals_nothing(response, where)
+                if "{registrant_id}" in path:
+                    assert response.status_code == 404, where
+                else:
+                    assert response.status_code in {200, 201, 403, 404, 409, 422}, where
+    world.registrant_a.refresh_from_db()
+    assert world.registrant_a.is_active
+    assert world.registrant_a.addresses_by_slot()[1] == SECRET_ADDRESS
+
+
+def test_a_guardian_sees_only_their_own_child(world: World) -> None:
+    other = make_registrant(world.school_a, ["own@ezweb.ne.jp"], child_name="自分 一郎")
+    client = Client()
+    client.force_login(other.account)
+    for pattern in _patterns("portal"):
+        if pattern.pattern.regex.groupindex:
+            continue
+        response = client.get(reverse(f"portal:{pattern.name}"), follow=True)
+        _assert_reveals_nothing_but_school(response)
+
+
+def _assert_reveals_nothing_but_school(response: Any) -> None:
+    body = response.content.decode()
+    assert SECRET_CHILD not in body
+    assert SECRET_ADDRESS not in body
