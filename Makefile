@@ -2,15 +2,16 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else a private copy in .tools/ (pip is all a fresh machine is assumed to have).
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
 .PHONY: run test install install-browser lint typecheck test-sqlite test-postgres messages
 
-$(UV):
-	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+.tools/bin/uv:
+	python3 -m venv .tools && .tools/bin/pip install --quiet uv
 
-install: $(UV)
+install: $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
 	$(UV) sync --frozen
 
 ## Start the whole system on this machine with demo data (embedded mode).
