@@ -7,7 +7,6 @@ Static files need no collectstatic: WhiteNoise serves them straight from the app
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.wsgi import get_wsgi_application
+from waitress.server import create_server
 
 from mimamori import env
 
@@ -182,8 +182,6 @@ class Command(BaseCommand):
             ) from error
 
     def _create_server(self, host: str, port: int, threads: int) -> Any:
-        # waitress ships no type hints; importing it by name keeps mypy quiet without an ignore.
-        create_server = importlib.import_module("waitress.server").create_server
         try:
             return create_server(get_wsgi_application(), host=host, port=port, threads=threads)
         except OSError as error:
