@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "mimamori.accounts",
     "mimamori.registry",
     "mimamori.mail",
+    "mimamori.broadcasts",
     "mimamori.console",
     "mimamori.portal",
     "mimamori.api",
@@ -176,7 +177,7 @@ WHITENOISE_USE_FINDERS = True
 
 # Background work. Embedded mode: django-tasks with its database backend; the row is
 # written in the caller's transaction, so a task exists exactly when its data does.
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "mail"]}}
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["urgent", "default", "mail"]}}
 
 # Outgoing mail. EMAIL_URL unset means the built-in development mailbox: `mimamori run`
 # starts an SMTP sink on loopback, so the real SMTP path is used even in a demo.
@@ -230,3 +231,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.string("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Broadcast delivery (see mimamori/broadcasts/delivery.py and docs/operations.md).
+MIMAMORI_SMTP_CONNECTIONS = env.integer("MIMAMORI_SMTP_CONNECTIONS", 4)
+MIMAMORI_RETRY_BASE_SECONDS = env.integer("MIMAMORI_RETRY_BASE_SECONDS", 10)
+MIMAMORI_RETRY_MAX_SECONDS = env.integer("MIMAMORI_RETRY_MAX_SECONDS", 600)
+MIMAMORI_RETRY_MAX_ATTEMPTS = env.integer("MIMAMORI_RETRY_MAX_ATTEMPTS", 12)
+MIMAMORI_DELIVERY_LEASE_SECONDS = env.integer("MIMAMORI_DELIVERY_LEASE_SECONDS", 120)

@@ -7,6 +7,7 @@ guardian's ドメイン指定受信 setting for the municipality's domain lets i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from email.charset import BASE64, Charset
 from email.headerregistry import Address as HeaderAddress
 from email.utils import make_msgid
@@ -29,7 +30,9 @@ def school_sender(school: School) -> str:
     return str(HeaderAddress(display_name=school.name, username=local, domain=domain))
 
 
-def _message(school: School, to: str, template: str, context: dict[str, object]) -> EmailMessage:
+def _message(
+    school: School, to: str, template: str, context: dict[str, object], message_id: str | None = None
+) -> EmailMessage:
     # Guardian mail is Japanese: the guardian's phone, not the staff member's browser, reads it.
     with translation.override("ja"):
         subject = render_to_string(f"mail/{template}_subject.txt", context).strip()
@@ -40,7 +43,7 @@ def _message(school: School, to: str, template: str, context: dict[str, object])
         body=body,
         from_email=school_sender(school),
         to=[to],
-        headers={"Message-ID": make_msgid(domain=domain), "Auto-Submitted": "auto-generated"},
+        headers={"Message-ID": message_id or make_msgid(domain=domain), "Auto-Submitted": "auto-generated"},
     )
     message.encoding = SEVEN_BIT_UTF8
     return message
@@ -61,4 +64,38 @@ def registration_complete(registrant: Registrant, slot: int, email: str) -> Emai
             "receives_broadcasts": slot in school.municipality.broadcast_slots,
             "site_url": settings.BASE_URL + "/portal/",
         },
+    )
+
+
+def new_message_id(school: School) -> str:
+    return make_msgid(domain=school.municipality.mail_domain)
+
+
+def broadcast(
+    *,
+    school: School,
+    to: str,
+    subject: str,
+    body: str,
+    urgent: bool,
+    children: Sequence[Registrant],
+    message_id: str,
+    confirmation_url: str | None = None,
+) -> EmailMessage:
+    """A broadcast mail to one address, naming every child it is sent for (B5)."""
+    return _message(
+        school,
+        to,
+        "broadcast",
+        {
+            "school": school,
+            "municipality": school.municipality,
+            "subject": subject,
+            "body": body,
+            "urgent": urgent,
+            "children": children,
+            "confirmation_url": confirmation_url,
+            "site_url": settings.BASE_URL + "/portal/",
+        },
+        message_id=message_id,
     )

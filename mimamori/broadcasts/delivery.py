@@ -1,0 +1,209 @@
+"""Delivery of one chunk of a broadcast over SMTP (S2, P4).
+
+A chunk's open rows are claimed with one conditional UPDATE, so two workers given the same
+chunk never send the same row. Several SMTP connections then send in parallel, each reused
+for many messages, while this thread records the outcomes in small batches. A mail the relay
+accepted is recorded within FLUSH_SECONDS or FLUSH_ROWS; only those in flight or not yet
+recorded when a worker is killed can be sent a second time, when the claim's lease runs out
+(see sweep.py). While it works, the task renews its lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from mimamori.broadcasts import lanes
+from mimamori.broadcasts.models import (
+    OPEN_STATUSES,
+    Broadcast,
+    BroadcastStatus,
+    Delivery,
+    DeliveryStatus,
+    Recipient,
+)
+from mimamori.mail import messages
+from mimamori.mail.smtp import Outcome, Reply, SmtpSession
+from mimamori.registry.models import Registrant
+
+log = logging.getLogger(__name__)
+
+FLUSH_ROWS = 20
+FLUSH_SECONDS = 0.2
+RECORDED_FIELDS = [
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "claim",
+    "claimed_at",
+    "accepted_at",
+    "reply",
+    "message_id",
+]
+
+
+@dataclass
+class Attempt:
+    row: Delivery
+    reply: Reply
+    at: datetime
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff: base, 2×base, 4×base … capped."""
+    base = settings.MIMAMORI_RETRY_BASE_SECONDS
+    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), settings.MIMAMORI_RETRY_MAX_SECONDS))
+
+
+def deliver_chunk(broadcast_id: int, chunk: int) -> int:
+    """Send the chunk's pending and due deferred mails; return how many were offered."""
+    claim = uuid.uuid4()
+    now = timezone.now()
+    claimed = Delivery.objects.filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+        broadcast_id=broadcast_id,
+        chunk=chunk,
+        status__in=[DeliveryStatus.PENDING, DeliveryStatus.DEFERRED],
+    ).update(status=DeliveryStatus.SENDING, claim=claim, claimed_at=now)
+    if claimed:
+        broadcast = Broadcast.objects.get(pk=broadcast_id)
+        _send_claimed(broadcast, claim)
+        _schedule_retry(broadcast, chunk)
+    finish_if_done(broadcast_id)
+    return claimed
+
+
+def _send_claimed(broadcast: Broadcast, claim: uuid.UUID) -> None:
+    rows = list(Delivery.objects.filter(claim=claim).select_related("school__municipality").order_by("email"))
+    children: dict[int, list[Registrant]] = defaultdict(list)
+    for recipient in (
+        Recipient.objects.filter(delivery__claim=claim)
+        .select_related("registrant__school")
+        .order_by("registrant__grade", "registrant__class_name", "registrant__child_name_kana")
+    ):
+        children[recipient.delivery_id].append(recipient.registrant)
+
+    work: queue.Queue[Delivery] = queue.Queue()
+    for row in rows:
+        row.message_id = row.message_id or messages.new_message_id(row.school)
+        work.put(row)
+    results: queue.Queue[Attempt] = queue.Queue()
+    senders = [
+        threading.Thread(target=_sender, args=(broadcast, children, work, results), daemon=True)
+        for _ in range(min(settings.MIMAMORI_SMTP_CONNECTIONS, len(rows)))
+    ]
+    for sender in senders:
+        sender.start()
+    _record_as_they_come(claim, results, senders)
+
+
+def _sender(
+    broadcast: Broadcast,
+    children: dict[int, list[Registrant]],
+    work: queue.Queue[Delivery],
+    results: queue.Queue[Attempt],
+) -> None:
+    with SmtpSession() as session:
+        while True:
+            try:
+                row = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                mail = messages.broadcast(
+                    school=row.school,
+                    to=row.email,
+                    subject=broadcast.subject,
+                    body=broadcast.body,
+                    urgent=broadcast.urgent,
+                    children=children[row.pk],
+                    message_id=row.message_id,
+                )
+                content = mail.message().as_bytes(linesep="\r\n")
+            except Exception as error:
+                # A bug must not strand the row in "sending": record it and retry later.
+                log.exception("could not build the mail for delivery %s", row.pk)
+                reply = Reply(Outcome.TEMPORARY, f"internal error: {error}"[:500])
+            else:
+                reply = session.send(row.school.sender_address, row.email, content)
+            results.put(Attempt(row, reply, timezone.now()))
+
+
+def _record_as_they_come(
+    claim: uuid.UUID, results: queue.Queue[Attempt], senders: list[threading.Thread]
+) -> None:
+    batch: list[Attempt] = []
+    last_flush = last_heartbeat = time.monotonic()
+    lease = settings.MIMAMORI_DELIVERY_LEASE_SECONDS
+    while True:
+        try:
+            batch.append(results.get(timeout=FLUSH_SECONDS))
+        except queue.Empty:
+            if not any(sender.is_alive() for sender in senders) and results.empty():
+                break
+        moment = time.monotonic()
+        if len(batch) >= FLUSH_ROWS or (batch and moment - last_flush >= FLUSH_SECONDS):
+            _record(batch)
+            batch = []
+            last_flush = moment
+        if moment - last_heartbeat >= lease / 3:
+            Delivery.objects.filter(claim=claim, status=DeliveryStatus.SENDING).update(
+                claimed_at=timezone.now()
+            )
+            last_heartbeat = moment
+    if batch:
+        _record(batch)
+
+
+def _record(batch: list[Attempt]) -> None:
+    rows = []
+    for attempt in batch:
+        row, reply = attempt.row, attempt.reply
+        row.attempts += 1
+        row.claim = None
+        row.claimed_at = None
+        row.reply = reply.text
+        if reply.outcome is Outcome.ACCEPTED:
+            row.status = DeliveryStatus.ACCEPTED
+            row.accepted_at = attempt.at
+            row.next_attempt_at = None
+        elif reply.outcome is Outcome.PERMANENT or row.attempts >= settings.MIMAMORI_RETRY_MAX_ATTEMPTS:
+            row.status = DeliveryStatus.FAILED
+            row.next_attempt_at = None
+        else:
+            row.status = DeliveryStatus.DEFERRED
+            row.next_attempt_at = attempt.at + retry_delay(row.attempts)
+        rows.append(row)
+    Delivery.objects.bulk_update(rows, RECORDED_FIELDS)
+
+
+def _schedule_retry(broadcast: Broadcast, chunk: int) -> None:
+    due = (
+        Delivery.objects.filter(broadcast=broadcast, chunk=chunk, status=DeliveryStatus.DEFERRED)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    if due is not None:
+        lanes.queue_chunk(broadcast, chunk, run_after=due)
+
+
+def finish_if_done(broadcast_id: int) -> bool:
+    """Mark a fanned-out broadcast sent once none of its mails is still open."""
+    if Delivery.objects.filter(broadcast_id=broadcast_id, status__in=OPEN_STATUSES).exists():
+        return False
+    return bool(
+        Broadcast.objects.filter(
+            pk=broadcast_id, status=BroadcastStatus.SENDING, fanned_out_at__isnull=False
+        ).update(status=BroadcastStatus.SENT, finished_at=timezone.now())
+    )

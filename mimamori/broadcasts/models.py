@@ -1,0 +1,137 @@
+"""A broadcast, and one delivery per address it goes to.
+
+The database is the truth: a delivery row's status says what has happened to that mail, and
+the task queue only carries (broadcast, chunk) numbers that point at rows.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from mimamori.registry.models import Municipality, Registrant, School
+
+SUBJECT_MAX = 150
+BODY_MAX = 10_000
+
+
+class BroadcastStatus(models.TextChoices):
+    DRAFT = "draft", _("Draft")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+
+
+class Broadcast(models.Model):
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="broadcasts"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    subject = models.CharField(_("subject"), max_length=SUBJECT_MAX)
+    body = models.TextField(_("body"), max_length=BODY_MAX)
+    urgent = models.BooleanField(_("urgent"), default=False)
+    request_confirmation = models.BooleanField(_("request read confirmation"), default=False)
+
+    # Scope (S1, P1): the schools named, else every school of the municipalities named;
+    # then only the grades and classes named, if any.
+    municipalities = models.ManyToManyField(Municipality, blank=True, related_name="+")
+    schools = models.ManyToManyField(School, blank=True, related_name="+")
+    grades = models.JSONField(_("grades"), default=list, blank=True)
+    classes = models.JSONField(_("classes"), default=list, blank=True)
+
+    status = models.CharField(
+        _("status"), max_length=16, choices=BroadcastStatus.choices, default=BroadcastStatus.DRAFT
+    )
+    send_requested_at = models.DateTimeField(null=True, blank=True)
+    fan_out_queued_at = models.DateTimeField(null=True, blank=True)
+    fanned_out_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Written once by the fan-out, in the same transaction as the deliveries.
+    registrant_count = models.PositiveIntegerField(default=0)
+    message_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("broadcast")
+        verbose_name_plural = _("broadcasts")
+        indexes = [models.Index(fields=["status", "send_requested_at"])]
+
+    def __str__(self) -> str:
+        return self.subject
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status == BroadcastStatus.DRAFT
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", _("Waiting")
+    SENDING = "sending", _("Sending")
+    DEFERRED = "deferred", _("Retrying")
+    ACCEPTED = "accepted", _("Sent")
+    FAILED = "failed", _("Failed")
+
+
+OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
+
+
+class Delivery(models.Model):
+    """One mail of a broadcast to one address, naming every child it is sent for (B5)."""
+
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="deliveries")
+    chunk = models.PositiveIntegerField()
+    email = models.CharField(max_length=254)
+    school = models.ForeignKey(School, on_delete=models.PROTECT, related_name="+")  # the sender (S2)
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # When the row is (or was) due: set when its chunk is queued or a retry is planned. An open
+    # row long past it has lost its task, and the sweep queues the chunk again.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Which delivery task holds the row, and since when (renewed while it works): a crashed
+    # worker's rows are handed back once the lease runs out.
+    claim = models.UUIDField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    reply = models.CharField(max_length=500, blank=True)  # the SMTP server's last word
+    message_id = models.CharField(max_length=250, blank=True)
+    # Room for the read confirmation: one opaque token per mail (the next issue fills it).
+    confirmation_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
+
+    class Meta:
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+        constraints = [
+            # One mail per address per broadcast (B5), whatever a retried fan-out does.
+            models.UniqueConstraint("broadcast", Lower("email"), name="one_delivery_per_address"),
+        ]
+        indexes = [
+            models.Index(fields=["broadcast", "chunk", "status"]),
+            models.Index(fields=["broadcast", "status"]),
+            models.Index(fields=["claim"]),
+            models.Index(
+                fields=["status", "next_attempt_at"],
+                name="open_delivery_idx",
+                condition=Q(status__in=["pending", "sending", "deferred"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.status})"
+
+
+class Recipient(models.Model):
+    """A registrant a delivery is sent for, and the slot the address sits in."""
+
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="recipients")
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="recipients")
+    registrant = models.ForeignKey(Registrant, on_delete=models.PROTECT, related_name="+")
+    slot = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "registrant"], name="one_recipient_per_delivery"),
+        ]
+        indexes = [models.Index(fields=["broadcast", "registrant"])]

@@ -1,0 +1,111 @@
+"""Verbs staff use: compose a broadcast, send it, watch it, retry what failed (S1, S15, P4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from mimamori.accounts.models import User
+from mimamori.broadcasts import lanes
+from mimamori.broadcasts.models import (
+    BODY_MAX,
+    SUBJECT_MAX,
+    Broadcast,
+    BroadcastStatus,
+    Delivery,
+    DeliveryStatus,
+)
+from mimamori.broadcasts.targeting import Scope, save_scope
+
+
+def compose(
+    user: User,
+    *,
+    subject: str,
+    body: str,
+    scope: Scope,
+    urgent: bool = False,
+    request_confirmation: bool = False,
+) -> Broadcast:
+    """Save a draft. The scope was resolved against the user's own (targeting.resolve_scope)."""
+    subject, body = subject.strip(), body.strip()
+    errors = {}
+    if not subject:
+        errors["subject"] = _("Please enter a subject.")
+    elif len(subject) > SUBJECT_MAX:
+        errors["subject"] = _("The subject is too long (at most %(max)d characters).") % {"max": SUBJECT_MAX}
+    if not body:
+        errors["body"] = _("Please enter the message.")
+    elif len(body) > BODY_MAX:
+        errors["body"] = _("The message is too long (at most %(max)d characters).") % {"max": BODY_MAX}
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        broadcast = Broadcast.objects.create(
+            created_by=user,
+            subject=subject,
+            body=body,
+            urgent=urgent,
+            request_confirmation=request_confirmation,
+        )
+        save_scope(broadcast, scope)
+    return broadcast
+
+
+def send(broadcast: Broadcast) -> bool:
+    """Start sending a draft; False if it was already sent. The work happens in the background."""
+    with transaction.atomic():
+        started = Broadcast.objects.filter(pk=broadcast.pk, status=BroadcastStatus.DRAFT).update(
+            status=BroadcastStatus.SENDING, send_requested_at=timezone.now()
+        )
+        if started:
+            broadcast.refresh_from_db()
+            lanes.queue_fan_out(broadcast)
+    return bool(started)
+
+
+def retry_failed(broadcast: Broadcast) -> int:
+    """Offer the failed mails of a broadcast once more; return how many."""
+    with transaction.atomic():
+        failed = Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.FAILED)
+        chunks = sorted(set(failed.values_list("chunk", flat=True)))
+        count = failed.update(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=timezone.now())
+        if count:
+            Broadcast.objects.filter(pk=broadcast.pk).update(status=BroadcastStatus.SENDING, finished_at=None)
+            broadcast.refresh_from_db()
+            for chunk in chunks:
+                lanes.queue_chunk(broadcast, chunk)
+    return count
+
+
+@dataclass(frozen=True)
+class Progress:
+    status: str
+    registrants: int
+    messages: int
+    sent: int
+    failed: int
+    pending: int
+
+
+def progress(broadcast: Broadcast) -> Progress:
+    """Counts for the console and the API: one grouped query over the broadcast's deliveries."""
+    counts = Delivery.objects.filter(broadcast=broadcast).aggregate(
+        sent=Count("pk", filter=Q(status=DeliveryStatus.ACCEPTED)),
+        failed=Count("pk", filter=Q(status=DeliveryStatus.FAILED)),
+    )
+    fanned_out = broadcast.fanned_out_at is not None
+    messages = broadcast.message_count if fanned_out else 0
+    return Progress(
+        status=broadcast.status,
+        registrants=broadcast.registrant_count,
+        messages=messages,
+        sent=counts["sent"],
+        failed=counts["failed"],
+        pending=messages - counts["sent"] - counts["failed"],
+    )

@@ -1,0 +1,17 @@
+"""Background tasks of broadcasts: thin wrappers that take IDs and call the verbs."""
+
+from __future__ import annotations
+
+from django_tasks import task
+
+from mimamori.broadcasts import delivery, fanout
+
+
+@task()
+def fan_out_broadcast(broadcast_id: int) -> int:
+    return fanout.fan_out(broadcast_id)
+
+
+@task()
+def deliver_chunk(broadcast_id: int, chunk: int) -> int:
+    return delivery.deliver_chunk(broadcast_id, chunk)
