@@ -25,6 +25,24 @@ class Sink:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages: list[tuple[str, EmailMessage]] = []
+        # Replies to give a recipient on its next RCPT attempts before accepting, e.g.
+        # {"a@x.jp": ["451 4.3.0 try later"]}; "550 …" entries repeat forever.
+        self.refusals: dict[str, list[str]] = {}
+        self.attempts: Counter[str] = Counter()
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            self.attempts[address] += 1
+            planned = self.refusals.get(address)
+            if planned:
+                reply = planned[0]
+                if not reply.startswith("5"):
+                    planned.pop(0)
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         message = BytesParser(policy=policy.default).parsebytes(envelope.original_content or b"")

@@ -1,0 +1,200 @@
+"""Broadcasts end to end on the embedded engine: compose, target, fan out, deliver over real SMTP."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from mimamori.accounts.models import Role, User
+from mimamori.broadcasts import sending
+from mimamori.broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
+from mimamori.broadcasts.targeting import resolve_scope
+from mimamori.registry.models import School
+from mimamori.registry.registrants import deregister
+from tests.cast import make_municipality, make_registrant, make_school, make_staff
+from tests.mailsink import Sink
+from tests.tasks import run_queued_tasks
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(settings: Any) -> None:
+    settings.MIMAMORI_RETRY_BASE_SECONDS = 0
+
+
+def run_until_quiet(rounds: int = 20) -> None:
+    for _ in range(rounds):
+        if not run_queued_tasks():
+            return
+
+
+def send_to_school(staff: User, school: School, **fields: Any) -> Broadcast:
+    scope = resolve_scope(staff, school_ids=[school.pk], grades=fields.pop("grades", ()))
+    broadcast = sending.compose(
+        staff, subject=fields.pop("subject", "不審者情報"), body=fields.pop("body", "下校時に注意してください。"), scope=scope, **fields
+    )
+    assert sending.send(broadcast)
+    run_until_quiet()
+    broadcast.refresh_from_db()
+    return broadcast
+
+
+def test_exactly_the_right_addresses_get_exactly_one_mail(smtp_sink: Sink) -> None:
+    school = make_school(name="緑小学校", local="midori-sho")
+    staff = make_staff(Role.SCHOOL, school=school)
+    full = make_registrant(school, ["one@docomo.ne.jp", "two@ezweb.ne.jp", "three@gmail.com", "four@yahoo.co.jp"])
+    make_registrant(school, ["off@docomo.ne.jp", "off2@docomo.ne.jp"], receive_broadcasts=False)
+    gone = make_registrant(school, ["gone@docomo.ne.jp"])
+    deregister(gone)
+    older = make_registrant(school, ["family@au.com", "papa@softbank.ne.jp"], child_name="見守 一郎", grade=5)
+    younger = make_registrant(school, ["FAMILY@au.com"], child_name="見守 花子", grade=2)
+    make_registrant(school, ["same@i.softbank.jp", None, "same2@i.softbank.jp"])
+    other_school = make_school(full.school.municipality)
+    make_registrant(other_school, ["elsewhere@docomo.ne.jp"])
+
+    broadcast = send_to_school(staff, school)
+
+    assert broadcast.status == BroadcastStatus.SENT
+    expected = {"one@docomo.ne.jp", "two@ezweb.ne.jp", "family@au.com", "papa@softbank.ne.jp", "same@i.softbank.jp"}
+    # Siblings' "family@au.com" and "FAMILY@au.com" are one mailbox: one mail.
+    assert {address.lower(): n for address, n in smtp_sink.copies().items()} == dict.fromkeys(expected, 1)
+    assert broadcast.registrant_count == 4
+    assert broadcast.message_count == 5
+    family = next(m for r, m in smtp_sink.messages if r.lower() == "family@au.com")
+    assert family["From"].addresses[0].addr_spec == "midori-sho@" + school.municipality.mail_domain
+    assert family["From"].addresses[0].display_name == "緑小学校"
+    text = family.get_body().get_content()  # type: ignore[union-attr]
+    assert "見守 一郎" in text and "見守 花子" in text
+    assert "下校時に注意してください。" in text
+    assert family["Content-Transfer-Encoding"] == "base64"
+    message_ids = {m["Message-ID"] for _, m in smtp_sink.messages}
+    assert len(message_ids) == 5
+    assert set(Delivery.objects.filter(broadcast=broadcast).values_list("status", flat=True)) == {"accepted"}
+    progress = sending.progress(broadcast)
+    assert (progress.registrants, progress.messages, progress.sent, progress.failed, progress.pending) == (4, 5, 5, 0, 0)
+    assert younger.pk and older.pk
+
+
+def test_one_address_cannot_sit_in_two_slots_of_one_child() -> None:
+    # So an address "repeated in slots 1 and 2" can only be the siblings case above, which
+    # the fan-out merges; the database refuses it within one registrant.
+    registrant = make_registrant(make_school(), ["a@docomo.ne.jp", "b@docomo.ne.jp"])
+    with pytest.raises(IntegrityError), transaction.atomic():
+        registrant.addresses.filter(slot=2).update(email="A@docomo.ne.jp")
+
+
+def test_grades_narrow_the_audience(smtp_sink: Sink) -> None:
+    school = make_school()
+    make_registrant(school, ["third@docomo.ne.jp"], grade=3)
+    make_registrant(school, ["fifth@docomo.ne.jp"], grade=5)
+    send_to_school(make_staff(Role.SCHOOL, school=school), school, grades=[5])
+    assert smtp_sink.copies() == {"fifth@docomo.ne.jp": 1}
+
+
+def test_municipality_setting_can_name_other_slots(smtp_sink: Sink) -> None:
+    city = make_municipality(broadcast_slots=[1, 2, 3])
+    school = make_school(city)
+    make_registrant(school, ["one@docomo.ne.jp", None, "three@docomo.ne.jp", "four@docomo.ne.jp"])
+    send_to_school(make_staff(Role.SCHOOL, school=school), school)
+    assert smtp_sink.copies() == {"one@docomo.ne.jp": 1, "three@docomo.ne.jp": 1}
+
+
+def test_temporary_refusals_are_retried_until_accepted(smtp_sink: Sink) -> None:
+    school = make_school()
+    make_registrant(school, ["busy@docomo.ne.jp", "fine@docomo.ne.jp"])
+    smtp_sink.refusals["busy@docomo.ne.jp"] = ["451 4.3.0 Try again later", "421 4.7.0 Too many connections"]
+    broadcast = send_to_school(make_staff(Role.SCHOOL, school=school), school)
+    assert smtp_sink.copies() == {"busy@docomo.ne.jp": 1, "fine@docomo.ne.jp": 1}
+    assert smtp_sink.attempts["busy@docomo.ne.jp"] == 3
+    busy = Delivery.objects.get(broadcast=broadcast, email="busy@docomo.ne.jp")
+    assert (busy.status, busy.attempts) == (DeliveryStatus.ACCEPTED, 3)
+    assert busy.accepted_at is not None
+    assert broadcast.status == BroadcastStatus.SENT
+
+
+def test_permanent_refusal_is_recorded_with_the_reply_and_can_be_retried(smtp_sink: Sink) -> None:
+    school = make_school()
+    make_registrant(school, ["nobody@docomo.ne.jp", "fine@docomo.ne.jp"])
+    smtp_sink.refusals["nobody@docomo.ne.jp"] = ["550 5.1.1 User unknown"]
+    broadcast = send_to_school(make_staff(Role.SCHOOL, school=school), school)
+    failed = Delivery.objects.get(broadcast=broadcast, email="nobody@docomo.ne.jp")
+    assert failed.status == DeliveryStatus.FAILED
+    assert failed.reply == "550 5.1.1 User unknown"
+    assert broadcast.status == BroadcastStatus.SENT
+    assert sending.progress(broadcast).failed == 1
+
+    smtp_sink.refusals.clear()
+    assert sending.retry_failed(broadcast) == 1
+    run_until_quiet()
+    broadcast.refresh_from_db()
+    assert smtp_sink.copies() == {"nobody@docomo.ne.jp": 1, "fine@docomo.ne.jp": 1}
+    assert broadcast.status == BroadcastStatus.SENT
+
+
+def test_retries_stop_at_the_limit(smtp_sink: Sink, settings: Any) -> None:
+    settings.MIMAMORI_RETRY_MAX_ATTEMPTS = 3
+    school = make_school()
+    make_registrant(school, ["busy@docomo.ne.jp"])
+    smtp_sink.refusals["busy@docomo.ne.jp"] = ["451 4.3.0 later"] * 10
+    broadcast = send_to_school(make_staff(Role.SCHOOL, school=school), school)
+    row = Delivery.objects.get(broadcast=broadcast)
+    assert (row.status, row.attempts, row.reply) == (DeliveryStatus.FAILED, 3, "451 4.3.0 later")
+    assert smtp_sink.copies() == {}
+
+
+def test_a_sink_that_is_down_gets_the_mail_once_it_is_back(smtp_sink: Sink, settings: Any) -> None:
+    school = make_school()
+    make_registrant(school, ["waiting@docomo.ne.jp"])
+    staff = make_staff(Role.SCHOOL, school=school)
+    settings.MIMAMORI_RETRY_BASE_SECONDS = 1
+    real_port = settings.EMAIL_PORT
+    settings.EMAIL_PORT = 1  # nothing listens there: connection refused
+    broadcast = sending.compose(staff, subject="休校", body="明日は休校です。", scope=resolve_scope(staff))
+    sending.send(broadcast)
+    run_queued_tasks()
+    row = Delivery.objects.get(broadcast=broadcast)
+    assert (row.status, row.attempts) == (DeliveryStatus.DEFERRED, 1)
+    assert row.reply.startswith("connection")
+    settings.EMAIL_PORT = real_port
+    time.sleep(1.1)  # the retry's turn comes after the backoff
+    run_until_quiet()
+    broadcast.refresh_from_db()
+    assert smtp_sink.copies() == {"waiting@docomo.ne.jp": 1}
+    assert broadcast.status == BroadcastStatus.SENT
+
+
+def test_sending_twice_sends_once(smtp_sink: Sink) -> None:
+    school = make_school()
+    make_registrant(school, ["once@docomo.ne.jp"])
+    staff = make_staff(Role.SCHOOL, school=school)
+    broadcast = sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff))
+    assert sending.send(broadcast)
+    assert not sending.send(broadcast)
+    run_until_quiet()
+    assert smtp_sink.copies() == {"once@docomo.ne.jp": 1}
+
+
+def test_staff_cannot_target_outside_their_scope() -> None:
+    school, other = make_school(), make_school()
+    staff = make_staff(Role.SCHOOL, school=school)
+    with pytest.raises(ValidationError) as caught:
+        resolve_scope(staff, school_ids=[other.pk])
+    assert "schools" in caught.value.message_dict
+    city_staff = make_staff(Role.MUNICIPALITY, municipality=school.municipality)
+    with pytest.raises(ValidationError):
+        resolve_scope(city_staff, municipality_codes=[other.municipality.code])
+    with pytest.raises(ValidationError):
+        resolve_scope(make_staff(Role.CENTRE))
+    assert resolve_scope(staff).schools == (school,)
+
+
+def test_an_empty_audience_is_sent_at_once(smtp_sink: Sink) -> None:
+    school = make_school()
+    broadcast = send_to_school(make_staff(Role.SCHOOL, school=school), school)
+    assert broadcast.status == BroadcastStatus.SENT
+    assert broadcast.message_count == 0
