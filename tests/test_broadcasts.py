@@ -36,7 +36,11 @@ def run_until_quiet(rounds: int = 20) -> None:
 def send_to_school(staff: User, school: School, **fields: Any) -> Broadcast:
     scope = resolve_scope(staff, school_ids=[school.pk], grades=fields.pop("grades", ()))
     broadcast = sending.compose(
-        staff, subject=fields.pop("subject", "不審者情報"), body=fields.pop("body", "下校時に注意してください。"), scope=scope, **fields
+        staff,
+        subject=fields.pop("subject", "不審者情報"),
+        body=fields.pop("body", "下校時に注意してください。"),
+        scope=scope,
+        **fields,
     )
     assert sending.send(broadcast)
     run_until_quiet()
@@ -47,7 +51,9 @@ def send_to_school(staff: User, school: School, **fields: Any) -> Broadcast:
 def test_exactly_the_right_addresses_get_exactly_one_mail(smtp_sink: Sink) -> None:
     school = make_school(name="緑小学校", local="midori-sho")
     staff = make_staff(Role.SCHOOL, school=school)
-    full = make_registrant(school, ["one@docomo.ne.jp", "two@ezweb.ne.jp", "three@gmail.com", "four@yahoo.co.jp"])
+    full = make_registrant(
+        school, ["one@docomo.ne.jp", "two@ezweb.ne.jp", "three@gmail.com", "four@yahoo.co.jp"]
+    )
     make_registrant(school, ["off@docomo.ne.jp", "off2@docomo.ne.jp"], receive_broadcasts=False)
     gone = make_registrant(school, ["gone@docomo.ne.jp"])
     deregister(gone)
@@ -60,7 +66,13 @@ def test_exactly_the_right_addresses_get_exactly_one_mail(smtp_sink: Sink) -> No
     broadcast = send_to_school(staff, school)
 
     assert broadcast.status == BroadcastStatus.SENT
-    expected = {"one@docomo.ne.jp", "two@ezweb.ne.jp", "family@au.com", "papa@softbank.ne.jp", "same@i.softbank.jp"}
+    expected = {
+        "one@docomo.ne.jp",
+        "two@ezweb.ne.jp",
+        "family@au.com",
+        "papa@softbank.ne.jp",
+        "same@i.softbank.jp",
+    }
     # Siblings' "family@au.com" and "FAMILY@au.com" are one mailbox: one mail.
     assert {address.lower(): n for address, n in smtp_sink.copies().items()} == dict.fromkeys(expected, 1)
     assert broadcast.registrant_count == 4
@@ -69,15 +81,22 @@ def test_exactly_the_right_addresses_get_exactly_one_mail(smtp_sink: Sink) -> No
     assert family["From"].addresses[0].addr_spec == "midori-sho@" + school.municipality.mail_domain
     assert family["From"].addresses[0].display_name == "緑小学校"
     text = family.get_body().get_content()  # type: ignore[union-attr]
-    assert "見守 一郎" in text and "見守 花子" in text
+    assert "見守 一郎" in text
+    assert "見守 花子" in text
     assert "下校時に注意してください。" in text
     assert family["Content-Transfer-Encoding"] == "base64"
     message_ids = {m["Message-ID"] for _, m in smtp_sink.messages}
     assert len(message_ids) == 5
     assert set(Delivery.objects.filter(broadcast=broadcast).values_list("status", flat=True)) == {"accepted"}
     progress = sending.progress(broadcast)
-    assert (progress.registrants, progress.messages, progress.sent, progress.failed, progress.pending) == (4, 5, 5, 0, 0)
-    assert younger.pk and older.pk
+    assert (progress.registrants, progress.messages, progress.sent, progress.failed, progress.pending) == (
+        4,
+        5,
+        5,
+        0,
+        0,
+    )
+    assert {older.pk, younger.pk} <= set(broadcast.recipients.values_list("registrant", flat=True))
 
 
 def test_one_address_cannot_sit_in_two_slots_of_one_child() -> None:
@@ -198,3 +217,29 @@ def test_an_empty_audience_is_sent_at_once(smtp_sink: Sink) -> None:
     broadcast = send_to_school(make_staff(Role.SCHOOL, school=school), school)
     assert broadcast.status == BroadcastStatus.SENT
     assert broadcast.message_count == 0
+
+
+def test_each_staff_member_sees_only_broadcasts_wholly_in_scope() -> None:
+    from mimamori.accounts.access import broadcasts_for
+
+    city = make_municipality()
+    school, sibling_school = make_school(city), make_school(city)
+    other_city_school = make_school()
+    own_staff = make_staff(Role.SCHOOL, school=school)
+    sibling_staff = make_staff(Role.SCHOOL, school=sibling_school)
+    city_staff = make_staff(Role.MUNICIPALITY, municipality=city)
+    other_city_staff = make_staff(Role.MUNICIPALITY, municipality=other_city_school.municipality)
+    centre = make_staff(Role.CENTRE)
+
+    def draft(user: User, **scope: Any) -> Broadcast:
+        return sending.compose(user, subject="s", body="b", scope=resolve_scope(user, **scope))
+
+    school_only = draft(own_staff)
+    city_wide = draft(city_staff)
+    two_cities = draft(centre, municipality_codes=[city.code, other_city_school.municipality.code])
+
+    assert list(broadcasts_for(own_staff)) == [school_only]
+    assert list(broadcasts_for(sibling_staff)) == []
+    assert set(broadcasts_for(city_staff)) == {school_only, city_wide}
+    assert list(broadcasts_for(other_city_staff)) == []
+    assert set(broadcasts_for(centre)) == {school_only, city_wide, two_cities}
