@@ -238,3 +238,8 @@ MIMAMORI_RETRY_BASE_SECONDS = env.integer("MIMAMORI_RETRY_BASE_SECONDS", 10)
 MIMAMORI_RETRY_MAX_SECONDS = env.integer("MIMAMORI_RETRY_MAX_SECONDS", 600)
 MIMAMORI_RETRY_MAX_ATTEMPTS = env.integer("MIMAMORI_RETRY_MAX_ATTEMPTS", 12)
 MIMAMORI_DELIVERY_LEASE_SECONDS = env.integer("MIMAMORI_DELIVERY_LEASE_SECONDS", 120)
+# Distributed mode (docs/operations.md): broker queue names get this prefix, so several
+# installations (or test runs) can share one RabbitMQ or Redis without taking each other's work.
+MIMAMORI_QUEUE_PREFIX = env.string("MIMAMORI_QUEUE_PREFIX", "") or ""
+# Every worker runs the sweep (mimamori/broadcasts/sweep.py) this often; 0 turns it off.
+MIMAMORI_SWEEP_SECONDS = env.integer("MIMAMORI_SWEEP_SECONDS", 5)

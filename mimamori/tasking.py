@@ -2,7 +2,10 @@
 
 Callers name a django-tasks ``Task`` and pass only IDs. In embedded mode (no BROKER_URL) the
 task row is written by the django-tasks database backend in the caller's transaction, so the
-work exists exactly when its data does. Queue names and priorities are declared here.
+work exists exactly when its data does. In distributed mode the same task is published to
+Celery (mimamori/celery.py) once the caller's transaction commits, so a worker never looks
+for rows that are not there yet; if publishing fails, the periodic sweep re-queues the work.
+Queue names and priorities are declared here.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
+from django.db import transaction
 from django_tasks.base import Task
 
 # Urgent broadcasts have a queue of their own, served by a worker that does nothing else, so an
@@ -28,7 +33,35 @@ def enqueue(
     run_after: datetime | None = None,
 ) -> None:
     """Queue ``task(*args)``. ``priority`` runs from -100 (last) to 100 (first)."""
+    if queue not in QUEUES:
+        raise ValueError(f"Unknown queue {queue!r}: one of {QUEUES}.")
+    if settings.BROKER_URL:
+        _publish(task, args, queue, priority, run_after)
+        return
     options: dict[str, Any] = {"queue_name": queue, "priority": max(-100, min(100, priority))}
     if run_after is not None:
         options["run_after"] = run_after
     task.using(**options).enqueue(*args)
+
+
+def _publish(
+    task: Task[Any, Any], args: tuple[int | str, ...], queue: str, priority: int, run_after: datetime | None
+) -> None:
+    from mimamori import celery
+
+    name = task.module_path
+    if name not in celery.TASKS:
+        raise ValueError(f"{name} is not in mimamori.celery.TASKS: distributed workers would refuse it.")
+
+    def publish() -> None:
+        celery.app().send_task(
+            name,
+            args=list(args),
+            queue=celery.broker_queue(queue),
+            routing_key=celery.broker_queue(queue),
+            priority=celery.celery_priority(priority),
+            eta=run_after,
+        )
+
+    # robust: a broker hiccup must not fail the request whose data is already committed.
+    transaction.on_commit(publish, robust=True)

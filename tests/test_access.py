@@ -18,6 +18,9 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from mimamori.accounts.models import ApiToken, Role, User
+from mimamori.broadcasts import sending
+from mimamori.broadcasts.models import Broadcast, BroadcastStatus
+from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.registry.models import Registrant, School
 from tests.cast import make_municipality, make_registrant, make_school, make_staff
 
@@ -31,6 +34,7 @@ SECRET_ADDRESS = "secret.mama@docomo.ne.jp"
 class World:
     school_a: School
     registrant_a: Registrant
+    broadcast_a: Broadcast
     mail_key_a: str
     outsiders: dict[str, User | None]
 
@@ -42,6 +46,13 @@ def world(settings: Any, tmp_path: Path) -> World:
     school_b = make_school(city_b, name="外部小学校", local="gaibu")
     registrant_a = make_registrant(school_a, [SECRET_ADDRESS], child_name=SECRET_CHILD)
     guardian_b = make_registrant(school_b, ["other@ezweb.ne.jp"]).account
+    staff_a = make_staff(Role.SCHOOL, school=school_a)
+    broadcast_a = sending.compose(
+        staff_a,
+        subject=SECRET_CHILD,
+        body=SECRET_CHILD,
+        scope=resolve_scope(staff_a, school_ids=[school_a.pk]),
+    )
 
     # A mail from school A in the development mailbox.
     settings.DEVMAIL_ENABLED = True
@@ -58,6 +69,7 @@ def world(settings: Any, tmp_path: Path) -> World:
     return World(
         school_a=school_a,
         registrant_a=registrant_a,
+        broadcast_a=broadcast_a,
         mail_key_a=key,
         outsiders={
             "anonymous": None,
@@ -82,6 +94,7 @@ def _kwargs(pattern: URLPattern, world: World) -> dict[str, object]:
     known: dict[str, object] = {
         "school_id": world.school_a.pk,
         "registrant_id": world.registrant_a.pk,
+        "broadcast_id": world.broadcast_a.pk,
         "key": world.mail_key_a,
     }
     names = list(pattern.pattern.regex.groupindex)
@@ -136,13 +149,19 @@ def test_outsiders_reach_nothing_of_another_school(world: World, namespace: str)
                     assert response.status_code in {200, 302, 405}, where
 
 
+def _api_url(path: str, world: World) -> str:
+    return path.replace("{registrant_id}", str(world.registrant_a.pk)).replace(
+        "{broadcast_id}", str(world.broadcast_a.pk)
+    )
+
+
 def test_api_without_or_with_a_wrong_token_is_refused_everywhere(world: World) -> None:
     schema = Client().get("/api/v1/openapi.json").json()
     operations = [(path, method) for path, item in schema["paths"].items() for method in item]
     assert len(operations) >= 8
     for headers in ({}, {"Authorization": "Bearer mmr_wrong"}, {"Authorization": "Basic abc"}):
         for path, method in operations:
-            url = path.replace("{registrant_id}", str(world.registrant_a.pk))
+            url = _api_url(path, world)
             response = getattr(Client(), method)(url, headers=headers, content_type="application/json")
             assert response.status_code == 401, f"{method} {url} {headers}: {response.status_code}"
             _assert_reveals_nothing(response, url)
@@ -157,18 +176,20 @@ def test_api_with_another_schools_token_reveals_nothing(world: World) -> None:
         headers = {"Authorization": f"Bearer {raw}"}
         for path, item in schema["paths"].items():
             for method in item:
-                url = path.replace("{registrant_id}", str(world.registrant_a.pk))
+                url = _api_url(path, world)
                 assert "{" not in url, f"teach test_access the parameters of {path}"
                 send = getattr(Client(), method)
                 response = send(url, data={}, headers=headers, content_type="application/json")
                 where = f"{method.upper()} {url} as {who}: {response.status_code}"
                 _assert_reveals_nothing(response, where)
-                if "{registrant_id}" in path:
+                if "{registrant_id}" in path or "{broadcast_id}" in path:
                     assert response.status_code == 404, where
                 else:
                     assert response.status_code in {200, 201, 403, 404, 409, 422}, where
     world.registrant_a.refresh_from_db()
     assert world.registrant_a.is_active
+    world.broadcast_a.refresh_from_db()
+    assert world.broadcast_a.status == BroadcastStatus.DRAFT
     assert world.registrant_a.addresses_by_slot()[1] == SECRET_ADDRESS
 
 

@@ -9,6 +9,7 @@ from django.utils.translation import gettext as _
 from ninja import NinjaAPI
 
 from mimamori.api.auth import StaffToken
+from mimamori.api.broadcasts import router as broadcasts_router
 from mimamori.api.registry import router as registry_router
 
 api = NinjaAPI(title="mimamori API", version="1", urls_namespace="api", auth=StaffToken())
@@ -43,3 +44,4 @@ def permission_denied(request: HttpRequest, error: PermissionDenied) -> HttpResp
 
 
 api.add_router("/", registry_router)
+api.add_router("/", broadcasts_router)

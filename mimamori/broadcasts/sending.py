@@ -43,6 +43,13 @@ def compose(
         errors["body"] = _("Please enter the message.")
     elif len(body) > BODY_MAX:
         errors["body"] = _("The message is too long (at most %(max)d characters).") % {"max": BODY_MAX}
+    if request_confirmation and (closed := _without_confirmation_links(scope)):
+        # A municipality may not offer confirmation URLs (S12); asking for a read confirmation
+        # there would promise staff a count that can never come.
+        errors["request_confirmation"] = _(
+            "%(names)s does not offer confirmation URLs, so a read confirmation cannot be "
+            "requested. Send without requesting confirmation."
+        ) % {"names": "、".join(closed)}
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
@@ -55,6 +62,12 @@ def compose(
         )
         save_scope(broadcast, scope)
     return broadcast
+
+
+def _without_confirmation_links(scope: Scope) -> list[str]:
+    cities = {m.pk: m for m in scope.municipalities}
+    cities.update((s.municipality_id, s.municipality) for s in scope.schools)
+    return sorted(m.name for m in cities.values() if not m.confirmation_links_enabled)
 
 
 def send(broadcast: Broadcast) -> bool:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mimamori.console import roster, views
+from mimamori.console import broadcasts, roster, views
 
 app_name = "console"
 
@@ -14,6 +14,12 @@ urlpatterns = [
     path("schools/<int:school_id>/letters/", roster.letters, name="letters"),
     path("registrants/", views.registrants, name="registrants"),
     path("registrants/<int:registrant_id>/", views.registrant, name="registrant"),
+    path("broadcasts/", broadcasts.broadcasts, name="broadcasts"),
+    path("broadcasts/new/", broadcasts.broadcast_new, name="broadcast_new"),
+    path("broadcasts/<int:broadcast_id>/", broadcasts.broadcast, name="broadcast"),
+    path("broadcasts/<int:broadcast_id>/send/", broadcasts.broadcast_send, name="broadcast_send"),
+    path("broadcasts/<int:broadcast_id>/retry/", broadcasts.broadcast_retry, name="broadcast_retry"),
+    path("broadcasts/<int:broadcast_id>/progress/", broadcasts.broadcast_progress, name="broadcast_progress"),
     path("mailbox/", views.mailbox, name="mailbox"),
     path("mailbox/<str:key>/", views.mailbox_message, name="mailbox_message"),
 ]

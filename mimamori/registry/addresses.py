@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 from email_validator import EmailNotValidError, EmailSyntaxError, validate_email
 
+from mimamori import tasking
 from mimamori.registry.models import SLOTS, Address, Registrant
 
 MAX_LOCAL_PART = 64  # RFC 5321 §4.5.3.1.1
@@ -159,5 +160,7 @@ def set_addresses(registrant: Registrant, values: Sequence[str | None]) -> list[
                 Address.objects.create(registrant=registrant, slot=slot, email=new)
         for change in changes:
             if change.email:
-                send_registration_complete.enqueue(registrant.pk, change.slot, change.email)
+                tasking.enqueue(
+                    send_registration_complete, registrant.pk, change.slot, change.email, queue=tasking.MAIL
+                )
     return changes

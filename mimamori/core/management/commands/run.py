@@ -1,7 +1,9 @@
 """`mimamori run`: the whole system on one machine (embedded mode).
 
 Migrates, optionally loads the demo data, starts the development mailbox (when EMAIL_URL is
-unset), a background worker as a child process, and the web server (waitress) in this one.
+unset), two background workers as child processes (one serving only the urgent queue, so an
+alert never waits behind a large broadcast; one serving every queue), and the web server
+(waitress) in this one.
 Static files need no collectstatic: WhiteNoise serves them straight from the app folders.
 """
 
@@ -33,7 +35,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 class WorkerSupervisor:
     """Keeps one `mimamori worker` child alive until stop(), restarting it if it dies."""
 
-    def __init__(self, environment: dict[str, str], interval: float) -> None:
+    def __init__(self, environment: dict[str, str], interval: float, *arguments: str) -> None:
         self.command = [
             sys.executable,
             "-m",
@@ -41,6 +43,7 @@ class WorkerSupervisor:
             "worker",
             f"--interval={interval}",
             f"--parent-pid={os.getpid()}",
+            *arguments,
         ]
         self.environment = environment
         self.process: subprocess.Popen[bytes] | None = None
@@ -49,6 +52,14 @@ class WorkerSupervisor:
         self.lock = threading.Lock()
         self.started = threading.Event()
         self.thread = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop (it finishes the task in hand) without waiting for it."""
+        with self.lock:
+            self.stopping.set()
+            process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
 
     def start(self) -> None:
         self.thread.start()
@@ -79,12 +90,10 @@ class WorkerSupervisor:
                 return
 
     def stop(self, timeout: float = 15) -> None:
-        with self.lock:
-            self.stopping.set()
-            process = self.process
-        if process is not None and process.poll() is None:
-            # SIGTERM lets the worker finish the task in hand; the row stays the truth if it can't.
-            process.terminate()
+        # SIGTERM lets the worker finish the task in hand; the row stays the truth if it can't.
+        self.request_stop()
+        process = self.process
+        if process is not None:
             try:
                 process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -132,21 +141,28 @@ class Command(BaseCommand):
             summary = load_demo()
 
         mailbox = None
-        worker = None
+        workers: list[WorkerSupervisor] = []
         server = None
         try:
             if settings.DEVMAIL_ENABLED:
                 mailbox = self._start_mailbox()
             server = self._create_server(host, port, options["threads"])
             environment = dict(os.environ, BASE_URL=base_url)
-            worker = WorkerSupervisor(environment, interval=0.5)
-            worker.start()
-            self._announce(base_url, worker, summary)
+            # The urgent worker does nothing else (B2); the other worker runs the sweep for both.
+            workers = [
+                WorkerSupervisor(environment, 0.5),
+                WorkerSupervisor(environment, 0.2, "--queues=urgent", "--no-sweep"),
+            ]
+            for worker in workers:
+                worker.start()
+            self._announce(base_url, workers, summary)
             server.run()
         finally:
             if server is not None:
                 server.close()
-            if worker is not None:
+            for worker in workers:
+                worker.request_stop()  # both wind down at once
+            for worker in workers:
                 worker.stop()
             if mailbox is not None:
                 mailbox.stop()
@@ -187,7 +203,7 @@ class Command(BaseCommand):
         except OSError as error:
             raise CommandError(f"Could not listen on {host}:{port} ({error}). Try --port.") from error
 
-    def _announce(self, base_url: str, worker: WorkerSupervisor, summary: Any) -> None:
+    def _announce(self, base_url: str, workers: list[WorkerSupervisor], summary: Any) -> None:
         lines = [
             "",
             "mimamori is running (embedded mode).",
@@ -202,7 +218,8 @@ class Command(BaseCommand):
             )
         else:
             lines.append(f"  Outgoing mail:       {settings.EMAIL_HOST}:{settings.EMAIL_PORT}")
-        lines.append(f"  Background worker:   pid {worker.pid}")
+        lines.append(f"  Background worker:   pid {workers[0].pid} (all queues)")
+        lines.append(f"  Urgent worker:       pid {workers[1].pid} (urgent broadcasts only)")
         if summary is not None:
             lines += ["", *summary.lines()]
         lines += ["", "Press Ctrl-C to stop.", ""]

@@ -1,8 +1,15 @@
-"""`mimamori worker`: one background worker in the foreground."""
+"""`mimamori worker`: one background worker in the foreground, for either engine.
+
+Embedded mode (no BROKER_URL): the database-backed django-tasks worker. Distributed mode:
+a Celery worker on the broker (mimamori/celery.py). Either way the worker also runs the
+periodic sweep (mimamori/broadcasts/sweep.py) in a thread of its own, so work that a crash
+or a lost message left behind is picked up again by whichever worker is still alive.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import threading
@@ -11,53 +18,133 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import close_old_connections, connections
+
+from mimamori import tasking
+
+log = logging.getLogger("mimamori.worker")
 
 
 def _exit_with_parent(parent_pid: int) -> None:
-    # `mimamori run` stops its worker on exit; this covers the case where run itself is
+    # `mimamori run` stops its workers on exit; this covers the case where run itself is
     # killed outright, so no worker is left behind holding the database.
     while os.getppid() == parent_pid:
         time.sleep(1)
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+class Sweeper(threading.Thread):
+    """Runs the sweep now and then every ``seconds``, on its own database connection."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(name="sweep", daemon=True)
+        self.seconds = seconds
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from mimamori.broadcasts.sweep import sweep
+
+        try:
+            while not self.stopping.is_set():
+                # Django's connections are per thread: this one is the sweep's own.
+                close_old_connections()
+                try:
+                    sweep()
+                except Exception:
+                    # The database may be restarting; the next round tries again.
+                    log.exception("sweep failed; next attempt in %s s", self.seconds)
+                self.stopping.wait(self.seconds)
+        finally:
+            connections.close_all()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)
+
+
+def _queues(value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if names in ([], ["*"]):
+        return list(tasking.QUEUES)
+    unknown = sorted(set(names) - set(tasking.QUEUES))
+    if unknown:
+        raise CommandError(f"Unknown queue {', '.join(unknown)}: choose from {', '.join(tasking.QUEUES)}.")
+    return names
+
+
 class Command(BaseCommand):
     help = (
-        "Run a background worker in the foreground, for example on another machine sharing the "
-        "database. This is the embedded engine: the database-backed django-tasks worker. The "
-        "distributed engine (Celery on RabbitMQ or Redis) arrives with BROKER_URL in a later issue."
+        "Run a background worker in the foreground; start as many as you like, on this or other "
+        "machines sharing the database. Without BROKER_URL it works on the database queue; with "
+        "it, it is a Celery worker on RabbitMQ or Redis. Every worker also runs the periodic sweep."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
+            "--queues",
             "--queue-name",
+            dest="queues",
             default="*",
-            help="Queues to work on, separated by commas; '*' for all (default).",
+            help=(
+                f"Queues to work on, separated by commas ({', '.join(tasking.QUEUES)}); '*' for all "
+                "(default). `--queues urgent` makes a worker that only serves urgent broadcasts."
+            ),
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=2,
+            help="Tasks run at once (distributed mode; default 2). Each uses MIMAMORI_SMTP_CONNECTIONS.",
         )
         parser.add_argument(
             "--interval",
             type=float,
             default=1.0,
-            help="Seconds to wait between polls when there is nothing to do (default 1).",
+            help="Embedded mode: seconds between polls when there is nothing to do (default 1).",
         )
-        parser.add_argument("--batch", action="store_true", help="Run what is queued, then exit.")
+        parser.add_argument(
+            "--batch", action="store_true", help="Embedded mode: run what is queued, then exit (no sweep)."
+        )
+        parser.add_argument(
+            "--no-sweep", action="store_true", help="Leave the periodic sweep to the other workers."
+        )
         parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if settings.BROKER_URL:
-            self.stderr.write(
-                "BROKER_URL is set, but the distributed engine is not built yet: "
-                "working on the database queue instead."
-            )
+        queues = _queues(options["queues"])
         if options["parent_pid"]:
             threading.Thread(target=_exit_with_parent, args=(options["parent_pid"],), daemon=True).start()
-        call_command(
-            "db_worker",
-            queue_name=options["queue_name"],
-            interval=options["interval"],
-            batch=options["batch"],
-            reload=False,
-            startup_delay=False,
-            verbosity=options["verbosity"],
-        )
+        sweeper = None
+        if settings.MIMAMORI_SWEEP_SECONDS > 0 and not (options["no_sweep"] or options["batch"]):
+            sweeper = Sweeper(settings.MIMAMORI_SWEEP_SECONDS)
+            sweeper.start()
+        try:
+            if settings.BROKER_URL:
+                self._celery(queues, options)
+            else:
+                call_command(
+                    "db_worker",
+                    queue_name=",".join(queues),
+                    interval=options["interval"],
+                    batch=options["batch"],
+                    reload=False,
+                    startup_delay=False,
+                    verbosity=options["verbosity"],
+                )
+        finally:
+            if sweeper is not None:
+                sweeper.stop()
+
+    def _celery(self, queues: list[str], options: dict[str, Any]) -> None:
+        from mimamori import celery
+
+        if options["batch"]:
+            raise CommandError("--batch works on the database queue only; unset BROKER_URL.")
+        if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+            raise CommandError("Distributed mode (BROKER_URL) needs PostgreSQL: set DATABASE_URL.")
+        level = {0: "WARNING", 1: "INFO"}.get(options["verbosity"], "DEBUG")
+        worker = celery.worker(queues, concurrency=max(1, options["concurrency"]), loglevel=level)
+        worker.start()
+        if worker.exitcode:
+            raise CommandError(f"The Celery worker stopped with status {worker.exitcode}.")

@@ -1,0 +1,222 @@
+"""Broadcast endpoints: compose, send, watch, list deliveries, retry (S1, S15, P4).
+
+Thin: targeting and sending do the work, and every broadcast is fetched through
+mimamori.accounts.access, so one outside the token's scope is a 404.
+"""
+
+# No "from __future__ import annotations": ninja reads the parameter annotations at import.
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext as _
+from ninja import Field, Query, Router, Schema, Status
+from ninja.errors import HttpError
+from ninja.errors import ValidationError as RequestValidationError
+from ninja.pagination import LimitOffsetPagination, paginate
+
+from mimamori.accounts import access
+from mimamori.api.auth import staff_of
+from mimamori.api.schemas import Error, LocalTime
+from mimamori.broadcasts import sending, targeting
+from mimamori.broadcasts.models import Broadcast, Delivery, DeliveryStatus
+
+router = Router(tags=["broadcasts"])
+
+ERRORS = {401: Error, 403: Error, 404: Error, 409: Error, 422: Error}
+
+
+# --- shapes ---------------------------------------------------------------------------
+
+
+class ScopeIn(Schema):
+    municipality: str | None = Field(None, description="One municipality's code.")
+    municipalities: list[str] = Field(default_factory=list, description="Municipality codes (centre).")
+    schools: list[int] = Field(default_factory=list, description="School ids.")
+    grades: list[int] = Field(default_factory=list, description="Only these grades (1-9); all if empty.")
+    classes: list[str] = Field(default_factory=list, description="Only these classes; all if empty.")
+
+
+class BroadcastIn(Schema):
+    scope: ScopeIn = Field(description="Nothing named means the token's whole scope (the centre must name).")
+    subject: str
+    body: str
+    request_confirmation: bool
+    urgent: bool = False
+
+
+class ScopeOut(Schema):
+    municipalities: list[str]
+    schools: list[int]
+    grades: list[int]
+    classes: list[str]
+
+
+class Preview(Schema):
+    registrants: int
+    messages: int = Field(description="Distinct addresses: one mail each.")
+
+
+class Counts(Schema):
+    registrants: int
+    messages: int
+    sent: int
+    failed: int
+    pending: int
+
+
+class BroadcastSummary(Schema):
+    id: int
+    status: str
+    subject: str
+    urgent: bool
+    request_confirmation: bool
+    scope: ScopeOut
+    created_at: LocalTime
+    send_requested_at: LocalTime | None
+    finished_at: LocalTime | None
+
+    @staticmethod
+    def resolve_scope(obj: Broadcast) -> ScopeOut:
+        # .all() so that a list's prefetch is used.
+        return ScopeOut(
+            municipalities=sorted(m.code for m in obj.municipalities.all()),
+            schools=sorted(s.pk for s in obj.schools.all()),
+            grades=list(obj.grades),
+            classes=list(obj.classes),
+        )
+
+
+class DraftOut(BroadcastSummary):
+    body: str
+    preview: Preview
+
+    @staticmethod
+    def resolve_preview(obj: Broadcast) -> Preview:
+        reach = targeting.reach(obj)
+        return Preview(registrants=reach.registrants, messages=reach.messages)
+
+
+class BroadcastOut(BroadcastSummary):
+    body: str
+    counts: Counts
+
+    @staticmethod
+    def resolve_counts(obj: Broadcast) -> Counts:
+        progress = sending.progress(obj)
+        return Counts(
+            registrants=progress.registrants,
+            messages=progress.messages,
+            sent=progress.sent,
+            failed=progress.failed,
+            pending=progress.pending,
+        )
+
+
+class SendOut(Schema):
+    id: int
+    status: str
+
+
+class RetryOut(Schema):
+    retried: int
+
+
+class DeliveryOut(Schema):
+    email: str
+    status: str
+    attempts: int
+    reply: str = Field(description="The SMTP server's last reply.")
+    accepted_at: LocalTime | None
+    registrants: list[int] = Field(description="The registrants this mail was sent for.")
+
+    @staticmethod
+    def resolve_registrants(obj: Delivery) -> list[int]:
+        return sorted(r.registrant_id for r in obj.recipients.all())
+
+
+class DeliveryFilter(Schema):
+    status: DeliveryStatus | None = None
+
+
+# --- endpoints ------------------------------------------------------------------------
+
+
+@router.post("/broadcasts", response={201: DraftOut, **ERRORS})
+def create_broadcast(request: HttpRequest, data: BroadcastIn) -> Status[Broadcast]:
+    user = staff_of(request)
+    codes = [data.scope.municipality] if data.scope.municipality else []
+    try:
+        scope = targeting.resolve_scope(
+            user,
+            municipality_codes=[*codes, *data.scope.municipalities],
+            school_ids=data.scope.schools,
+            grades=data.scope.grades,
+            classes=data.scope.classes,
+        )
+    except DjangoValidationError as error:
+        raise _refused("scope", error) from None
+    broadcast = sending.compose(
+        user,
+        subject=data.subject,
+        body=data.body,
+        scope=scope,
+        urgent=data.urgent,
+        request_confirmation=data.request_confirmation,
+    )
+    return Status(201, broadcast)
+
+
+@router.get("/broadcasts", response=list[BroadcastSummary])
+@paginate(LimitOffsetPagination)
+def list_broadcasts(request: HttpRequest) -> QuerySet[Broadcast]:
+    return (
+        access.broadcasts_for(staff_of(request))
+        .prefetch_related("municipalities", "schools")
+        .order_by("-created_at", "-pk")
+    )
+
+
+@router.get("/broadcasts/{broadcast_id}", response={200: BroadcastOut, **ERRORS})
+def get_broadcast(request: HttpRequest, broadcast_id: int) -> Broadcast:
+    return access.get_broadcast(staff_of(request), broadcast_id)
+
+
+@router.post("/broadcasts/{broadcast_id}/send", response={202: SendOut, **ERRORS})
+def send_broadcast(request: HttpRequest, broadcast_id: int) -> Status[SendOut]:
+    broadcast = access.get_broadcast(staff_of(request), broadcast_id)
+    if not sending.send(broadcast):
+        raise HttpError(409, _("This broadcast has already been sent."))
+    return Status(202, SendOut(id=broadcast.pk, status=broadcast.status))
+
+
+@router.get("/broadcasts/{broadcast_id}/deliveries", response={200: list[DeliveryOut], **ERRORS})
+@paginate(LimitOffsetPagination)
+def list_deliveries(
+    request: HttpRequest, broadcast_id: int, filters: Query[DeliveryFilter]
+) -> QuerySet[Delivery]:
+    broadcast = access.get_broadcast(staff_of(request), broadcast_id)
+    deliveries = Delivery.objects.filter(broadcast=broadcast).prefetch_related("recipients")
+    if filters.status is not None:
+        deliveries = deliveries.filter(status=filters.status)
+    return deliveries.order_by("pk")
+
+
+@router.post("/broadcasts/{broadcast_id}/retry", response={200: RetryOut, **ERRORS})
+def retry_failed(request: HttpRequest, broadcast_id: int) -> RetryOut:
+    broadcast = access.get_broadcast(staff_of(request), broadcast_id)
+    return RetryOut(retried=sending.retry_failed(broadcast))
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _refused(within: str, error: DjangoValidationError) -> RequestValidationError:
+    """Domain refusals about part of the body, located under that part (e.g. body.scope.schools)."""
+    return RequestValidationError(
+        [
+            {"loc": ["body", within, field], "msg": message, "type": "invalid"}
+            for field, messages in error.message_dict.items()
+            for message in messages
+        ]
+    )
