@@ -4,6 +4,7 @@ using the printed URL in Debian's Chromium, at desktop and phone sizes."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,40 @@ def test_guardian_changes_slot_2_and_option_and_staff_see_both(
     finally:
         guardian.close()
         staff.close()
+
+
+def test_staff_compose_preview_and_send_a_broadcast(demo_system: RunningSystem, chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    subject = "不審者情報（ブラウザ試験）"
+    context = chromium.new_context(viewport=DESKTOP, locale="ja-JP")
+    try:
+        page = context.new_page()
+        _log_in(page, demo_system.url + "/console/login/", SCHOOL_STAFF)
+        page.goto(demo_system.url + "/console/broadcasts/new/")
+        page.get_by_label("件名").fill(subject)
+        page.get_by_label("本文").fill("本日15時ごろ、緑町公園付近で不審な人物が目撃されました。")
+        page.get_by_role("button", name="プレビュー").click()
+
+        # The preview shows the exact mail and how many it reaches.
+        preview = page.locator(".mail-preview")
+        expect(preview).to_contain_text(subject)
+        expect(preview).to_contain_text("midori-sho@mail.mimamori-iwamizawa.jp")
+        expect(preview).to_contain_text("緑町公園")
+        reach = page.locator(".reach").inner_text()
+        messages = int(re.findall(r"(\d+)", reach)[-1])
+        assert messages > 10
+        _shot(page, "broadcast-1-preview")
+
+        page.get_by_role("button", name="送信する").click()
+        expect(page.locator("#status")).to_have_attribute("data-status", "sent", timeout=30_000)
+        expect(page.locator('[data-count="sent"]')).to_have_text(str(messages))
+        expect(page.locator('[data-count="pending"]')).to_have_text("0")
+        _shot(page, "broadcast-2-sent")
+
+        page.goto(demo_system.url + "/console/mailbox/")
+        rows = page.get_by_role("row").filter(has_text=subject)
+        expect(rows).to_have_count(messages)
+        _shot(page, "broadcast-3-mailbox")
+    finally:
+        context.close()

@@ -257,3 +257,15 @@ def test_the_list_shows_counts_in_a_fixed_number_of_queries(
     page = client.get(reverse("console:broadcasts")).content.decode()
     assert "2 / 2" in page  # sent / mails of the sent one
     assert "【緊急】" in page
+
+
+def test_the_preview_shows_markup_in_the_message_as_text() -> None:
+    school = make_school()
+    make_registrant(school, ["mama@docomo.ne.jp"])
+    staff = make_staff(Role.SCHOOL, school=school)
+    scope = resolve_scope(staff)
+    draft = sending.compose(staff, subject="s", body="<script>alert(1)</script>", scope=scope)
+    page = signed_in(staff).get(reverse("console:broadcast", args=[draft.pk])).content.decode()
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert f"&lt;{school.sender_address}&gt;" in page

@@ -303,7 +303,6 @@ def test_kill_9_mid_send_loses_nothing(
     engine.start("--concurrency=1")
     began = time.monotonic()
     wait_for(sent(broadcast), 90, engine, "the broadcast to finish after the restart")
-    print(engine.logs())
     copies = sink.copies()
     lost = [e for e in emails if copies[e] == 0]
     duplicated = sum(n - 1 for n in copies.values() if n > 1)

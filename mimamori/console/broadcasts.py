@@ -16,6 +16,7 @@ from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce, Lower
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
+from django.utils.html import escape
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
@@ -107,7 +108,14 @@ def _sample_mail(broadcast: Broadcast) -> dict[str, Any] | None:
         children=children,
         message_id=messages.new_message_id(school),
     )
-    return {"sender": mail.from_email, "to": rows[0].email, "subject": mail.subject, "body": mail.body}
+    # The text body comes from render_to_string, which marks it safe for HTML; it is plain text
+    # holding staff input and sender addresses in <…>, so escape it for the page.
+    return {
+        "sender": mail.from_email,
+        "to": rows[0].email,
+        "subject": mail.subject,
+        "body": escape(mail.body),
+    }
 
 
 def _scope_words(broadcast: Broadcast) -> dict[str, list[str]]:
