@@ -190,6 +190,10 @@ def test_run_serves_site_and_mailbox_then_stops_everything(tmp_path: Path) -> No
         assert worker is not None
         worker_pid = int(worker.group(1))
         assert worker_pid in _children(process.pid)
+        urgent = re.search(r"Urgent worker:\s+pid (\d+)", text)
+        assert urgent is not None
+        urgent_pid = int(urgent.group(1))
+        assert urgent_pid in _children(process.pid)
 
         try:
             status = urllib.request.urlopen(site.group(1) + "portal/login/", timeout=10).status  # noqa: S310
@@ -206,6 +210,7 @@ def test_run_serves_site_and_mailbox_then_stops_everything(tmp_path: Path) -> No
 
     assert code == 0, "".join(output)
     deadline = time.monotonic() + 5
-    while _alive(worker_pid) and time.monotonic() < deadline:
+    while (_alive(worker_pid) or _alive(urgent_pid)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(worker_pid), "the background worker outlived mimamori run"
+    assert not _alive(urgent_pid), "the urgent worker outlived mimamori run"
