@@ -91,14 +91,21 @@ def _insert_recipients(broadcast: Broadcast) -> None:
     audience_sql, params = _audience_sql(broadcast)
     recipients = connection.ops.quote_name(Recipient._meta.db_table)
     deliveries = connection.ops.quote_name(Delivery._meta.db_table)
-    # An address in slots 1 and 2 of one child names the child once, at the lower slot.
+    # An address in slots 1 and 2 of one child names the child once, at the lower slot. The
+    # delivery is found per row through the unique (broadcast, address) index: a join would
+    # let the planner, which has no statistics yet for rows this transaction just wrote, pick
+    # a nested loop over the whole audience for every delivery.
     sql = f"""
         INSERT INTO {recipients} (broadcast_id, delivery_id, registrant_id, slot)
-        SELECT %s, delivery.id, audience.registrant_id, MIN(audience.slot)
-        FROM ({audience_sql}) audience
-        JOIN {deliveries} delivery
-          ON delivery.broadcast_id = %s AND LOWER(delivery.email) = audience.address_key
-        GROUP BY delivery.id, audience.registrant_id
+        SELECT %s,
+               (SELECT delivery.id FROM {deliveries} delivery
+                WHERE delivery.broadcast_id = %s AND LOWER(delivery.email) = grouped.address_key),
+               grouped.registrant_id, grouped.slot
+        FROM (
+            SELECT audience.address_key, audience.registrant_id, MIN(audience.slot) AS slot
+            FROM ({audience_sql}) audience
+            GROUP BY audience.address_key, audience.registrant_id
+        ) grouped
     """  # noqa: S608 - table names from the models, values as parameters
     with connection.cursor() as cursor:
-        cursor.execute(sql, (broadcast.pk, *params, broadcast.pk))
+        cursor.execute(sql, (broadcast.pk, broadcast.pk, *params))
