@@ -27,7 +27,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from django.conf import settings as django_settings
-from django.db import connection
 
 from mimamori.accounts.models import Role, User
 from mimamori.broadcasts import delivery, sending
@@ -241,10 +240,6 @@ def bulk_registrants(school: School, count: int, tag: str) -> list[str]:
     Address.objects.bulk_create(
         [Address(registrant=r, slot=1, email=e) for r, e in zip(registrants, emails, strict=True)]
     )
-    # Fresh statistics, as autovacuum would have gathered them by the time a real roster is used:
-    # without them PostgreSQL may plan the fan-out's join as a nested loop over every pair.
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
     return emails
 
 
