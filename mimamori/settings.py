@@ -243,3 +243,4 @@ MIMAMORI_DELIVERY_LEASE_SECONDS = env.integer("MIMAMORI_DELIVERY_LEASE_SECONDS",
 MIMAMORI_QUEUE_PREFIX = env.string("MIMAMORI_QUEUE_PREFIX", "") or ""
 # Every worker runs the sweep (mimamori/broadcasts/sweep.py) this often; 0 turns it off.
 MIMAMORI_SWEEP_SECONDS = env.integer("MIMAMORI_SWEEP_SECONDS", 5)
+MIMAMORI_REQUEUE_AFTER_SECONDS = env.integer("MIMAMORI_REQUEUE_AFTER_SECONDS", 15 * 60)

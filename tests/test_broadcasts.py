@@ -243,3 +243,60 @@ def test_each_staff_member_sees_only_broadcasts_wholly_in_scope() -> None:
     assert set(broadcasts_for(city_staff)) == {school_only, city_wide}
     assert list(broadcasts_for(other_city_staff)) == []
     assert set(broadcasts_for(centre)) == {school_only, city_wide, two_cities}
+
+
+def _lose_queued_work() -> None:
+    from django_tasks_db.models import DBTaskResult
+
+    DBTaskResult.objects.all().delete()
+
+
+def test_the_sweep_requeues_a_chunk_whose_task_was_lost(smtp_sink: Sink, settings: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mimamori.broadcasts.fanout import fan_out
+    from mimamori.broadcasts.sweep import sweep
+
+    school = make_school()
+    make_registrant(school, ["lost@docomo.ne.jp"])
+    staff = make_staff(Role.SCHOOL, school=school)
+    broadcast = sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff))
+    sending.send(broadcast)
+    fan_out(broadcast.pk)
+    _lose_queued_work()
+    assert sweep()["requeued_chunks"] == 0  # not overdue yet: a backlog is not a loss
+
+    Delivery.objects.filter(broadcast=broadcast).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=settings.MIMAMORI_REQUEUE_AFTER_SECONDS + 1)
+    )
+    assert sweep()["requeued_chunks"] == 1
+    run_until_quiet()
+    assert smtp_sink.copies() == {"lost@docomo.ne.jp": 1}
+    broadcast.refresh_from_db()
+    assert broadcast.status == BroadcastStatus.SENT
+
+
+def test_the_sweep_takes_back_rows_of_a_dead_worker(smtp_sink: Sink, settings: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mimamori.broadcasts.fanout import fan_out
+    from mimamori.broadcasts.sweep import sweep
+
+    school = make_school()
+    make_registrant(school, ["held@docomo.ne.jp"])
+    staff = make_staff(Role.SCHOOL, school=school)
+    broadcast = sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff))
+    sending.send(broadcast)
+    fan_out(broadcast.pk)
+    _lose_queued_work()
+    # As a worker killed mid-send leaves them: claimed, lease renewed long ago.
+    stale = timezone.now() - timedelta(seconds=settings.MIMAMORI_DELIVERY_LEASE_SECONDS + 1)
+    Delivery.objects.filter(broadcast=broadcast).update(status=DeliveryStatus.SENDING, claimed_at=stale)
+    report = sweep()
+    assert (report["reclaimed"], report["requeued_chunks"]) == (1, 1)
+    run_until_quiet()
+    assert smtp_sink.copies() == {"held@docomo.ne.jp": 1}

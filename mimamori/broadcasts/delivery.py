@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from mimamori.broadcasts import lanes
@@ -46,9 +47,7 @@ RECORDED_FIELDS = [
     "next_attempt_at",
     "claim",
     "claimed_at",
-    "accepted_at",
     "reply",
-    "message_id",
 ]
 
 
@@ -69,12 +68,22 @@ def deliver_chunk(broadcast_id: int, chunk: int) -> int:
     """Send the chunk's pending and due deferred mails; return how many were offered."""
     claim = uuid.uuid4()
     now = timezone.now()
-    claimed = Delivery.objects.filter(
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
-        broadcast_id=broadcast_id,
-        chunk=chunk,
-        status__in=[DeliveryStatus.PENDING, DeliveryStatus.DEFERRED],
-    ).update(status=DeliveryStatus.SENDING, claim=claim, claimed_at=now)
+    with transaction.atomic():
+        # SKIP LOCKED: a second task for the same chunk (a sweep's re-queue, say) takes what
+        # is left instead of waiting on, or deadlocking with, the one already at work.
+        ids = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(
+                Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+                broadcast_id=broadcast_id,
+                chunk=chunk,
+                status__in=[DeliveryStatus.PENDING, DeliveryStatus.DEFERRED],
+            )
+            .values_list("pk", flat=True)
+        )
+        claimed = Delivery.objects.filter(pk__in=ids).update(
+            status=DeliveryStatus.SENDING, claim=claim, claimed_at=now
+        )
     if claimed:
         broadcast = Broadcast.objects.get(pk=broadcast_id)
         _send_claimed(broadcast, claim)
@@ -95,7 +104,6 @@ def _send_claimed(broadcast: Broadcast, claim: uuid.UUID) -> None:
 
     work: queue.Queue[Delivery] = queue.Queue()
     for row in rows:
-        row.message_id = row.message_id or messages.new_message_id(row.school)
         work.put(row)
     results: queue.Queue[Attempt] = queue.Queue()
     senders = [
@@ -166,25 +174,41 @@ def _record_as_they_come(
 
 
 def _record(batch: list[Attempt]) -> None:
-    rows = []
+    """Write a batch of outcomes: the accepted ones in one UPDATE, the rest row by row values.
+
+    An accepted mail keeps its Message-ID (which relay logs show) and the batch's time; the
+    relay's "250 … queued as …" is not stored, which keeps this, the busiest write of a
+    broadcast, to a single short statement.
+    """
+    accepted = [a.row.pk for a in batch if a.reply.outcome is Outcome.ACCEPTED]
+    if accepted:
+        Delivery.objects.filter(pk__in=accepted).update(
+            status=DeliveryStatus.ACCEPTED,
+            accepted_at=max(a.at for a in batch),
+            attempts=F("attempts") + 1,
+            claim=None,
+            claimed_at=None,
+            next_attempt_at=None,
+            reply="",
+        )
+    others = []
     for attempt in batch:
         row, reply = attempt.row, attempt.reply
+        if reply.outcome is Outcome.ACCEPTED:
+            continue
         row.attempts += 1
         row.claim = None
         row.claimed_at = None
         row.reply = reply.text
-        if reply.outcome is Outcome.ACCEPTED:
-            row.status = DeliveryStatus.ACCEPTED
-            row.accepted_at = attempt.at
-            row.next_attempt_at = None
-        elif reply.outcome is Outcome.PERMANENT or row.attempts >= settings.MIMAMORI_RETRY_MAX_ATTEMPTS:
+        if reply.outcome is Outcome.PERMANENT or row.attempts >= settings.MIMAMORI_RETRY_MAX_ATTEMPTS:
             row.status = DeliveryStatus.FAILED
             row.next_attempt_at = None
         else:
             row.status = DeliveryStatus.DEFERRED
             row.next_attempt_at = attempt.at + retry_delay(row.attempts)
-        rows.append(row)
-    Delivery.objects.bulk_update(rows, RECORDED_FIELDS)
+        others.append(row)
+    if others:
+        Delivery.objects.bulk_update(others, RECORDED_FIELDS)
 
 
 def _schedule_retry(broadcast: Broadcast, chunk: int) -> None:

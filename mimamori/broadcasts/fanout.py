@@ -71,9 +71,9 @@ def _insert_deliveries(broadcast: Broadcast) -> int:
     # The sender is the lowest-numbered school among the children the address is for.
     sql = f"""
         INSERT INTO {table}
-            (broadcast_id, chunk, email, school_id, status, attempts, next_attempt_at, reply, message_id)
+            (broadcast_id, chunk, email, school_id, status, attempts, next_attempt_at, reply)
         SELECT %s, (ROW_NUMBER() OVER (ORDER BY merged.address_key) - 1) / %s,
-               merged.email, merged.sender_school, %s, 0, %s, '', ''
+               merged.email, merged.sender_school, %s, 0, %s, ''
         FROM (
             SELECT audience.address_key, MIN(audience.email) AS email,
                    MIN(audience.sender_school) AS sender_school

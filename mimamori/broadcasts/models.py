@@ -96,7 +96,6 @@ class Delivery(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
     reply = models.CharField(max_length=500, blank=True)  # the SMTP server's last word
-    message_id = models.CharField(max_length=250, blank=True)
     # Room for the read confirmation: one opaque token per mail (the next issue fills it).
     confirmation_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
 
@@ -120,6 +119,12 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} ({self.status})"
+
+    @property
+    def message_id(self) -> str:
+        """The Message-ID header, the same on every attempt: a copy sent twice after a crash
+        carries the same ID, which lets mail clients and relays drop the repeat."""
+        return f"<broadcast{self.broadcast_id}.{self.pk}@{self.school.municipality.mail_domain}>"
 
 
 class Recipient(models.Model):

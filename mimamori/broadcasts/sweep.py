@@ -4,9 +4,12 @@ Every worker runs it every few seconds (see the worker command). Each step is a 
 update or an idempotent re-queue, so sweeps running at the same time on several machines do
 no harm: a re-queued chunk whose rows were claimed meanwhile finds nothing to do.
 
-"Stale" means untouched for longer than the delivery lease: a worker holding rows renews its
-lease while it works, and a queued chunk is normally picked up within seconds. Under a
-backlog longer than the lease, a chunk may be queued twice; the second run is a no-op.
+- A worker holding rows renews its lease while it works; rows whose lease ran out belong to a
+  dead worker and are offered again at once.
+- Queued work is normally picked up within seconds, but a lost queue message (a Celery
+  publish that failed after commit) would leave rows waiting forever; rows still waiting long
+  after they were due (MIMAMORI_REQUEUE_AFTER_SECONDS, far longer than any backlog should
+  last) have their chunk queued again.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from mimamori.broadcasts import lanes
@@ -27,35 +31,35 @@ log = logging.getLogger(__name__)
 
 def sweep() -> dict[str, int]:
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.MIMAMORI_DELIVERY_LEASE_SECONDS)
+    lease_ended = now - timedelta(seconds=settings.MIMAMORI_DELIVERY_LEASE_SECONDS)
+    long_overdue = now - timedelta(seconds=settings.MIMAMORI_REQUEUE_AFTER_SECONDS)
     report = {"reclaimed": 0, "requeued_chunks": 0, "requeued_fan_outs": 0, "finished": 0}
 
     with transaction.atomic():
-        # Rows held by a worker that stopped renewing its lease (killed, say) are offered again.
-        report["reclaimed"] = Delivery.objects.filter(
-            status=DeliveryStatus.SENDING, claimed_at__lt=stale
-        ).update(status=DeliveryStatus.PENDING, claim=None, claimed_at=None, next_attempt_at=stale)
+        reclaimed = _take(Delivery.objects.filter(status=DeliveryStatus.SENDING, claimed_at__lt=lease_ended))
+        overdue = _take(
+            Delivery.objects.filter(
+                status__in=[DeliveryStatus.PENDING, DeliveryStatus.DEFERRED],
+                next_attempt_at__lt=long_overdue,
+                broadcast__status=BroadcastStatus.SENDING,
+            )
+        )
+        Delivery.objects.filter(pk__in=[pk for pk, _, _ in reclaimed + overdue]).update(
+            status=DeliveryStatus.PENDING, claim=None, claimed_at=None, next_attempt_at=now
+        )
+        report["reclaimed"] = len(reclaimed)
+        chunks = sorted({(broadcast, chunk) for _, broadcast, chunk in reclaimed + overdue})
+        broadcasts = {b.pk: b for b in Broadcast.objects.filter(pk__in={b for b, _ in chunks})}
+        for broadcast_id, chunk in chunks:
+            lanes.queue_chunk(broadcasts[broadcast_id], chunk)
+        report["requeued_chunks"] = len(chunks)
 
         # Fan-outs queued long ago and not done: the task was lost or its worker died.
         for broadcast in Broadcast.objects.filter(
-            status=BroadcastStatus.SENDING, fanned_out_at__isnull=True, fan_out_queued_at__lt=stale
+            status=BroadcastStatus.SENDING, fanned_out_at__isnull=True, fan_out_queued_at__lt=lease_ended
         ):
             lanes.queue_fan_out(broadcast)
             report["requeued_fan_outs"] += 1
-
-        # Open rows long past due that nobody holds: their chunk's task is gone.
-        overdue = Delivery.objects.filter(
-            status__in=[DeliveryStatus.PENDING, DeliveryStatus.DEFERRED],
-            next_attempt_at__lte=stale,
-            broadcast__status=BroadcastStatus.SENDING,
-        )
-        chunks = sorted(set(overdue.values_list("broadcast_id", "chunk")))
-        if chunks:
-            overdue.update(next_attempt_at=now)
-            broadcasts = {b.pk: b for b in Broadcast.objects.filter(pk__in={b for b, _ in chunks})}
-            for broadcast_id, chunk in chunks:
-                lanes.queue_chunk(broadcasts[broadcast_id], chunk)
-            report["requeued_chunks"] = len(chunks)
 
     for broadcast_id in Broadcast.objects.filter(
         status=BroadcastStatus.SENDING, fanned_out_at__isnull=False
@@ -64,3 +68,8 @@ def sweep() -> dict[str, int]:
     if any(report.values()):
         log.info("sweep: %s", report)
     return report
+
+
+def _take(rows: QuerySet[Delivery]) -> list[tuple[int, int, int]]:
+    # SKIP LOCKED: rows a worker is writing right now are not stale; leave them.
+    return list(rows.select_for_update(skip_locked=True).values_list("pk", "broadcast_id", "chunk"))
