@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "mimamori.registry",
     "mimamori.mail",
     "mimamori.broadcasts",
+    "mimamori.receipts",
     "mimamori.console",
     "mimamori.portal",
     "mimamori.api",
@@ -244,3 +245,5 @@ MIMAMORI_QUEUE_PREFIX = env.string("MIMAMORI_QUEUE_PREFIX", "") or ""
 # Every worker runs the sweep (mimamori/broadcasts/sweep.py) this often; 0 turns it off.
 MIMAMORI_SWEEP_SECONDS = env.integer("MIMAMORI_SWEEP_SECONDS", 5)
 MIMAMORI_REQUEUE_AFTER_SECONDS = env.integer("MIMAMORI_REQUEUE_AFTER_SECONDS", 15 * 60)
+# Read confirmation: how long a mail's confirmation link works (issue 4).
+MIMAMORI_CONFIRMATION_DAYS = env.integer("MIMAMORI_CONFIRMATION_DAYS", 30)

@@ -35,6 +35,7 @@ from mimamori.broadcasts.models import (
 )
 from mimamori.mail import messages
 from mimamori.mail.smtp import Outcome, Reply, SmtpSession
+from mimamori.receipts.confirming import confirmation_url
 from mimamori.registry.models import Registrant
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,9 @@ def _sender(
                     urgent=broadcast.urgent,
                     children=children[row.pk],
                     message_id=row.message_id,
+                    confirmation_url=confirmation_url(row.confirmation_token)
+                    if row.confirmation_token
+                    else None,
                 )
                 content = mail.message().as_bytes(linesep="\r\n")
             except Exception as error:

@@ -127,6 +127,27 @@ class Delivery(models.Model):
         return f"<broadcast{self.broadcast_id}.{self.pk}@{self.school.municipality.mail_domain}>"
 
 
+class AudienceGroup(models.Model):
+    """The registrants of one school, grade and class a broadcast reached, as they were when it
+    was sent, and how many of them have confirmed (S15). Statistics read these rows; a
+    confirmation adds one to its group, so no page ever counts deliveries."""
+
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="groups")
+    school = models.ForeignKey(School, on_delete=models.PROTECT, related_name="+")
+    grade = models.PositiveSmallIntegerField()
+    class_name = models.CharField(max_length=16)
+    registrants = models.PositiveIntegerField()
+    confirmed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["school", "grade", "class_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["broadcast", "school", "grade", "class_name"], name="one_group_per_class"
+            ),
+        ]
+
+
 class Recipient(models.Model):
     """A registrant a delivery is sent for, and the slot the address sits in."""
 
@@ -134,6 +155,7 @@ class Recipient(models.Model):
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="recipients")
     registrant = models.ForeignKey(Registrant, on_delete=models.PROTECT, related_name="+")
     slot = models.PositiveSmallIntegerField()
+    group = models.ForeignKey(AudienceGroup, on_delete=models.CASCADE, related_name="+")
 
     class Meta:
         constraints = [

@@ -1,0 +1,24 @@
+"""A receipt: one registrant of one broadcast confirmed, once, through one of its mails."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from mimamori.broadcasts.models import Broadcast, Delivery
+from mimamori.registry.models import Registrant
+
+
+class Receipt(models.Model):
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="receipts")
+    registrant = models.ForeignKey(Registrant, on_delete=models.PROTECT, related_name="+")
+    # The mail whose link was pressed (slot 1 or 2, or a sibling's shared address).
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="+")
+    confirmed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # The first confirmation counts; the database keeps it the only one (S5).
+            models.UniqueConstraint(fields=["broadcast", "registrant"], name="one_receipt_per_registrant"),
+        ]
+        indexes = [models.Index(fields=["broadcast", "confirmed_at"])]
