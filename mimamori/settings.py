@@ -247,3 +247,5 @@ MIMAMORI_SWEEP_SECONDS = env.integer("MIMAMORI_SWEEP_SECONDS", 5)
 MIMAMORI_REQUEUE_AFTER_SECONDS = env.integer("MIMAMORI_REQUEUE_AFTER_SECONDS", 15 * 60)
 # Read confirmation: how long a mail's confirmation link works (issue 4).
 MIMAMORI_CONFIRMATION_DAYS = env.integer("MIMAMORI_CONFIRMATION_DAYS", 30)
+# Reminders to the unconfirmed (P3): at most this many per broadcast, by hand and automatic together.
+MIMAMORI_MAX_REMINDERS = env.integer("MIMAMORI_MAX_REMINDERS", 3)

@@ -3,10 +3,14 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from mimamori.api.endpoints import api
+from mimamori.portal import confirm
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="portal:home", permanent=False)),
     path("i18n/", include("django.conf.urls.i18n")),
+    # The 受信確認 link in broadcast mails: short, at the root, no login (S5).
+    # <path:…>: anything under /c/, slashes and all, gets the one not-found page.
+    path("c/<path:token>/", confirm.confirm, name="confirm"),
     path("portal/", include("mimamori.portal.urls")),
     path("console/", include("mimamori.console.urls")),
     path("api/v1/", api.urls),

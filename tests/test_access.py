@@ -21,8 +21,11 @@ from mimamori.accounts.models import ApiToken, Role, User
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.models import Broadcast, BroadcastStatus
 from mimamori.broadcasts.targeting import resolve_scope
+from mimamori.receipts.models import Receipt
 from mimamori.registry.models import Registrant, School
 from tests.cast import make_municipality, make_registrant, make_school, make_staff
+from tests.mailsink import Sink
+from tests.tasks import run_queued_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -208,3 +211,50 @@ def _assert_reveals_nothing_but_school(response: Any) -> None:
     body = response.content.decode()
     assert SECRET_CHILD not in body
     assert SECRET_ADDRESS not in body
+
+
+def _confirmation_token_of_school_a(world: World) -> str:
+    staff_a = make_staff(Role.SCHOOL, school=world.school_a)
+    broadcast = sending.compose(
+        staff_a,
+        subject="下校時のお知らせ",
+        body="気をつけて下校してください。",
+        scope=resolve_scope(staff_a, school_ids=[world.school_a.pk]),
+        request_confirmation=True,
+    )
+    sending.send(broadcast)
+    while run_queued_tasks():
+        pass
+    token = broadcast.deliveries.get(email=SECRET_ADDRESS).confirmation_token
+    assert token
+    return token
+
+
+def test_root_pages_reveal_no_child_and_record_nothing(world: World, smtp_sink: Sink, settings: Any) -> None:
+    """Pages at the root (the 受信確認 link /c/<token>/) need no login: the token in school A's
+    mail is the capability. Whoever opens it sees what the mail says (school, subject, body),
+    never a child or an address, and opening it records nothing; a wrong token reveals nothing."""
+    settings.MIMAMORI_RETRY_BASE_SECONDS = 0
+    token = _confirmation_token_of_school_a(world)
+    wrong = token[:-1] + ("0" if token[-1] != "0" else "1")
+    patterns = [p for p in get_resolver().url_patterns if isinstance(p, URLPattern) and p.name]
+    assert "confirm" in {p.name for p in patterns}
+    for pattern in patterns:
+        names = list(pattern.pattern.regex.groupindex)
+        unknown = [n for n in names if n != "token"]
+        assert not unknown, f"{pattern.name}: teach test_access which object {unknown} should point at"
+        for who, user in world.outsiders.items():
+            for value in (token, wrong) if names else (None,):
+                url = reverse(pattern.name, kwargs={"token": value} if names else {})
+                for method in ("get", "head"):
+                    response = getattr(_client(user), method)(url)
+                    where = f"{method.upper()} {url} as {who}: {response.status_code}"
+                    body = response.content.decode(errors="replace")
+                    assert SECRET_CHILD not in body, where
+                    assert SECRET_ADDRESS not in body, where
+                    if value == wrong:
+                        _assert_reveals_nothing(response, where)
+                        assert response.status_code == 404, where
+                    elif value == token:
+                        assert response.status_code == 200, where
+    assert not Receipt.objects.exists()

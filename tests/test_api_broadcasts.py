@@ -85,7 +85,14 @@ def test_compose_send_and_watch_until_sent(school: School, school_api: Api, smtp
     run_until_quiet()
     shown = school_api.get(f"/broadcasts/{data['id']}").json()
     assert shown["status"] == "sent"
-    assert shown["counts"] == {"registrants": 3, "messages": 3, "sent": 3, "failed": 0, "pending": 0}
+    assert shown["counts"] == {
+        "registrants": 3,
+        "messages": 3,
+        "sent": 3,
+        "failed": 0,
+        "pending": 0,
+        "confirmed": 0,
+    }
     assert sum(smtp_sink.copies().values()) == shown["counts"]["sent"]
     assert {a.lower() for a in smtp_sink.copies()} == {
         "one@docomo.ne.jp",
@@ -258,7 +265,10 @@ def test_no_token_is_401_and_the_paths_are_documented(school_api: Api) -> None:
         ("get", f"/broadcasts/{broadcast_id}"),
         ("post", f"/broadcasts/{broadcast_id}/send"),
         ("get", f"/broadcasts/{broadcast_id}/deliveries"),
+        ("get", f"/broadcasts/{broadcast_id}/receipts"),
         ("post", f"/broadcasts/{broadcast_id}/retry"),
+        ("post", f"/broadcasts/{broadcast_id}/reminders"),
+        ("get", f"/broadcasts/{broadcast_id}/reminders"),
     ]:
         assert Api().call(method, path).status_code == 401, (method, path)
     assert Broadcast.objects.get().status == BroadcastStatus.DRAFT
@@ -269,5 +279,7 @@ def test_no_token_is_401_and_the_paths_are_documented(school_api: Api) -> None:
         "/api/v1/broadcasts/{broadcast_id}": {"get"},
         "/api/v1/broadcasts/{broadcast_id}/send": {"post"},
         "/api/v1/broadcasts/{broadcast_id}/deliveries": {"get"},
+        "/api/v1/broadcasts/{broadcast_id}/receipts": {"get"},
         "/api/v1/broadcasts/{broadcast_id}/retry": {"post"},
+        "/api/v1/broadcasts/{broadcast_id}/reminders": {"get", "post"},
     } == {path: set(item) for path, item in paths.items() if path.startswith("/api/v1/broadcasts")}

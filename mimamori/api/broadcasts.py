@@ -1,10 +1,12 @@
-"""Broadcast endpoints: compose, send, watch, list deliveries, retry (S1, S15, P4).
+"""Broadcast endpoints: compose, send, watch, list deliveries and receipts, retry (S1, S15, P4).
 
 Thin: targeting and sending do the work, and every broadcast is fetched through
 mimamori.accounts.access, so one outside the token's scope is a 404.
 """
 
 # No "from __future__ import annotations": ninja reads the parameter annotations at import.
+
+from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
@@ -20,6 +22,7 @@ from mimamori.api.auth import staff_of
 from mimamori.api.schemas import Error, LocalTime
 from mimamori.broadcasts import sending, targeting
 from mimamori.broadcasts.models import Broadcast, Delivery, DeliveryStatus
+from mimamori.receipts import statistics
 
 router = Router(tags=["broadcasts"])
 
@@ -43,6 +46,10 @@ class BroadcastIn(Schema):
     body: str
     request_confirmation: bool
     urgent: bool = False
+    reminder_minutes: list[int] = Field(
+        default_factory=list,
+        description="Automatic reminders to the unconfirmed, in minutes after sending (e.g. [30, 60]).",
+    )
 
 
 class ScopeOut(Schema):
@@ -63,6 +70,7 @@ class Counts(Schema):
     sent: int
     failed: int
     pending: int
+    confirmed: int = Field(description="Registrants who confirmed they read it (any of their mails).")
 
 
 class BroadcastSummary(Schema):
@@ -71,6 +79,8 @@ class BroadcastSummary(Schema):
     subject: str
     urgent: bool
     request_confirmation: bool
+    reminder_minutes: list[int]
+    reminders_sent: int
     scope: ScopeOut
     created_at: LocalTime
     send_requested_at: LocalTime | None
@@ -110,6 +120,7 @@ class BroadcastOut(BroadcastSummary):
             sent=progress.sent,
             failed=progress.failed,
             pending=progress.pending,
+            confirmed=statistics.confirmed_count(obj),
         )
 
 
@@ -133,6 +144,22 @@ class DeliveryOut(Schema):
     @staticmethod
     def resolve_registrants(obj: Delivery) -> list[int]:
         return sorted(r.registrant_id for r in obj.recipients.all())
+
+
+class ReceiptOut(Schema):
+    registrant: int
+    school: int
+    grade: int = Field(description="As when the broadcast was sent.")
+    class_name: str = Field(description="As when the broadcast was sent.")
+    confirmed_at: LocalTime | None = Field(description="The first confirmation; null if none yet.")
+
+    @staticmethod
+    def resolve_registrant(obj: dict[str, Any]) -> int:
+        return int(obj["registrant_id"])
+
+    @staticmethod
+    def resolve_school(obj: dict[str, Any]) -> int:
+        return int(obj["school_id"])
 
 
 class DeliveryFilter(Schema):
@@ -163,6 +190,7 @@ def create_broadcast(request: HttpRequest, data: BroadcastIn) -> Status[Broadcas
         scope=scope,
         urgent=data.urgent,
         request_confirmation=data.request_confirmation,
+        reminder_minutes=data.reminder_minutes,
     )
     return Status(201, broadcast)
 
@@ -200,6 +228,15 @@ def list_deliveries(
     if filters.status is not None:
         deliveries = deliveries.filter(status=filters.status)
     return deliveries.order_by("pk")
+
+
+@router.get("/broadcasts/{broadcast_id}/receipts", response={200: list[ReceiptOut], **ERRORS})
+@paginate(LimitOffsetPagination)
+def list_receipts(request: HttpRequest, broadcast_id: int) -> QuerySet[Any, Any]:
+    """Every registrant the broadcast reached, by school, grade, class and name."""
+    user = staff_of(request)
+    broadcast = access.get_broadcast(user, broadcast_id)
+    return statistics.with_confirmed_at(statistics.targeted(broadcast, access.schools_for(user)), broadcast)
 
 
 @router.post("/broadcasts/{broadcast_id}/retry", response={200: RetryOut, **ERRORS})

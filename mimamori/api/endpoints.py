@@ -11,6 +11,7 @@ from ninja import NinjaAPI
 from mimamori.api.auth import StaffToken
 from mimamori.api.broadcasts import router as broadcasts_router
 from mimamori.api.registry import router as registry_router
+from mimamori.api.reminders import router as reminders_router
 
 api = NinjaAPI(title="mimamori API", version="1", urls_namespace="api", auth=StaffToken())
 
@@ -45,3 +46,4 @@ def permission_denied(request: HttpRequest, error: PermissionDenied) -> HttpResp
 
 api.add_router("/", registry_router)
 api.add_router("/", broadcasts_router)
+api.add_router("/", reminders_router)

@@ -140,6 +140,7 @@ def _sender(
                     confirmation_url=confirmation_url(row.confirmation_token)
                     if row.confirmation_token
                     else None,
+                    reminder=row.round > 0,
                 )
                 content = mail.message().as_bytes(linesep="\r\n")
             except Exception as error:

@@ -52,6 +52,10 @@ class Broadcast(models.Model):
     # Written once by the fan-out, in the same transaction as the deliveries.
     registrant_count = models.PositiveIntegerField(default=0)
     message_count = models.PositiveIntegerField(default=0)
+    # Reminders to the unconfirmed (P3, receipts/reminders.py): automatic ones this many
+    # minutes after sending, and how many reminders (automatic or by hand) went out so far.
+    reminder_minutes = models.JSONField(_("automatic reminders (minutes after sending)"), default=list)
+    reminders_sent = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -98,6 +102,9 @@ class Delivery(models.Model):
     reply = models.CharField(max_length=500, blank=True)  # the SMTP server's last word
     # Room for the read confirmation: one opaque token per mail (the next issue fills it).
     confirmation_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # 0 for the first sending; n while (and after) the row is re-sent by the nth reminder,
+    # whose mail says so in its subject.
+    round = models.PositiveSmallIntegerField(default=0, db_default=0)  # db_default: the fan-out INSERTs
 
     class Meta:
         verbose_name = _("delivery")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
@@ -20,7 +22,9 @@ from mimamori.broadcasts.models import (
     Delivery,
     DeliveryStatus,
 )
-from mimamori.broadcasts.targeting import Scope, save_scope
+from mimamori.broadcasts.targeting import Scope, save_scope, target_schools
+
+REMINDER_MINUTES_MAX = 7 * 24 * 60
 
 
 def compose(
@@ -31,6 +35,7 @@ def compose(
     scope: Scope,
     urgent: bool = False,
     request_confirmation: bool = False,
+    reminder_minutes: Iterable[int] = (),
 ) -> Broadcast:
     """Save a draft. The scope was resolved against the user's own (targeting.resolve_scope)."""
     subject, body = subject.strip(), body.strip()
@@ -50,6 +55,16 @@ def compose(
             "%(names)s does not offer confirmation URLs, so a read confirmation cannot be "
             "requested. Send without requesting confirmation."
         ) % {"names": "、".join(closed)}
+    minutes = sorted(set(reminder_minutes))
+    if minutes and "request_confirmation" not in errors:
+        if not request_confirmation:
+            errors["reminder_minutes"] = _("Automatic reminders need a read confirmation to be requested.")
+        elif len(minutes) > settings.MIMAMORI_MAX_REMINDERS:
+            errors["reminder_minutes"] = _("At most %(max)d automatic reminders can be scheduled.") % {
+                "max": settings.MIMAMORI_MAX_REMINDERS
+            }
+        elif not all(1 <= m <= REMINDER_MINUTES_MAX for m in minutes):
+            errors["reminder_minutes"] = _("Reminders are sent from 1 minute to 7 days after sending.")
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
@@ -59,6 +74,7 @@ def compose(
             body=body,
             urgent=urgent,
             request_confirmation=request_confirmation,
+            reminder_minutes=minutes,
         )
         save_scope(broadcast, scope)
     return broadcast
@@ -73,9 +89,13 @@ def _without_confirmation_links(scope: Scope) -> list[str]:
 def send(broadcast: Broadcast) -> bool:
     """Start sending a draft; False if it was already sent. The work happens in the background."""
     with transaction.atomic():
-        started = Broadcast.objects.filter(pk=broadcast.pk, status=BroadcastStatus.DRAFT).update(
-            status=BroadcastStatus.SENDING, send_requested_at=timezone.now()
-        )
+        fields: dict[str, object] = {"status": BroadcastStatus.SENDING, "send_requested_at": timezone.now()}
+        if broadcast.request_confirmation and any(
+            not school.municipality.confirmation_links_enabled for school in target_schools(broadcast)
+        ):
+            # The municipality turned confirmation links off after this draft was written (S12).
+            fields.update(request_confirmation=False, reminder_minutes=[])
+        started = Broadcast.objects.filter(pk=broadcast.pk, status=BroadcastStatus.DRAFT).update(**fields)
         if started:
             broadcast.refresh_from_db()
             lanes.queue_fan_out(broadcast)

@@ -4,6 +4,7 @@ Every worker runs it every few seconds (see the worker command). Each step is a 
 update or an idempotent re-queue, so sweeps running at the same time on several machines do
 no harm: a re-queued chunk whose rows were claimed meanwhile finds nothing to do.
 
+- Automatic reminders (receipts/reminders.py) whose time has come are sent.
 - A worker holding rows renews its lease while it works; rows whose lease ran out belong to a
   dead worker and are offered again at once.
 - Queued work is normally picked up within seconds, but a lost queue message (a Celery
@@ -25,6 +26,7 @@ from django.utils import timezone
 from mimamori.broadcasts import lanes
 from mimamori.broadcasts.delivery import finish_if_done
 from mimamori.broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
+from mimamori.receipts.reminders import due_reminders
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ def sweep() -> dict[str, int]:
         status=BroadcastStatus.SENDING, fanned_out_at__isnull=False
     ).values_list("pk", flat=True):
         report["finished"] += finish_if_done(broadcast_id)
+    # Automatic reminders to the unconfirmed (P3) whose time has come.
+    report["reminders"] = due_reminders(now)
     if any(report.values()):
         log.info("sweep: %s", report)
     return report

@@ -12,6 +12,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Max
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from mimamori.accounts import access
@@ -21,6 +22,8 @@ from mimamori.registry.models import RegistrantStatus
 
 # Class lists are typed on phones too: accept the Japanese comma and spaces as separators.
 CLASS_SEPARATORS = re.compile(r"[,、，\s]+")
+# Minutes after sending that staff can pick for automatic reminders (P3).
+REMINDER_CHOICES = (30, 60, 120)
 
 
 class IdsField(forms.MultipleChoiceField):
@@ -65,6 +68,13 @@ class BroadcastForm(forms.Form):
         label=_("Ask guardians to confirm they have read it"),
         required=False,
     )
+    reminder_minutes = forms.TypedMultipleChoiceField(
+        label=_("Automatic reminders to the unconfirmed"),
+        required=False,
+        coerce=int,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("The same mail, with the same link, to households that have not confirmed by then."),
+    )
     municipalities = IdsField(label=_("Municipalities"), required=False)
     schools = SchoolIdsField(label=_("Schools"), required=False)
     grades = forms.TypedMultipleChoiceField(
@@ -108,6 +118,11 @@ class BroadcastForm(forms.Form):
         )
         if not self.offers_confirmation:
             del self.fields["request_confirmation"]
+            del self.fields["reminder_minutes"]
+        else:
+            self.fields["reminder_minutes"].choices = [  # type: ignore[attr-defined]
+                (m, gettext("%(minutes)d minutes later") % {"minutes": m}) for m in REMINDER_CHOICES
+            ]
         self.scope_names = [s.name for s in schools] if not self.choose_schools else []
 
     def clean_classes(self) -> list[str]:

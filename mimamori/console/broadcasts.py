@@ -76,6 +76,7 @@ def broadcast_new(request: HttpRequest) -> HttpResponse:
                 scope=scope,
                 urgent=data["urgent"],
                 request_confirmation=data.get("request_confirmation", False),
+                reminder_minutes=data.get("reminder_minutes", ()),
             )
         except ValidationError as error:
             form.add_error(None, error)

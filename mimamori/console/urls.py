@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mimamori.console import broadcasts, roster, views
+from mimamori.console import broadcasts, receipts, reminders, roster, views
 
 app_name = "console"
 
@@ -19,7 +19,24 @@ urlpatterns = [
     path("broadcasts/<int:broadcast_id>/", broadcasts.broadcast, name="broadcast"),
     path("broadcasts/<int:broadcast_id>/send/", broadcasts.broadcast_send, name="broadcast_send"),
     path("broadcasts/<int:broadcast_id>/retry/", broadcasts.broadcast_retry, name="broadcast_retry"),
+    path("broadcasts/<int:broadcast_id>/remind/", reminders.broadcast_remind, name="broadcast_remind"),
     path("broadcasts/<int:broadcast_id>/progress/", broadcasts.broadcast_progress, name="broadcast_progress"),
+    path("broadcasts/<int:broadcast_id>/receipts/", receipts.broadcast_receipts, name="broadcast_receipts"),
+    path(
+        "broadcasts/<int:broadcast_id>/receipts/data/",
+        receipts.broadcast_receipts_data,
+        name="broadcast_receipts_data",
+    ),
+    path(
+        "broadcasts/<int:broadcast_id>/unconfirmed/",
+        receipts.broadcast_unconfirmed,
+        name="broadcast_unconfirmed",
+    ),
+    path(
+        "broadcasts/<int:broadcast_id>/unconfirmed.csv",
+        receipts.broadcast_unconfirmed_csv,
+        name="broadcast_unconfirmed_csv",
+    ),
     path("mailbox/", views.mailbox, name="mailbox"),
     path("mailbox/<str:key>/", views.mailbox_message, name="mailbox_message"),
 ]

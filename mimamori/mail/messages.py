@@ -81,8 +81,12 @@ def broadcast(
     children: Sequence[Registrant],
     message_id: str,
     confirmation_url: str | None = None,
+    reminder: bool = False,
 ) -> EmailMessage:
-    """A broadcast mail to one address, naming every child it is sent for (B5)."""
+    """A broadcast mail to one address, naming every child it is sent for (B5).
+
+    ``reminder``: the same mail sent again to a household that has not confirmed yet (P3).
+    """
     return _message(
         school,
         to,
@@ -95,6 +99,7 @@ def broadcast(
             "urgent": urgent,
             "children": children,
             "confirmation_url": confirmation_url,
+            "reminder": reminder,
             "site_url": settings.BASE_URL + "/portal/",
         },
         message_id=message_id,

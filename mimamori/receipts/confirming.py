@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from mimamori.broadcasts.models import AudienceGroup, Delivery, Recipient
@@ -61,6 +61,14 @@ def expires_at(delivery: Delivery) -> datetime:
 
 def is_expired(delivery: Delivery) -> bool:
     return timezone.now() >= expires_at(delivery)
+
+
+def is_confirmed(delivery: Delivery) -> bool:
+    """Whether every registrant the mail names has confirmed, through this mail or another."""
+    receipt = Receipt.objects.filter(
+        broadcast_id=delivery.broadcast_id, registrant_id=OuterRef("registrant_id")
+    )
+    return not Recipient.objects.filter(delivery=delivery).exclude(Exists(receipt)).exists()
 
 
 def record_confirmation(delivery: Delivery) -> Confirmation:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -22,3 +23,22 @@ class Receipt(models.Model):
             models.UniqueConstraint(fields=["broadcast", "registrant"], name="one_receipt_per_registrant"),
         ]
         indexes = [models.Index(fields=["broadcast", "confirmed_at"])]
+
+
+class Reminder(models.Model):
+    """One reminder to the unconfirmed of a broadcast (P3), by hand or automatic."""
+
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="reminders")
+    number = models.PositiveSmallIntegerField()  # the Delivery.round its mails carry
+    sent_at = models.DateTimeField(default=timezone.now)
+    # None: sent automatically, at one of the broadcast's reminder_minutes.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    messages = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["broadcast", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["broadcast", "number"], name="one_reminder_per_number"),
+        ]

@@ -1,0 +1,102 @@
+"""The guardian's 受信確認 page (S5): /c/<token>/ from a broadcast mail, without login.
+
+The token is the capability: whoever holds the mail may read it again here and confirm it, so
+these pages show nothing beyond what the mail itself says (school, time, subject, body) and
+never a child's name or an address. GET (and HEAD) only show; mail security scanners open
+every link, so only the POST from the 「確認しました」 button records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from mimamori.broadcasts.models import Delivery
+from mimamori.receipts.confirming import (
+    LinkExpired,
+    Outcome,
+    find_delivery,
+    is_confirmed,
+    is_expired,
+    record_confirmation,
+)
+
+View = Callable[..., HttpResponse]
+
+# The token sits in the URL: no Referer may carry it to another site, no shared or back-button
+# cache may keep the page, and no search engine may list it.
+PRIVATE_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex",
+}
+
+
+class HttpResponseSeeOther(HttpResponseRedirect):
+    status_code = 303
+
+
+def private_page(view: View) -> View:
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        for header, value in PRIVATE_HEADERS.items():
+            response[header] = value
+        return response
+
+    return wrapped
+
+
+def _context(delivery: Delivery) -> dict[str, Any]:
+    broadcast = delivery.broadcast
+    return {
+        "token": delivery.confirmation_token,
+        "broadcast": broadcast,
+        "school": delivery.school,  # the sender, as in the mail's From (S2)
+        "municipality": delivery.school.municipality,  # its サポート窓口 in the footer
+        "sent_at": broadcast.send_requested_at or broadcast.created_at,
+        "valid_days": settings.MIMAMORI_CONFIRMATION_DAYS,
+    }
+
+
+# No CSRF token: guardians open this link from carrier mail on phones, where in-app browsers
+# and older carrier browsers may drop or refuse the cookie Django's CSRF check needs, and a
+# refused confirmation is the worst outcome here. The check would protect nothing: a forged
+# POST must name the unguessable token in its URL, and whoever has the token can confirm
+# anyway; the POST only sets a read flag, reveals nothing and works without a session.
+# X-Frame-Options (middleware) still stops the button being framed elsewhere.
+@csrf_exempt
+@private_page
+@require_http_methods(["GET", "HEAD", "POST"])
+def confirm(request: HttpRequest, token: str) -> HttpResponse:
+    delivery = find_delivery(token)
+    if delivery is None:
+        # One page for unknown, malformed and tampered tokens: no hint how close a guess was.
+        return render(request, "portal/confirm_unknown.html", status=404)
+    context = _context(delivery)
+    if is_expired(delivery):
+        return render(request, "portal/confirm_expired.html", context, status=410)
+
+    if request.method == "POST":
+        try:
+            confirmation = record_confirmation(delivery)  # committed when it returns
+        except LinkExpired:  # ran out between the check above and now
+            return render(request, "portal/confirm_expired.html", context, status=410)
+        if confirmation.outcome is Outcome.CONFIRMED:
+            # Post/redirect/get: reloading the thank-you page must not ask to resend a form.
+            url = reverse("confirm", kwargs={"token": delivery.confirmation_token})
+            return HttpResponseSeeOther(f"{url}?done=1")
+        return render(request, "portal/confirm_done.html", {**context, "already": True})
+
+    confirmed = is_confirmed(delivery)
+    if confirmed and request.GET.get("done"):
+        return render(request, "portal/confirm_done.html", {**context, "already": False})
+    return render(request, "portal/confirm.html", {**context, "confirmed": confirmed})

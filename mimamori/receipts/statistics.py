@@ -1,0 +1,226 @@
+"""What staff read about confirmations (S15, P2): counts, the curve over time, who is missing.
+
+Counts come from the AudienceGroup counters that record_confirmation keeps, and the curve from
+Receipt through its (broadcast, confirmed_at) index, grouped in the database; nothing here
+reads deliveries, so a page that polls every two seconds costs the same for 100 or 100,000
+registrants. Who is targeted, and in which school, grade and class, is as it was when the
+broadcast was sent (the group of each Recipient row); names and addresses are as they are now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models.functions import TruncDay, TruncHour, TruncMinute
+from django.utils import timezone
+
+from mimamori.broadcasts.models import AudienceGroup, Broadcast, Recipient
+from mimamori.receipts.models import Receipt
+from mimamori.registry.models import Address, School
+
+# The curve keeps at most this many points; finer buckets are merged in Python.
+MAX_POINTS = 240
+
+
+def rate(confirmed: int, registrants: int) -> float:
+    return confirmed / registrants if registrants else 0.0
+
+
+@dataclass
+class Tally:
+    registrants: int = 0
+    confirmed: int = 0
+
+    @property
+    def rate(self) -> float:
+        return rate(self.confirmed, self.registrants)
+
+    def add(self, registrants: int, confirmed: int) -> None:
+        self.registrants += registrants
+        self.confirmed += confirmed
+
+
+@dataclass
+class ClassRow(Tally):
+    group_id: int = 0
+    class_name: str = ""
+
+
+@dataclass
+class GradeRow(Tally):
+    grade: int = 0
+    classes: list[ClassRow] = field(default_factory=list)
+
+
+@dataclass
+class SchoolRow(Tally):
+    school: School | None = None
+    grades: list[GradeRow] = field(default_factory=list)
+
+
+@dataclass
+class Statistics(Tally):
+    schools: list[SchoolRow] = field(default_factory=list)
+
+
+def statistics(broadcast: Broadcast, schools: QuerySet[School]) -> Statistics:
+    """Targeted and confirmed registrants, in total and per school, grade and class (one query)."""
+    groups = (
+        AudienceGroup.objects.filter(broadcast=broadcast, school__in=schools.values("pk"))
+        .select_related("school__municipality")
+        .order_by("school__name", "school_id", "grade", "class_name")
+    )
+    total = Statistics()
+    for group in groups:
+        if not total.schools or total.schools[-1].school != group.school:
+            total.schools.append(SchoolRow(school=group.school))
+        school = total.schools[-1]
+        if not school.grades or school.grades[-1].grade != group.grade:
+            school.grades.append(GradeRow(grade=group.grade))
+        grade = school.grades[-1]
+        grade.classes.append(
+            ClassRow(
+                registrants=group.registrants,
+                confirmed=group.confirmed,
+                group_id=group.pk,
+                class_name=group.class_name,
+            )
+        )
+        for tally in (grade, school, total):
+            tally.add(group.registrants, group.confirmed)
+    return total
+
+
+def confirmed_count(broadcast: Broadcast) -> int:
+    """Registrants confirmed so far, from the counters."""
+    return sum(AudienceGroup.objects.filter(broadcast=broadcast).values_list("confirmed", flat=True))
+
+
+@dataclass(frozen=True)
+class Point:
+    at: datetime
+    confirmed: int  # cumulative
+
+
+@dataclass(frozen=True)
+class Timeline:
+    start: datetime
+    end: datetime
+    step: timedelta
+    points: list[Point]
+
+
+def sent_at(broadcast: Broadcast) -> datetime:
+    return broadcast.send_requested_at or broadcast.fanned_out_at or broadcast.created_at
+
+
+def timeline(broadcast: Broadcast, schools: QuerySet[School], now: datetime | None = None) -> Timeline:
+    """Cumulative confirmations since the broadcast was sent, bucketed by the database."""
+    start = sent_at(broadcast)
+    now = now or timezone.now()
+    span = max(now - start, timedelta(minutes=1))
+    # Buckets the database can make on SQLite and PostgreSQL alike; a month-old broadcast
+    # is drawn by day rather than returning tens of thousands of minutes on each poll.
+    if span <= timedelta(hours=12):
+        trunc: Any = TruncMinute
+    elif span <= timedelta(days=10):
+        trunc = TruncHour
+    else:
+        trunc = TruncDay
+    receipts = Receipt.objects.filter(broadcast=broadcast)
+    out_of_scope = AudienceGroup.objects.filter(broadcast=broadcast).exclude(school__in=schools.values("pk"))
+    if out_of_scope.exists():
+        # Not reachable through accounts.access today (a broadcast is shown only to staff whose
+        # scope holds all of its schools), but the curve must never count other schools' children.
+        receipts = receipts.filter(
+            Exists(
+                Recipient.objects.filter(
+                    broadcast=broadcast,
+                    registrant=OuterRef("registrant"),
+                    group__school__in=schools.values("pk"),
+                )
+            )
+        )
+    buckets = (
+        receipts.annotate(bucket=trunc("confirmed_at"))
+        .order_by()
+        .values("bucket")
+        .annotate(n=Count("pk"))
+        .order_by("bucket")
+    )
+    step = max(span / MAX_POINTS, timedelta(minutes=1))
+    points: list[Point] = []
+    running = 0
+    for row in buckets:
+        running += row["n"]
+        at = max(row["bucket"], start)
+        # Merge buckets closer than one step so the curve stays small.
+        if points and at - points[-1].at < step:
+            points[-1] = Point(points[-1].at, running)
+        else:
+            points.append(Point(at, running))
+    end = max(now, points[-1].at if points else now)
+    return Timeline(start=start, end=end, step=step, points=points)
+
+
+def _slot(slot: int) -> Subquery:
+    return Subquery(Address.objects.filter(registrant=OuterRef("registrant"), slot=slot).values("email")[:1])
+
+
+def targeted(broadcast: Broadcast, schools: QuerySet[School]) -> QuerySet[Recipient, Any]:
+    """One row per targeted registrant within the schools given, ordered for reading.
+
+    A registrant has a Recipient row per address; all of them carry the same group, so DISTINCT
+    over these columns gives one row per registrant on every database.
+    """
+    return (
+        Recipient.objects.filter(broadcast=broadcast, group__school__in=schools.values("pk"))
+        .order_by()
+        .values(
+            "registrant_id",
+            school_id=F("group__school_id"),
+            school_name=F("group__school__name"),
+            grade=F("group__grade"),
+            class_name=F("group__class_name"),
+            child_name=F("registrant__child_name"),
+            child_name_kana=F("registrant__child_name_kana"),
+        )
+        .distinct()
+        .order_by(
+            "school_name",
+            "school_id",
+            "grade",
+            "class_name",
+            "child_name_kana",
+            "child_name",
+            "registrant_id",
+        )
+    )
+
+
+def with_confirmed_at(rows: QuerySet[Recipient, Any], broadcast: Broadcast) -> QuerySet[Any, Any]:
+    receipt = Receipt.objects.filter(broadcast=broadcast, registrant=OuterRef("registrant"))
+    return rows.annotate(confirmed_at=Subquery(receipt.values("confirmed_at")[:1]))
+
+
+def unconfirmed(broadcast: Broadcast, schools: QuerySet[School]) -> QuerySet[Recipient, Any]:
+    """The targeted registrants without a receipt, with their current slot 1 and 2 addresses."""
+    receipt = Receipt.objects.filter(broadcast=broadcast, registrant=OuterRef("registrant"))
+    return (
+        targeted(broadcast, schools).filter(~Exists(receipt)).annotate(address1=_slot(1), address2=_slot(2))
+    )
+
+
+def mask_address(address: str | None) -> str:
+    """ta***@docomo.ne.jp: enough for staff to tell a household's addresses apart on the phone,
+    not enough to write to them from a printout or a forwarded CSV (P2)."""
+    if not address:
+        return ""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        local, domain = address, ""
+    shown = local[:2] if len(local) > 4 else local[:1]
+    return f"{shown}***{at}{domain}"
