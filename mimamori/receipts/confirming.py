@@ -47,11 +47,14 @@ def find_delivery(token: str) -> Delivery | None:
     """The mail a link belongs to, or None for unknown or malformed tokens (a 404)."""
     if not 40 <= len(token) <= 64 or not set(token) <= TOKEN_ALPHABET:
         return None
-    return (
-        Delivery.objects.select_related("broadcast", "school__municipality")
-        .filter(confirmation_token=token, broadcast__request_confirmation=True)
-        .first()
-    )
+    try:
+        # get(), not first(): first() adds ORDER BY id, which can make PostgreSQL walk the
+        # primary key instead of the token's unique index (7 ms instead of 0.1 ms a request).
+        return Delivery.objects.select_related("broadcast", "school__municipality").get(
+            confirmation_token=token, broadcast__request_confirmation=True
+        )
+    except Delivery.DoesNotExist:
+        return None
 
 
 def expires_at(delivery: Delivery) -> datetime:
