@@ -184,10 +184,15 @@ def broadcast_unconfirmed(request: HttpRequest, broadcast_id: int) -> HttpRespon
     )
     # P2 says slot addresses are "masked as policy says": staff phone the households, so they
     # need the child and the class, not addresses a printout or a forwarded file could leak.
+    rows = list(page.object_list)
+    addresses = statistics.slot_addresses([row["registrant_id"] for row in rows])
+    for row in rows:
+        row["address1"] = addresses[row["registrant_id"]].get(1)
+        row["address2"] = addresses[row["registrant_id"]].get(2)
     return _render(
         request,
         "unconfirmed.html",
-        {"broadcast": broadcast, "page": page, "rows": list(_masked(page.object_list))},
+        {"broadcast": broadcast, "page": page, "rows": list(_masked(rows))},
     )
 
 
@@ -206,7 +211,7 @@ def _cell(value: object) -> str:
 
 def _unconfirmed_csv(request: HttpRequest, broadcast_id: int) -> StreamingHttpResponse:
     broadcast, schools = _scope(request, broadcast_id)
-    rows = statistics.unconfirmed(broadcast, schools)
+    rows = statistics.with_addresses(statistics.unconfirmed(broadcast, schools))
 
     def lines() -> Iterator[str]:
         # Japanese Excel reads UTF-8 only with a BOM, and expects CRLF line ends.

@@ -167,7 +167,9 @@ def timeline(broadcast: Broadcast, schools: QuerySet[School], now: datetime | No
 
 
 def _slot(slot: int) -> Subquery:
-    return Subquery(Address.objects.filter(registrant=OuterRef("registrant"), slot=slot).values("email")[:1])
+    # order_by(): Address's default ordering would join the registrant and its school per row.
+    address = Address.objects.filter(registrant=OuterRef("registrant"), slot=slot).order_by()
+    return Subquery(address.values("email")[:1])
 
 
 def targeted(broadcast: Broadcast, schools: QuerySet[School]) -> QuerySet[Recipient, Any]:
@@ -207,11 +209,27 @@ def with_confirmed_at(rows: QuerySet[Recipient, Any], broadcast: Broadcast) -> Q
 
 
 def unconfirmed(broadcast: Broadcast, schools: QuerySet[School]) -> QuerySet[Recipient, Any]:
-    """The targeted registrants without a receipt, with their current slot 1 and 2 addresses."""
+    """The targeted registrants without a receipt."""
     receipt = Receipt.objects.filter(broadcast=broadcast, registrant=OuterRef("registrant"))
-    return (
-        targeted(broadcast, schools).filter(~Exists(receipt)).annotate(address1=_slot(1), address2=_slot(2))
-    )
+    return targeted(broadcast, schools).filter(~Exists(receipt))
+
+
+def with_addresses(rows: QuerySet[Recipient, Any]) -> QuerySet[Recipient, Any]:
+    """The rows with the registrants' current slot 1 and 2 addresses, for a full export.
+
+    A page of rows takes slot_addresses instead: computed here, the lookups would run for
+    every row before the database sorts and cuts out the page.
+    """
+    return rows.annotate(address1=_slot(1), address2=_slot(2))
+
+
+def slot_addresses(registrant_ids: list[int]) -> dict[int, dict[int, str]]:
+    """Current slot 1 and 2 addresses of the given registrants (one query)."""
+    found: dict[int, dict[int, str]] = {pk: {} for pk in registrant_ids}
+    rows = Address.objects.filter(registrant__in=registrant_ids, slot__in=(1, 2)).order_by()
+    for registrant_id, slot, email in rows.values_list("registrant_id", "slot", "email"):
+        found[registrant_id][slot] = email
+    return found
 
 
 def mask_address(address: str | None) -> str:
