@@ -137,3 +137,53 @@ def test_staff_compose_preview_and_send_a_broadcast(demo_system: RunningSystem, 
         _shot(page, "broadcast-3-mailbox")
     finally:
         context.close()
+
+
+def test_a_guardian_confirms_on_a_phone_and_staff_see_the_count_and_chart_change(
+    demo_system: RunningSystem, chromium: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    subject = "受信確認のお願い（ブラウザ試験）"
+    staff = chromium.new_context(viewport=DESKTOP, locale="ja-JP")
+    phone = chromium.new_context(viewport=PHONE, is_mobile=True, locale="ja-JP")
+    try:
+        console = staff.new_page()
+        _log_in(console, demo_system.url + "/console/login/", SCHOOL_STAFF)
+        console.goto(demo_system.url + "/console/broadcasts/new/")
+        console.get_by_label("件名").fill(subject)
+        console.get_by_label("本文").fill("このメールを読んだら確認ボタンを押してください。")
+        console.get_by_label("受信確認を求める").check()
+        console.get_by_role("button", name="プレビュー").click()
+        console.get_by_role("button", name="送信する").click()
+        expect(console.locator("#status")).to_have_attribute("data-status", "sent", timeout=30_000)
+        broadcast_url = console.url
+
+        # The statistics page before anyone confirms.
+        console.get_by_role("link", name="受信確認の状況").click()
+        expect(console.locator('[data-total="confirmed"]')).to_have_text("0")
+        chart_before = console.locator("#receipts-chart").inner_html()
+
+        # A guardian's mail, as it arrived in the development mailbox, and the link in it.
+        mailbox = staff.new_page()
+        mailbox.goto(demo_system.url + "/console/mailbox/")
+        mailbox.get_by_role("row").filter(has_text=subject).first.get_by_role("link").first.click()
+        link = re.search(r"http://\S+/c/[0-9a-f]+/", mailbox.locator("body").inner_text())
+        assert link, "the mail carries a confirmation link"
+
+        page = phone.new_page()
+        page.goto(link.group(0))
+        expect(page.locator("body")).to_contain_text(subject)
+        _shot(page, "confirm-1-phone-page")
+        page.get_by_role("button", name="確認しました").click()
+        expect(page.locator("body")).to_contain_text("ありがとうございました")
+        _shot(page, "confirm-2-phone-thanks")
+
+        # Staff watching the statistics page see it change by itself.
+        expect(console.locator('[data-total="confirmed"]')).not_to_have_text("0", timeout=15_000)
+        assert console.locator("#receipts-chart").inner_html() != chart_before
+        _shot(console, "confirm-3-staff-statistics")
+        assert broadcast_url
+    finally:
+        staff.close()
+        phone.close()
