@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "mimamori.mail",
     "mimamori.broadcasts",
     "mimamori.receipts",
+    "mimamori.audit",
     "mimamori.console",
     "mimamori.portal",
     "mimamori.api",

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class AuditConfig(AppConfig):
+    """The append-only audit log (P9): who sent, changed, exported, deregistered, logged in."""
+
+    name = "mimamori.audit"
+    label = "audit"
