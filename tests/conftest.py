@@ -38,6 +38,12 @@ pytest_plugins = ["tests.mailsink", "tests.browser"]
 
 
 @pytest.fixture(autouse=True)
+def quick_retries(settings: Any) -> None:
+    """A deferred mail is due again at once, so run_until_quiet() plays out a retry schedule."""
+    settings.MIMAMORI_RETRY_BASE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings: Any, request: pytest.FixtureRequest) -> None:
     """Argon2 costs ~0.5 s a hash; tests about flows use a fast hasher.
 

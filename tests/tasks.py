@@ -31,3 +31,10 @@ def run_queued_tasks() -> int:
         _worker.run_task(task_result)
         ran += 1
     return ran
+
+
+def run_until_quiet(rounds: int = 50) -> None:
+    """Run tasks, and the tasks they queue (retries, later chunks), until none is ready."""
+    for _ in range(rounds):
+        if not run_queued_tasks():
+            return

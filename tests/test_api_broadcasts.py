@@ -13,15 +13,10 @@ from mimamori.broadcasts.models import Broadcast, BroadcastStatus
 from mimamori.registry.models import Municipality, School
 from tests.cast import make_municipality, make_registrant, make_school, make_staff
 from tests.mailsink import Sink
-from tests.tasks import run_queued_tasks
+from tests.tasks import run_until_quiet
 from tests.test_api import Api
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(settings: Any) -> None:
-    settings.MIMAMORI_RETRY_BASE_SECONDS = 0
 
 
 @pytest.fixture
@@ -37,12 +32,6 @@ def school(city: Municipality) -> School:
 @pytest.fixture
 def school_api(school: School) -> Api:
     return Api(make_staff(Role.SCHOOL, school=school))
-
-
-def run_until_quiet(rounds: int = 20) -> None:
-    for _ in range(rounds):
-        if not run_queued_tasks():
-            return
 
 
 def draft(api: Api, scope: dict[str, Any] | None = None, **fields: Any) -> Any:

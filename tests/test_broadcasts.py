@@ -17,20 +17,9 @@ from mimamori.registry.models import School
 from mimamori.registry.registrants import deregister
 from tests.cast import make_municipality, make_registrant, make_school, make_staff
 from tests.mailsink import Sink
-from tests.tasks import run_queued_tasks
+from tests.tasks import run_queued_tasks, run_until_quiet
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(settings: Any) -> None:
-    settings.MIMAMORI_RETRY_BASE_SECONDS = 0
-
-
-def run_until_quiet(rounds: int = 20) -> None:
-    for _ in range(rounds):
-        if not run_queued_tasks():
-            return
 
 
 def send_to_school(staff: User, school: School, **fields: Any) -> Broadcast:

@@ -28,11 +28,6 @@ SUBJECT = "不審者情報（下校時）"
 BODY = "本日15時ごろ、<b>公園</b>付近で\n不審者が目撃されました。"
 
 
-@pytest.fixture(autouse=True)
-def quick_retries(settings: Any) -> None:
-    settings.MIMAMORI_RETRY_BASE_SECONDS = 0
-
-
 def send_with_confirmation(school: School, subject: str = SUBJECT, body: str = BODY) -> Broadcast:
     staff = make_staff(Role.SCHOOL, school=school)
     broadcast = sending.compose(

@@ -16,28 +16,17 @@ from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.registry.models import School
 from tests.cast import make_municipality, make_registrant, make_school, make_staff
 from tests.mailsink import Sink
-from tests.tasks import run_queued_tasks
+from tests.tasks import run_until_quiet
 
 pytestmark = pytest.mark.django_db
 
 BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
-@pytest.fixture(autouse=True)
-def quick_retries(settings: Any) -> None:
-    settings.MIMAMORI_RETRY_BASE_SECONDS = 0
-
-
 def signed_in(user: User) -> Client:
     client = Client()
     client.force_login(user, backend=BACKEND)
     return client
-
-
-def run_until_quiet(rounds: int = 20) -> None:
-    for _ in range(rounds):
-        if not run_queued_tasks():
-            return
 
 
 def lowered(sink: Sink) -> dict[str, int]:

@@ -25,11 +25,6 @@ pytestmark = pytest.mark.django_db
 LINK = re.compile(r"http://\S+/c/([0-9a-f]+)/")
 
 
-@pytest.fixture(autouse=True)
-def quick_retries(settings: Any) -> None:
-    settings.MIMAMORI_RETRY_BASE_SECONDS = 0
-
-
 def send_with_confirmation(school: School) -> Broadcast:
     staff = make_staff(Role.SCHOOL, school=school)
     broadcast = sending.compose(

@@ -8,7 +8,6 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.test import Client
@@ -33,11 +32,6 @@ pytestmark = pytest.mark.django_db
 
 BACKEND = "django.contrib.auth.backends.ModelBackend"
 BOM = "\ufeff"
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(settings: Any) -> None:
-    settings.MIMAMORI_RETRY_BASE_SECONDS = 0
 
 
 @dataclass

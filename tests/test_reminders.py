@@ -24,23 +24,13 @@ from mimamori.registry.models import Address, School
 from mimamori.registry.registrants import deregister
 from tests.cast import make_municipality, make_registrant, make_school, make_staff
 from tests.mailsink import Sink
-from tests.tasks import run_queued_tasks
+from tests.tasks import run_until_quiet
 from tests.test_api import Api
 
 pytestmark = pytest.mark.django_db
 
 LINK = re.compile(r"http://\S+/c/([0-9a-f]+)/")
 BACKEND = "django.contrib.auth.backends.ModelBackend"
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(settings: Any) -> None:
-    settings.MIMAMORI_RETRY_BASE_SECONDS = 0
-
-
-def run_until_quiet() -> None:
-    while run_queued_tasks():
-        pass
 
 
 def sent_broadcast(staff: User, reminder_minutes: tuple[int, ...] = ()) -> Broadcast:
