@@ -30,6 +30,8 @@ TASKS = (
     "mimamori.broadcasts.tasks.fan_out_broadcast",
     "mimamori.broadcasts.tasks.deliver_chunk",
     "mimamori.mail.tasks.send_registration_complete",
+    "mimamori.support.tasks.send_inquiry_copy",
+    "mimamori.support.tasks.send_inquiry_answer",
 )
 
 # Celery priorities run 0-9. RabbitMQ serves the highest number first (with x-max-priority

@@ -72,6 +72,8 @@ INSTALLED_APPS = [
     "mimamori.broadcasts",
     "mimamori.receipts",
     "mimamori.audit",
+    "mimamori.maintenance",
+    "mimamori.support",
     "mimamori.console",
     "mimamori.portal",
     "mimamori.api",
@@ -85,8 +87,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Lets audit.record() find the client address when a verb is called below a view.
+    "mimamori.audit.log.RequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The guardian site's maintenance page (S9); needs the user, so after authentication.
+    "mimamori.maintenance.middleware.MaintenanceMiddleware",
     # Last, as django-axes asks: it turns a lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -250,3 +256,7 @@ MIMAMORI_REQUEUE_AFTER_SECONDS = env.integer("MIMAMORI_REQUEUE_AFTER_SECONDS", 1
 MIMAMORI_CONFIRMATION_DAYS = env.integer("MIMAMORI_CONFIRMATION_DAYS", 30)
 # Reminders to the unconfirmed (P3): at most this many per broadcast, by hand and automatic together.
 MIMAMORI_MAX_REMINDERS = env.integer("MIMAMORI_MAX_REMINDERS", 3)
+# Deregistered children's personal data is erased this many days after deregistration (S10).
+MIMAMORI_RETENTION_DAYS = env.integer("MIMAMORI_RETENTION_DAYS", 365)
+# Support desk (S13): inquiries one network address, or one registrant, may send an hour.
+MIMAMORI_INQUIRY_LIMIT_PER_HOUR = env.integer("MIMAMORI_INQUIRY_LIMIT_PER_HOUR", 5)

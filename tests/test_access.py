@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mailbox
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,16 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from mimamori.accounts.models import ApiToken, Role, User
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.models import Broadcast, BroadcastStatus
 from mimamori.broadcasts.targeting import resolve_scope
+from mimamori.maintenance.models import MaintenanceWindow
 from mimamori.receipts.models import Receipt
 from mimamori.registry.models import Registrant, School
+from mimamori.support.models import Inquiry
 from tests.cast import make_municipality, make_registrant, make_school, make_staff
 from tests.mailsink import Sink
 from tests.tasks import run_queued_tasks
@@ -39,6 +43,8 @@ class World:
     registrant_a: Registrant
     broadcast_a: Broadcast
     mail_key_a: str
+    inquiry_a: Inquiry
+    window: MaintenanceWindow
     outsiders: dict[str, User | None]
 
 
@@ -74,6 +80,19 @@ def world(settings: Any, tmp_path: Path) -> World:
         registrant_a=registrant_a,
         broadcast_a=broadcast_a,
         mail_key_a=key,
+        inquiry_a=Inquiry.objects.create(
+            municipality=city_a,
+            registrant=registrant_a,
+            name=SECRET_CHILD,
+            subject=SECRET_CHILD,
+            body=SECRET_CHILD,
+        ),
+        window=MaintenanceWindow.objects.create(
+            starts_at=timezone.now() + timedelta(days=1),
+            ends_at=timezone.now() + timedelta(days=1, hours=2),
+            message=SECRET_CHILD,
+            created_by=make_staff(Role.CENTRE),
+        ),
         outsiders={
             "anonymous": None,
             "guardian of another school": guardian_b,
@@ -99,6 +118,9 @@ def _kwargs(pattern: URLPattern, world: World) -> dict[str, object]:
         "registrant_id": world.registrant_a.pk,
         "broadcast_id": world.broadcast_a.pk,
         "key": world.mail_key_a,
+        "code": world.school_a.municipality.code,
+        "inquiry_id": world.inquiry_a.pk,
+        "window_id": world.window.pk,
     }
     names = list(pattern.pattern.regex.groupindex)
     unknown = [n for n in names if n not in known]
@@ -121,6 +143,14 @@ def _assert_reveals_nothing(response: Any, where: str) -> None:
 
 
 PUBLIC = {"console:login", "portal:login", "portal:first_login"}
+# The help page and the support desk's form answer anyone: a guardian who cannot log in needs them most.
+PUBLIC |= {"portal:help", "portal:inquiry", "portal:inquiry_thanks"}
+
+
+# Pages for the support centre alone: other staff get a 404, as for an object out of their scope.
+CENTRE_ONLY = {"console:maintenance_windows", "console:maintenance_new"}
+# The audit log: the centre and municipalities read it, school staff get a 404.
+NOT_FOR_SCHOOL_STAFF = {"console:audit"}
 
 
 @pytest.mark.parametrize("namespace", ["console", "portal"])
@@ -143,8 +173,14 @@ def test_outsiders_reach_nothing_of_another_school(world: World, namespace: str)
                 elif namespace == "portal" and not is_guardian:
                     assert response.status_code == 302, where
                     assert response["Location"].startswith(reverse("portal:login")), where
-                elif namespace == "console" and is_staff and pattern.pattern.regex.groupindex:
+                elif (
+                    namespace == "console"
+                    and is_staff
+                    and (pattern.pattern.regex.groupindex or name in CENTRE_ONLY)
+                ):
                     # An object of another school: as if it did not exist.
+                    assert response.status_code == 404, where
+                elif name in NOT_FOR_SCHOOL_STAFF and who.startswith("school staff"):
                     assert response.status_code == 404, where
                 else:
                     # Own-scope pages (lists, own guardian pages): allowed, and checked above

@@ -11,8 +11,17 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from mimamori.accounts.models import Role, User
+from mimamori.audit.models import AuditEvent
 from mimamori.broadcasts.models import Broadcast
-from mimamori.registry.models import Municipality, Registrant, School
+from mimamori.registry.models import (
+    DeregistrationReason,
+    DeregistrationRequest,
+    DeregistrationStatus,
+    Municipality,
+    Registrant,
+    School,
+)
+from mimamori.support.models import Inquiry
 
 
 def municipalities_for(user: User) -> QuerySet[Municipality]:
@@ -132,3 +141,74 @@ def get_broadcast(user: User, broadcast_id: int) -> Broadcast:
         return broadcasts_for(user).get(pk=broadcast_id)
     except Broadcast.DoesNotExist:
         raise Http404 from None
+
+
+def inquiries_for(user: User) -> QuerySet[Inquiry]:
+    """Support-desk inquiries: centre all, municipality staff their municipality's.
+
+    School staff see only inquiries sent by logged-in guardians of their own school: an
+    anonymous inquiry names only a municipality, and is the municipality's desk's to answer.
+    """
+    inquiries = Inquiry.objects.select_related("municipality", "registrant__school", "answered_by")
+    if not user.is_console_user:
+        return inquiries.none()
+    if user.role == Role.CENTRE:
+        return inquiries.all()
+    if user.role == Role.MUNICIPALITY:
+        return inquiries.filter(municipality__staff=user)
+    if user.role == Role.SCHOOL:
+        return inquiries.filter(registrant__school__staff=user)
+    return inquiries.none()
+
+
+def get_inquiry(user: User, inquiry_id: int) -> Inquiry:
+    try:
+        return inquiries_for(user).get(pk=inquiry_id)
+    except Inquiry.DoesNotExist:
+        raise Http404 from None
+
+
+def deregistration_requests_for(user: User) -> QuerySet[DeregistrationRequest]:
+    """登録解除届 of the registrants the user reaches (a guardian reaches none here: see
+    guardian_registrant)."""
+    requests = DeregistrationRequest.objects.select_related("registrant__school__municipality")
+    if not user.is_console_user:
+        return requests.none()
+    return requests.filter(registrant__in=registrants_for(user).values("pk"))
+
+
+def incoming_transfers_for(user: User, school: School) -> QuerySet[DeregistrationRequest]:
+    """Approved transfers within the city into ``school`` that its staff have not registered yet.
+
+    The old registration lies outside a school's staff's scope; they see only what the
+    request says (name, grade, class) and may copy its addresses into the new registration.
+    """
+    if not schools_for(user).filter(pk=school.pk).exists():
+        return DeregistrationRequest.objects.none()
+    return DeregistrationRequest.objects.select_related("registrant__school").filter(
+        status=DeregistrationStatus.APPROVED,
+        reason=DeregistrationReason.TRANSFER_WITHIN,
+        destination_school=school,
+        new_registrant__isnull=True,
+        registrant__erased_at__isnull=True,
+        registrant__school__municipality_id=school.municipality_id,
+    )
+
+
+def audit_events_for(user: User) -> QuerySet[AuditEvent]:
+    """The audit log a staff member may read: centre all, municipality staff their own city's.
+
+    School staff read none: the log names other schools' staff and guardians of the city.
+    """
+    events = AuditEvent.objects.all()
+    if not user.is_console_user:
+        return events.none()
+    if user.role == Role.CENTRE:
+        return events
+    if user.role == Role.MUNICIPALITY and user.municipality_id is not None:
+        return events.filter(municipality_id=user.municipality_id)
+    return events.none()
+
+
+def can_read_audit_log(user: User) -> bool:
+    return user.is_console_user and user.role in (Role.CENTRE, Role.MUNICIPALITY)

@@ -212,8 +212,9 @@ def get_broadcast(request: HttpRequest, broadcast_id: int) -> Broadcast:
 
 @router.post("/broadcasts/{broadcast_id}/send", response={202: SendOut, **ERRORS})
 def send_broadcast(request: HttpRequest, broadcast_id: int) -> Status[SendOut]:
-    broadcast = access.get_broadcast(staff_of(request), broadcast_id)
-    if not sending.send(broadcast):
+    user = staff_of(request)
+    broadcast = access.get_broadcast(user, broadcast_id)
+    if not sending.send(broadcast, by=user):
         raise HttpError(409, _("This broadcast has already been sent."))
     return Status(202, SendOut(id=broadcast.pk, status=broadcast.status))
 
@@ -241,8 +242,9 @@ def list_receipts(request: HttpRequest, broadcast_id: int) -> QuerySet[Any, Any]
 
 @router.post("/broadcasts/{broadcast_id}/retry", response={200: RetryOut, **ERRORS})
 def retry_failed(request: HttpRequest, broadcast_id: int) -> RetryOut:
-    broadcast = access.get_broadcast(staff_of(request), broadcast_id)
-    return RetryOut(retried=sending.retry_failed(broadcast))
+    user = staff_of(request)
+    broadcast = access.get_broadcast(user, broadcast_id)
+    return RetryOut(retried=sending.retry_failed(broadcast, by=user))
 
 
 # --- helpers --------------------------------------------------------------------------

@@ -8,8 +8,10 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 from ninja import NinjaAPI
 
+from mimamori.api.audit import router as audit_router
 from mimamori.api.auth import StaffToken
 from mimamori.api.broadcasts import router as broadcasts_router
+from mimamori.api.maintenance import router as maintenance_router
 from mimamori.api.registry import router as registry_router
 from mimamori.api.reminders import router as reminders_router
 
@@ -47,3 +49,5 @@ def permission_denied(request: HttpRequest, error: PermissionDenied) -> HttpResp
 api.add_router("/", registry_router)
 api.add_router("/", broadcasts_router)
 api.add_router("/", reminders_router)
+api.add_router("/", audit_router)
+api.add_router("/", maintenance_router)

@@ -2,6 +2,8 @@
 
 # No "from __future__ import annotations": ninja reads the parameter annotations at import.
 
+from typing import Any
+
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -25,6 +27,7 @@ from mimamori.api.schemas import (
     SchoolOut,
     ServiceSettings,
 )
+from mimamori.audit import log as audit
 from mimamori.registry.addresses import set_addresses
 from mimamori.registry.models import Municipality, Registrant, School
 from mimamori.registry.registrants import deregister, enrol
@@ -95,7 +98,8 @@ def list_schools(request: HttpRequest) -> QuerySet[School]:
 
 @router.post("/registrants", response={201: EnrolmentOut, **ERRORS}, tags=["registry"])
 def create_registrant(request: HttpRequest, data: RegistrantIn) -> Status[Enrolled]:
-    school = access.get_school(staff_of(request), data.school)
+    user = staff_of(request)
+    school = access.get_school(user, data.school)
     enrolment = enrol(
         school,
         child_name=data.child_name,
@@ -104,6 +108,14 @@ def create_registrant(request: HttpRequest, data: RegistrantIn) -> Status[Enroll
         class_name=data.class_name,
         addresses=data.addresses,
         receive_broadcasts=data.receive_broadcasts,
+    )
+    audit.record(
+        "registrant.created",
+        actor=user,
+        target=audit.registrant_target(enrolment.registrant),
+        municipality=school.municipality,
+        request=request,
+        school=school.pk,
     )
     return Status(201, Enrolled(enrolment))
 
@@ -134,16 +146,33 @@ def get_registrant(request: HttpRequest, registrant_id: int) -> Registrant:
 
 @router.patch("/registrants/{registrant_id}", response={200: RegistrantOut, **ERRORS}, tags=["registry"])
 def update_registrant(request: HttpRequest, registrant_id: int, data: RegistrantPatch) -> Registrant:
-    registrant = access.get_registrant(staff_of(request), registrant_id)
+    user = staff_of(request)
+    registrant = access.get_registrant(user, registrant_id)
     if not registrant.is_active:
         raise HttpError(409, _("This registrant has been deregistered and can no longer be changed."))
     with transaction.atomic():
-        if data.addresses is not None:
-            set_addresses(registrant, data.addresses)
+        if data.addresses is not None and (changes := set_addresses(registrant, data.addresses)):
+            _audit_change(
+                request, registrant, "registrant.addresses_changed", slots=[c.slot for c in changes]
+            )
         if data.receive_broadcasts is not None and data.receive_broadcasts != registrant.receive_broadcasts:
             registrant.receive_broadcasts = data.receive_broadcasts
             registrant.save(update_fields=["receive_broadcasts", "updated_at"])
+            _audit_change(
+                request, registrant, "registrant.option_changed", receive_broadcasts=data.receive_broadcasts
+            )
     return access.get_registrant(staff_of(request), registrant_id)
+
+
+def _audit_change(request: HttpRequest, registrant: Registrant, action: str, **details: Any) -> None:
+    audit.record(
+        action,
+        actor=staff_of(request),
+        target=audit.registrant_target(registrant),
+        municipality=registrant.school.municipality,
+        request=request,
+        **details,
+    )
 
 
 @router.post(

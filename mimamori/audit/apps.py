@@ -6,3 +6,8 @@ class AuditConfig(AppConfig):
 
     name = "mimamori.audit"
     label = "audit"
+
+    def ready(self) -> None:
+        from mimamori.audit import signals
+
+        signals.connect()

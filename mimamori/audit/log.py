@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+import getpass
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from mimamori.audit.models import AuditEvent
 from mimamori.registry.models import Municipality
 
+if TYPE_CHECKING:
+    from mimamori.broadcasts.models import Broadcast
+    from mimamori.registry.models import Registrant
+
+# The request being answered, so that verbs deep below a view (a reminder, an address
+# change) record the client address without every signature carrying the request.
+_current_request: ContextVar[HttpRequest | None] = ContextVar("audit_request", default=None)
+
+
+class RequestMiddleware:
+    """Makes the current request known to record() for the length of the response."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        token = _current_request.set(request)
+        try:
+            return self.get_response(request)
+        finally:
+            _current_request.reset(token)
+
 
 def client_address(request: HttpRequest | None) -> str | None:
+    request = request or _current_request.get()
     if request is None:
         return None
     # Behind a reverse proxy, configure it to set REMOTE_ADDR (see docs/operations.md).
@@ -45,3 +71,26 @@ def record(
         ip_address=client_address(request),
         details=details,
     )
+
+
+def broadcast_municipality(broadcast: Broadcast) -> Municipality | None:
+    """The one municipality a broadcast reaches; None (centre only) when it spans several."""
+    from mimamori.broadcasts.targeting import target_schools
+
+    cities = {school.municipality for school in target_schools(broadcast)}
+    return cities.pop() if len(cities) == 1 else None
+
+
+def registrant_target(registrant: Registrant) -> str:
+    # The login ID, never the child's name or an address: the log outlives the erasure of
+    # a deregistered registrant's personal data.
+    return f"registrant {registrant.pk} ({registrant.account.username})"
+
+
+def command_actor() -> str:
+    """Who ran a management command: the operating-system login, as far as it is known."""
+    try:
+        who = getpass.getuser()
+    except (OSError, KeyError):
+        who = "?"
+    return f"{who} (command)"[:150]

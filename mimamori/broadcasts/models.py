@@ -25,6 +25,13 @@ class BroadcastStatus(models.TextChoices):
     SENT = "sent", _("Sent")
 
 
+class BroadcastKind(models.TextChoices):
+    ALERT = "alert", _("Broadcast")
+    # A maintenance notice (mimamori/maintenance): every address of every active registrant in
+    # scope, whatever the broadcast option and the municipality's broadcast slots (S9).
+    MAINTENANCE = "maintenance", _("Maintenance notice")
+
+
 class Broadcast(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="broadcasts"
@@ -34,6 +41,9 @@ class Broadcast(models.Model):
     body = models.TextField(_("body"), max_length=BODY_MAX)
     urgent = models.BooleanField(_("urgent"), default=False)
     request_confirmation = models.BooleanField(_("request read confirmation"), default=False)
+    kind = models.CharField(
+        _("kind"), max_length=16, choices=BroadcastKind.choices, default=BroadcastKind.ALERT
+    )
 
     # Scope (S1, P1): the schools named, else every school of the municipalities named;
     # then only the grades and classes named, if any.

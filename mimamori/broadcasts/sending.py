@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from mimamori.accounts.models import User
+from mimamori.audit import log as audit
 from mimamori.broadcasts import lanes
 from mimamori.broadcasts.models import (
     BODY_MAX,
@@ -86,8 +87,11 @@ def _without_confirmation_links(scope: Scope) -> list[str]:
     return sorted(m.name for m in cities.values() if not m.confirmation_links_enabled)
 
 
-def send(broadcast: Broadcast) -> bool:
-    """Start sending a draft; False if it was already sent. The work happens in the background."""
+def send(broadcast: Broadcast, by: User | None = None) -> bool:
+    """Start sending a draft; False if it was already sent. The work happens in the background.
+
+    ``by`` is the staff member who pressed send, for the audit log.
+    """
     with transaction.atomic():
         fields: dict[str, object] = {"status": BroadcastStatus.SENDING, "send_requested_at": timezone.now()}
         if broadcast.request_confirmation and any(
@@ -99,11 +103,19 @@ def send(broadcast: Broadcast) -> bool:
         if started:
             broadcast.refresh_from_db()
             lanes.queue_fan_out(broadcast)
+            audit.record(
+                "broadcast.sent",
+                actor=by,
+                target=f"broadcast {broadcast.pk}",
+                municipality=audit.broadcast_municipality(broadcast),
+                subject=broadcast.subject,
+                urgent=broadcast.urgent,
+            )
     return bool(started)
 
 
-def retry_failed(broadcast: Broadcast) -> int:
-    """Offer the failed mails of a broadcast once more; return how many."""
+def retry_failed(broadcast: Broadcast, by: User | None = None) -> int:
+    """Offer the failed mails of a broadcast once more (``by`` a staff member); return how many."""
     with transaction.atomic():
         failed = Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.FAILED)
         chunks = sorted(set(failed.values_list("chunk", flat=True)))
@@ -113,6 +125,13 @@ def retry_failed(broadcast: Broadcast) -> int:
             broadcast.refresh_from_db()
             for chunk in chunks:
                 lanes.queue_chunk(broadcast, chunk)
+            audit.record(
+                "broadcast.retried",
+                actor=by,
+                target=f"broadcast {broadcast.pk}",
+                municipality=audit.broadcast_municipality(broadcast),
+                messages=count,
+            )
     return count
 
 

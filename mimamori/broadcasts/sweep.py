@@ -26,7 +26,9 @@ from django.utils import timezone
 from mimamori.broadcasts import lanes
 from mimamori.broadcasts.delivery import finish_if_done
 from mimamori.broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
+from mimamori.maintenance.notices import due_notices
 from mimamori.receipts.reminders import due_reminders
+from mimamori.registry.retention import erase_expired
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,10 @@ def sweep() -> dict[str, int]:
         report["finished"] += finish_if_done(broadcast_id)
     # Automatic reminders to the unconfirmed (P3) whose time has come.
     report["reminders"] = due_reminders(now)
+    # Deregistered children whose retention period is over lose their personal data (S10).
+    report["erased"] = erase_expired(now)
+    # Maintenance notices (S9) whose time has come.
+    report["maintenance_notices"] = due_notices(now)
     if any(report.values()):
         log.info("sweep: %s", report)
     return report

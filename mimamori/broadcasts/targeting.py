@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 
 from mimamori.accounts import access
 from mimamori.accounts.models import User
-from mimamori.broadcasts.models import Broadcast
+from mimamori.broadcasts.models import Broadcast, BroadcastKind
 from mimamori.registry.models import Address, Municipality, RegistrantStatus, School
 
 
@@ -97,12 +97,18 @@ def audience(broadcast: Broadcast) -> QuerySet[Address]:
     slot_rule = Q()
     for city_id, slots in slots_by_city.items():
         slot_rule |= Q(registrant__school__municipality_id=city_id, slot__in=sorted(slots))
-    addresses = Address.objects.filter(
-        slot_rule,
-        registrant__school__in=[s.pk for s in schools],
-        registrant__status=RegistrantStatus.ACTIVE,
-        registrant__receive_broadcasts=True,
-    )
+    if broadcast.kind == BroadcastKind.MAINTENANCE:
+        # A maintenance notice goes to every registered address, whatever the options (S9).
+        addresses = Address.objects.filter(
+            registrant__school__in=[s.pk for s in schools], registrant__status=RegistrantStatus.ACTIVE
+        )
+    else:
+        addresses = Address.objects.filter(
+            slot_rule,
+            registrant__school__in=[s.pk for s in schools],
+            registrant__status=RegistrantStatus.ACTIVE,
+            registrant__receive_broadcasts=True,
+        )
     if broadcast.grades:
         addresses = addresses.filter(registrant__grade__in=broadcast.grades)
     if broadcast.classes:

@@ -149,8 +149,9 @@ def broadcast(request: HttpRequest, broadcast_id: int) -> HttpResponse:
 @staff_required
 @require_POST
 def broadcast_send(request: HttpRequest, broadcast_id: int) -> HttpResponse:
-    found = access.get_broadcast(_staff(request), broadcast_id)
-    if sending.send(found):
+    user = _staff(request)
+    found = access.get_broadcast(user, broadcast_id)
+    if sending.send(found, by=user):
         flash.success(request, _("Sending has started."))
     else:
         flash.info(request, _("This broadcast was already sent; it was not sent again."))
@@ -160,10 +161,11 @@ def broadcast_send(request: HttpRequest, broadcast_id: int) -> HttpResponse:
 @staff_required
 @require_POST
 def broadcast_retry(request: HttpRequest, broadcast_id: int) -> HttpResponse:
-    found = access.get_broadcast(_staff(request), broadcast_id)
+    user = _staff(request)
+    found = access.get_broadcast(user, broadcast_id)
     if found.is_draft:
         flash.info(request, _("This broadcast has not been sent yet."))
-    elif count := sending.retry_failed(found):
+    elif count := sending.retry_failed(found, by=user):
         text = ngettext(
             "Sending again to %(count)d failed address.",
             "Sending again to %(count)d failed addresses.",

@@ -21,6 +21,7 @@ from django.utils import formats, timezone
 from django.views.decorators.http import require_GET
 
 from mimamori.accounts import access
+from mimamori.audit import log as audit
 from mimamori.broadcasts.models import Broadcast
 from mimamori.console.decorators import View, staff_required
 from mimamori.console.views import _render, _staff
@@ -233,6 +234,13 @@ def _unconfirmed_csv(request: HttpRequest, broadcast_id: int) -> StreamingHttpRe
                 ]
             )
 
+    audit.record(
+        "export.unconfirmed_csv",
+        actor=request.user,
+        target=f"broadcast {broadcast.pk}",
+        municipality=audit.broadcast_municipality(broadcast),
+        request=request,
+    )
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="unconfirmed-{broadcast.pk}.csv"'
     return response

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from mimamori.accounts import access
 from mimamori.accounts.models import User
+from mimamori.audit import log as audit
 from mimamori.console.decorators import staff_required
 from mimamori.registry.letters import letters_html, reissue_registration_codes
 from mimamori.registry.models import RegistrantStatus, School
@@ -65,7 +66,8 @@ def _page(
 @staff_required
 @require_http_methods(["GET", "POST"])
 def roster_upload(request: HttpRequest, school_id: int) -> HttpResponse:
-    school = access.get_school(_staff(request), school_id)
+    user = _staff(request)
+    school = access.get_school(user, school_id)
     if request.method != "POST":
         return _page(request, school, RosterForm(), [])
     form = RosterForm(request.POST, request.FILES)
@@ -78,13 +80,23 @@ def roster_upload(request: HttpRequest, school_id: int) -> HttpResponse:
     roster = import_roster(school, upload.read())
     if not roster.ok:
         return _page(request, school, form, roster.errors, status=400)
+    # One event per import, not per child: the count says how many were created.
+    audit.record(
+        "registrant.imported",
+        actor=user,
+        target=f"school {school.pk}",
+        municipality=school.municipality,
+        request=request,
+        count=len(roster.enrolments),
+    )
     return HttpResponse(letters_html(roster.enrolments))
 
 
 @staff_required
 @require_POST
 def letters(request: HttpRequest, school_id: int) -> HttpResponse:
-    school = access.get_school(_staff(request), school_id)
+    user = _staff(request)
+    school = access.get_school(user, school_id)
     ids = [value for value in request.POST.getlist("registrant") if value.isdigit()]
     # Only this school's registrants: ids of other schools are ignored, never revealed.
     chosen = list(_pending(school).filter(pk__in=ids).select_related("school__municipality"))
@@ -92,4 +104,12 @@ def letters(request: HttpRequest, school_id: int) -> HttpResponse:
     if not enrolments:
         message = str(_("Please choose at least one child whose guardian has not logged in yet."))
         return _page(request, school, RosterForm(), [], status=400, letters_error=message)
+    audit.record(
+        "export.registration_letters",
+        actor=user,
+        target=f"school {school.pk}",
+        municipality=school.municipality,
+        request=request,
+        registrants=[e.registrant.pk for e in enrolments],
+    )
     return HttpResponse(letters_html(enrolments))

@@ -1,6 +1,17 @@
 from django.urls import path
 
-from mimamori.console import broadcasts, receipts, reminders, roster, views
+from mimamori.console import (
+    audit,
+    broadcasts,
+    deregistration,
+    maintenance,
+    municipalities,
+    receipts,
+    reminders,
+    roster,
+    support,
+    views,
+)
 
 app_name = "console"
 
@@ -37,6 +48,34 @@ urlpatterns = [
         receipts.broadcast_unconfirmed_csv,
         name="broadcast_unconfirmed_csv",
     ),
+    path("audit/", audit.audit_log, name="audit"),
+    path("deregistrations/", deregistration.deregistrations, name="deregistrations"),
+    path(
+        "registrants/<int:registrant_id>/deregistration/",
+        deregistration.registrant_deregistration,
+        name="registrant_deregistration",
+    ),
+    path(
+        "registrants/<int:registrant_id>/deregistration/approve/",
+        deregistration.approve,
+        name="deregistration_approve",
+    ),
+    path(
+        "registrants/<int:registrant_id>/deregistration/reject/",
+        deregistration.reject,
+        name="deregistration_reject",
+    ),
+    path(
+        "schools/<int:school_id>/transfer-in/", deregistration.school_transfer_in, name="school_transfer_in"
+    ),
+    path("municipalities/", municipalities.municipalities, name="municipalities"),
+    path("municipalities/<slug:code>/", municipalities.municipality_settings, name="municipality_settings"),
+    path("maintenance/", maintenance.maintenance_windows, name="maintenance_windows"),
+    path("maintenance/new/", maintenance.maintenance_new, name="maintenance_new"),
+    path("maintenance/<int:window_id>/", maintenance.maintenance_edit, name="maintenance_edit"),
+    path("maintenance/<int:window_id>/cancel/", maintenance.maintenance_cancel, name="maintenance_cancel"),
     path("mailbox/", views.mailbox, name="mailbox"),
     path("mailbox/<str:key>/", views.mailbox_message, name="mailbox_message"),
+    path("inquiries/", support.inquiries, name="inquiries"),
+    path("inquiries/<int:inquiry_id>/", support.inquiry, name="inquiry"),
 ]

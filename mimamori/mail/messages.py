@@ -11,13 +11,17 @@ from collections.abc import Sequence
 from email.charset import BASE64, Charset
 from email.headerregistry import Address as HeaderAddress
 from email.utils import make_msgid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from mimamori.registry.models import Registrant, School
+from mimamori.registry.models import Municipality, Registrant, School
+
+if TYPE_CHECKING:
+    from mimamori.support.models import Inquiry
 
 # UTF-8 in base64: 7-bit clean, so no relay or old carrier gateway can mangle Japanese text.
 # (Django would pick 8bit for short lines.)
@@ -103,4 +107,76 @@ def broadcast(
             "site_url": settings.BASE_URL + "/portal/",
         },
         message_id=message_id,
+    )
+
+
+# The support desk writes from the municipality's mail domain, so a guardian whose phone
+# accepts only that domain (ドメイン指定受信) still receives the answer.
+SUPPORT_SENDER_LOCAL_PART = "support"
+
+
+def support_sender(municipality: Municipality) -> str:
+    name = municipality.support_name or municipality.name
+    return str(
+        HeaderAddress(display_name=name, username=SUPPORT_SENDER_LOCAL_PART, domain=municipality.mail_domain)
+    )
+
+
+def _desk_message(
+    municipality: Municipality, sender: str, to: str, reply_to: str, template: str, context: dict[str, object]
+) -> EmailMessage:
+    with translation.override("ja"):
+        subject = render_to_string(f"mail/{template}_subject.txt", context).strip()
+        body = render_to_string(f"mail/{template}_body.txt", context)
+    message = EmailMessage(
+        subject=subject,
+        body=body,
+        from_email=sender,
+        to=[to],
+        reply_to=[reply_to] if reply_to else None,
+        headers={
+            "Message-ID": make_msgid(domain=municipality.mail_domain),
+            "Auto-Submitted": "auto-generated",
+        },
+    )
+    message.encoding = SEVEN_BIT_UTF8
+    return message
+
+
+def inquiry_copy(inquiry: Inquiry) -> EmailMessage:
+    """A new inquiry, copied to the municipality's support address (S13)."""
+    municipality = inquiry.municipality
+    registrant = inquiry.registrant
+    return _desk_message(
+        municipality,
+        support_sender(municipality),
+        municipality.support_email,
+        inquiry.answer_address(),
+        "inquiry_copy",
+        {
+            "inquiry": inquiry,
+            "municipality": municipality,
+            "registrant": registrant,
+            "school": registrant.school if registrant else None,
+            "console_url": f"{settings.BASE_URL}/console/inquiries/{inquiry.pk}/",
+        },
+    )
+
+
+def inquiry_answer(inquiry: Inquiry, to: str) -> EmailMessage:
+    """The staff's answer to an inquiry, sent to the guardian (S13).
+
+    A logged-in guardian's answer comes from their school's sender, the address they were
+    told to allow for broadcasts; an anonymous one from the municipality's support sender.
+    """
+    municipality = inquiry.municipality
+    registrant = inquiry.registrant
+    sender = school_sender(registrant.school) if registrant else support_sender(municipality)
+    return _desk_message(
+        municipality,
+        sender,
+        to,
+        municipality.support_email,
+        "inquiry_answer",
+        {"inquiry": inquiry, "municipality": municipality, "site_url": settings.BASE_URL + "/portal/"},
     )

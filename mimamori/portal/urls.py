@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mimamori.portal import views
+from mimamori.portal import deregistration, support, views
 
 app_name = "portal"
 urlpatterns = [
@@ -10,4 +10,8 @@ urlpatterns = [
     path("logout/", views.logout_view, name="logout"),
     path("addresses/", views.addresses, name="addresses"),
     path("options/", views.options, name="options"),
+    path("deregistration/", deregistration.deregistration_request, name="deregistration"),
+    path("help/", support.help_page, name="help"),
+    path("support/", support.inquiry, name="inquiry"),
+    path("support/thanks/", support.inquiry_thanks, name="inquiry_thanks"),
 ]

@@ -21,6 +21,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from mimamori.audit import log as audit
 from mimamori.portal.decorators import guardian_required
 from mimamori.portal.forms import AddressForm, FirstLoginForm, GuardianLoginForm, OptionsForm
 from mimamori.registry.addresses import set_addresses
@@ -111,6 +112,15 @@ def addresses(request: HttpRequest, registrant: Registrant) -> HttpResponse:
             except ValidationError as error:
                 form.add_error(None, error)
             else:
+                if changes:
+                    audit.record(
+                        "registrant.addresses_changed",
+                        actor=request.user,
+                        target=audit.registrant_target(registrant),
+                        municipality=registrant.school.municipality,
+                        request=request,
+                        slots=[c.slot for c in changes],
+                    )
                 _report_changes(request, [c.slot for c in changes if c.email], [c.slot for c in changes])
                 return redirect("portal:addresses")
     else:
@@ -149,8 +159,18 @@ def options(request: HttpRequest, registrant: Registrant) -> HttpResponse:
     if request.method == "POST":
         form = OptionsForm(request.POST)
         if form.is_valid():
+            changed = registrant.receive_broadcasts != form.cleaned_data["receive_broadcasts"]
             registrant.receive_broadcasts = form.cleaned_data["receive_broadcasts"]
             registrant.save(update_fields=["receive_broadcasts", "updated_at"])
+            if changed:
+                audit.record(
+                    "registrant.option_changed",
+                    actor=request.user,
+                    target=audit.registrant_target(registrant),
+                    municipality=registrant.school.municipality,
+                    request=request,
+                    receive_broadcasts=registrant.receive_broadcasts,
+                )
             if registrant.receive_broadcasts:
                 messages.success(request, _("Saved. You will receive broadcast mail."))
             else:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from mimamori.accounts.models import User
+from mimamori.audit import log as audit
 from mimamori.broadcasts import lanes
 from mimamori.broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus, Recipient
 from mimamori.broadcasts.targeting import target_schools
@@ -108,6 +109,15 @@ def _remind(broadcast: Broadcast, user: User | None, *, allow_empty: bool) -> in
     for chunk in chunks:
         lanes.queue_chunk(broadcast, chunk)
     log.info("broadcast %s: reminder %s to %s addresses", broadcast.pk, number, count)
+    audit.record(
+        "reminder.sent",
+        actor=user,
+        target=f"broadcast {broadcast.pk}",
+        municipality=audit.broadcast_municipality(broadcast),
+        reminder=number,
+        automatic=user is None,
+        messages=count,
+    )
     return count
 
 

@@ -51,7 +51,7 @@ MUNICIPALITIES = [
         ],
     ),
     (
-        "takikawa", "滝川市", "mail.mimamori-takikawa.jp", "0120-000-102", True, [1, 2], 48,
+        "takikawa", "滝川市", "mail.mimamori-takikawa.jp", "0120-000-102", True, [1, 2, 3], 48,
         [
             ("滝川市立江部乙小学校", "ebeotsu-sho", 2, 30),
             ("滝川市立西小学校", "nishi-sho", 3, 40),
@@ -59,7 +59,7 @@ MUNICIPALITIES = [
         ],
     ),
     (
-        "yubari", "夕張市", "mail.mimamori-yubari.jp", "0120-000-103", False, [1, 2], 96,
+        "yubari", "夕張市", "mail.mimamori-yubari.jp", "0120-000-103", False, [1, 2, 3, 4], 96,
         [
             ("夕張市立夕張小学校", "yubari-sho", 2, 25),
             ("夕張市立清水沢小学校", "shimizusawa-sho", 1, 15),
@@ -67,6 +67,10 @@ MUNICIPALITIES = [
         ],
     ),
 ]  # fmt: skip
+
+
+# The seed's municipalities differ visibly (S12): slots above, and the desk's hours here.
+SUPPORT_HOURS = {"yubari": "平日 8:45〜17:30（土日祝・年末年始を除く）"}
 
 
 def _names(text: str) -> list[tuple[str, str, str]]:
@@ -211,7 +215,7 @@ def _create() -> None:
             support_name=f"児童見守りシステム サポート窓口（{name}）",
             support_phone=phone,
             support_email=f"support@{domain}",
-            support_hours="平日 9:00〜17:00（土日祝・年末年始を除く）",
+            support_hours=SUPPORT_HOURS.get(code, "平日 9:00〜17:00（土日祝・年末年始を除く）"),
             confirmation_links_enabled=links,
             broadcast_slots=slots,
             maintenance_notice_lead_hours=lead,

@@ -128,12 +128,22 @@ class Registrant(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     deregistered_at = models.DateTimeField(null=True, blank=True)
+    # Set when the retention period ended and the personal data was erased (S10).
+    erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["school", "grade", "class_name", "child_name_kana", "child_name"]
         verbose_name = _("registrant")
         verbose_name_plural = _("registrants")
-        indexes = [models.Index(fields=["school", "status", "grade", "class_name"])]
+        indexes = [
+            models.Index(fields=["school", "status", "grade", "class_name"]),
+            # The sweep asks for deregistered rows still to be erased every few seconds.
+            models.Index(
+                fields=["deregistered_at"],
+                name="registrant_to_erase_idx",
+                condition=Q(erased_at__isnull=True),
+            ),
+        ]
         constraints = [
             models.CheckConstraint(name="registrant_grade_range", condition=Q(grade__gte=1, grade__lte=9)),
         ]
@@ -190,3 +200,71 @@ class Address(models.Model):
 
     def __str__(self) -> str:
         return f"{self.slot}: {self.email}"
+
+
+class DeregistrationReason(models.TextChoices):
+    MOVING_AWAY = "moving_away", _("Transfer (outside the city)")
+    TRANSFER_WITHIN = "transfer_within", _("Transfer (within the city)")
+    GRADUATION = "graduation", _("Graduation")
+    OTHER = "other", _("Other")
+
+
+class DeregistrationSource(models.TextChoices):
+    ONLINE = "online", _("Online, by the guardian")
+    PAPER = "paper", _("Paper form, entered by staff")
+
+
+class DeregistrationStatus(models.TextChoices):
+    PENDING = "pending", _("Waiting for approval")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+
+
+class DeregistrationRequest(models.Model):
+    """A 登録解除届 (S10): sent online by the guardian or entered from paper by staff; staff decide."""
+
+    registrant = models.ForeignKey(
+        Registrant, on_delete=models.CASCADE, related_name="deregistration_requests"
+    )
+    reason = models.CharField(_("reason"), max_length=16, choices=DeregistrationReason.choices)
+    note = models.CharField(_("note"), max_length=500, blank=True)
+    effective_on = models.DateField(_("date of deregistration"))
+    # For a transfer within the city: where the new school's staff register the child again (S11).
+    destination_school = models.ForeignKey(
+        School,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="incoming_transfers",
+        verbose_name=_("new school"),
+    )
+    source = models.CharField(_("how received"), max_length=8, choices=DeregistrationSource.choices)
+    status = models.CharField(
+        _("status"), max_length=8, choices=DeregistrationStatus.choices, default=DeregistrationStatus.PENDING
+    )
+    submitted_at = models.DateTimeField(_("submitted"), default=timezone.now)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The registration the new school created from this transfer, so it is offered only once.
+    new_registrant = models.ForeignKey(
+        Registrant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-submitted_at", "-pk"]
+        verbose_name = _("deregistration request")
+        verbose_name_plural = _("deregistration requests")
+        constraints = [
+            # A guardian who presses the button twice files one request, not two.
+            models.UniqueConstraint(
+                fields=["registrant"], condition=Q(status="pending"), name="one_pending_deregistration"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} ({self.get_status_display()})"

@@ -12,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from mimamori.accounts.models import ApiToken, Role, User
+from mimamori.audit import log as audit
 
 
 class Command(BaseCommand):
@@ -29,6 +30,13 @@ class Command(BaseCommand):
         if not user.is_console_user:
             raise CommandError(f"{username!r} is not active staff; API tokens are for staff only.")
         token, raw = ApiToken.issue(user)
+        audit.record(
+            "api_token.issued",
+            actor_name=audit.command_actor(),
+            target=f"user {username}",
+            municipality=user.municipality or (user.school.municipality if user.school else None),
+            token=token.prefix,
+        )
         self.stderr.write(f"Token {token.prefix}… for {username}, scope: {_scope(user)}.")
         self.stdout.write(raw)
 

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from mimamori.accounts.models import Role, User
+from mimamori.audit import log as audit
 from mimamori.registry.models import Municipality, School
 
 
@@ -43,6 +44,13 @@ class Command(BaseCommand):
         with transaction.atomic():
             user.full_clean()
             user.save()
+            audit.record(
+                "staff.created",
+                actor_name=audit.command_actor(),
+                target=f"user {username}",
+                municipality=municipality or (school.municipality if school else None),
+                role=role.value,
+            )
         where = f" for {municipality or school}" if (municipality or school) else ""
         self.stdout.write(f"Created {role.value} staff {username}{where}.")
 

@@ -15,6 +15,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from tqdm import tqdm
 
+from mimamori.audit import log as audit
 from mimamori.registry.letters import letters_html
 from mimamori.registry.models import School
 from mimamori.registry.roster import Progress, create_registrants, read_roster
@@ -62,6 +63,13 @@ class Command(BaseCommand):
                     create_registrants(school, roster, progress)
             if roster.ok:
                 self._write_letters(letters_path, letters_html(roster.enrolments))
+                audit.record(
+                    "registrant.imported",
+                    actor_name=audit.command_actor(),
+                    target=f"school {school.pk}",
+                    municipality=school.municipality,
+                    count=len(roster.enrolments),
+                )
         if not roster.ok:
             for problem in roster.errors:
                 where = _("line %(line)d") % {"line": problem.line} if problem.line else _("file")

@@ -1,0 +1,62 @@
+"""GET /audit-events: the audit log for integrations, read-only (P9).
+
+Scoped as the console page: centre staff read everything, municipality staff their own
+municipality's events, school staff are refused. There is no endpoint that writes one.
+"""
+
+# No "from __future__ import annotations": ninja reads the parameter annotations at import.
+
+from datetime import date
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext as _
+from ninja import Field, Query, Router, Schema
+from ninja.errors import HttpError
+from ninja.pagination import LimitOffsetPagination, paginate
+
+from mimamori.accounts import access
+from mimamori.api.auth import staff_of
+from mimamori.api.schemas import Error, LocalTime
+from mimamori.audit.models import AuditEvent
+from mimamori.console.audit import search
+
+router = Router(tags=["audit"])
+
+
+class AuditEventOut(Schema):
+    id: int
+    at: LocalTime
+    actor: str = Field(description="Login of who acted; for failed logins the login ID tried.")
+    action: str = Field(description='Dotted name, e.g. "login.failed", "broadcast.sent".')
+    target: str
+    municipality: str | None = Field(description="The municipality's code; null for centre-wide events.")
+    ip_address: str | None
+    details: dict[str, Any]
+
+    @staticmethod
+    def resolve_actor(obj: AuditEvent) -> str:
+        return obj.actor_name
+
+    @staticmethod
+    def resolve_municipality(obj: AuditEvent) -> str | None:
+        return obj.municipality.code if obj.municipality else None
+
+
+class AuditFilter(Schema):
+    action: str | None = None
+    actor: str | None = Field(None, description="Part of the login.")
+    target: str | None = Field(None, description='Part of the target, e.g. "broadcast 12".')
+    date_from: date | None = Field(None, description="First day (local time), inclusive.")
+    date_to: date | None = Field(None, description="Last day (local time), inclusive.")
+
+
+@router.get("/audit-events", response={200: list[AuditEventOut], 401: Error, 403: Error})
+@paginate(LimitOffsetPagination)
+def list_audit_events(request: HttpRequest, filters: Query[AuditFilter]) -> QuerySet[AuditEvent]:
+    user = staff_of(request)
+    if not access.can_read_audit_log(user):
+        raise HttpError(403, _("Only the support centre and municipalities can read the audit log."))
+    wanted = {name: value for name, value in filters.dict().items() if value not in (None, "")}
+    return search(access.audit_events_for(user), wanted).select_related("municipality").order_by("-at", "-pk")

@@ -1,0 +1,103 @@
+"""Console pages for S12: each municipality's service settings.
+
+Every staff member may read the settings of the municipalities in their scope; only
+support-centre staff change them (others get a 404 for the edit page, as for anything out of
+reach), and every change is audited with its old and new values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_http_methods
+
+from mimamori.accounts import access
+from mimamori.accounts.models import User
+from mimamori.console.decorators import staff_required
+from mimamori.registry.models import SLOTS, Municipality
+from mimamori.registry.municipalities import change_settings
+
+
+class MunicipalitySettingsForm(forms.ModelForm):
+    broadcast_slots = forms.TypedMultipleChoiceField(
+        label=gettext_lazy("Address slots that receive broadcasts"),
+        choices=[(slot, str(slot)) for slot in SLOTS],
+        coerce=int,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = Municipality
+        fields = [
+            "mail_domain",
+            "support_name",
+            "support_phone",
+            "support_email",
+            "support_hours",
+            "confirmation_links_enabled",
+            "broadcast_slots",
+            "maintenance_notice_lead_hours",
+        ]
+
+    def clean_broadcast_slots(self) -> list[int]:
+        slots = sorted(set(self.cleaned_data["broadcast_slots"]))
+        if not slots:
+            raise ValidationError(_("Choose at least one slot."))
+        return slots
+
+
+def _staff(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # staff_required let only a signed-in staff user through
+    return user
+
+
+def _render(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
+    context["devmail_enabled"] = settings.DEVMAIL_ENABLED
+    return render(request, f"console/{template}", context, status=status)
+
+
+@staff_required
+def municipalities(request: HttpRequest) -> HttpResponse:
+    user = _staff(request)
+    return _render(
+        request,
+        "municipalities.html",
+        {
+            "municipalities": access.municipalities_for(user),
+            "can_edit": access.can_manage_municipalities(user),
+        },
+    )
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def municipality_settings(request: HttpRequest, code: str) -> HttpResponse:
+    user = _staff(request)
+    municipality = access.get_municipality(user, code)
+    if not access.can_manage_municipalities(user):
+        raise Http404
+    # The form edits a copy: on a failed save the page must not show half-applied values.
+    form = MunicipalitySettingsForm(
+        request.POST or None, instance=Municipality.objects.get(pk=municipality.pk)
+    )
+    if request.method == "POST":
+        if form.is_valid():
+            changes = change_settings(municipality, form.cleaned_data, by=user, request=request)
+            if changes:
+                messages.success(request, _("Saved. The change has been recorded in the audit log."))
+            else:
+                messages.info(request, _("Nothing was changed."))
+            return redirect("console:municipalities")
+        return _render(
+            request, "municipality_settings.html", {"municipality": municipality, "form": form}, 400
+        )
+    return _render(request, "municipality_settings.html", {"municipality": municipality, "form": form})

@@ -1,0 +1,117 @@
+"""Maintenance notices by mail (S9), sent by the periodic sweep when their time comes.
+
+A municipality is told about a window at its maintenance_notice_lead_hours before the start,
+told again at once when a window it was told about moves, and told when one is cancelled (or
+it is taken out of one). The mails travel as a broadcast of kind "maintenance": its fan-out
+reaches every address (slots 1–4) of every active registrant there, whatever the broadcast
+option, and its deliveries bring the crash safety, retries and once-per-address of any
+broadcast. The MaintenanceNotice rows are written in the same transaction that queues the
+broadcast, so each municipality is told about each version of a window exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+
+from mimamori.broadcasts import sending
+from mimamori.broadcasts.models import SUBJECT_MAX, Broadcast, BroadcastKind
+from mimamori.maintenance.models import MaintenanceNotice, MaintenanceWindow, NoticeKind
+from mimamori.registry.models import Municipality
+
+log = logging.getLogger(__name__)
+
+WEEKDAYS = "月火水木金土日"
+
+
+def japanese_time(moment: datetime, *, year: bool = True) -> str:
+    """2025年1月2日(木) 22:00, in the installation's time zone: how the mails name a time."""
+    local = timezone.localtime(moment)
+    day = f"{local.month}月{local.day}日({WEEKDAYS[local.weekday()]}) {local:%H:%M}"
+    return f"{local.year}年{day}" if year else day
+
+
+def due_notices(now: datetime | None = None) -> int:
+    """Send the notices whose time has come; return how many municipalities were told."""
+    now = now or timezone.now()
+    told = 0
+    for window_id in MaintenanceWindow.objects.filter(ends_at__gt=now).values_list("pk", flat=True):
+        told += _notify(window_id, now)
+    return told
+
+
+def _due(window: MaintenanceWindow, now: datetime) -> dict[str, list[Municipality]]:
+    last: dict[int, MaintenanceNotice] = {}
+    for notice in window.notices.order_by("version"):
+        last[notice.municipality_id] = notice
+    affected: list[Municipality] = []
+    if not window.is_cancelled:
+        affected = list(window.municipalities.all()) or list(Municipality.objects.all())
+    due: dict[str, list[Municipality]] = defaultdict(list)
+    for city in affected:
+        told = last.get(city.pk)
+        if told is None or told.kind == NoticeKind.CANCELLATION:
+            if now >= window.starts_at - timedelta(hours=city.maintenance_notice_lead_hours):
+                due[NoticeKind.NOTICE].append(city)
+        elif (told.starts_at, told.ends_at) != (window.starts_at, window.ends_at):
+            # They were told other times: tell them now, not at the lead time of the new ones.
+            due[NoticeKind.CHANGE].append(city)
+    still = {city.pk for city in affected}
+    for told in last.values():
+        if told.kind != NoticeKind.CANCELLATION and told.municipality_id not in still:
+            due[NoticeKind.CANCELLATION].append(told.municipality)
+    return due
+
+
+def _notify(window_id: int, now: datetime) -> int:
+    told = 0
+    with transaction.atomic():
+        # The lock makes concurrent sweeps (several workers) take turns; the second finds the
+        # notices the first wrote and sends nothing.
+        window = MaintenanceWindow.objects.select_for_update().get(pk=window_id)
+        for kind, cities in _due(window, now).items():
+            broadcast = _broadcast(window, kind, cities)
+            MaintenanceNotice.objects.bulk_create(
+                MaintenanceNotice(
+                    window=window,
+                    municipality=city,
+                    version=window.version,
+                    kind=kind,
+                    starts_at=window.starts_at,
+                    ends_at=window.ends_at,
+                    broadcast=broadcast,
+                    sent_at=now,
+                )
+                for city in cities
+            )
+            sending.send(broadcast)
+            told += len(cities)
+            log.info("maintenance %s: %s notice to %s", window.pk, kind, [c.code for c in cities])
+    return told
+
+
+def _broadcast(window: MaintenanceWindow, kind: str, cities: list[Municipality]) -> Broadcast:
+    context = {
+        "kind": kind,
+        "starts": japanese_time(window.starts_at),
+        "ends": japanese_time(window.ends_at),
+        "starts_short": japanese_time(window.starts_at, year=False),
+        "message": window.message,
+    }
+    # Guardian mail is Japanese whatever language the staff member's browser asked for.
+    with translation.override("ja"):
+        subject = render_to_string("maintenance/notice_subject.txt", context).strip()
+        body = render_to_string("maintenance/notice_body.txt", context).strip()
+    broadcast = Broadcast.objects.create(
+        created_by=window.created_by,
+        kind=BroadcastKind.MAINTENANCE,
+        subject=subject[:SUBJECT_MAX],
+        body=body,
+    )
+    broadcast.municipalities.set(cities)
+    return broadcast

@@ -1,0 +1,100 @@
+"""Erasing a deregistered child's personal data once the retention period is over (S10).
+
+The registrant row itself stays: past broadcasts' Recipient and Receipt rows point at it, and
+their counters (Broadcast.registrant_count, AudienceGroup) were written when the broadcast went
+out, so the statistics stay exactly as they were. What goes is everything that names a person:
+the child's name, the addresses (also the copies in past deliveries that served nobody else),
+the free-text notes of the requests, and the login ID of the guardian account.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import CharField, Exists, OuterRef, Value
+from django.db.models.functions import Cast, Concat
+from django.utils import timezone
+
+from mimamori.accounts.models import User
+from mimamori.audit.log import record
+from mimamori.broadcasts.models import Delivery, Recipient
+from mimamori.registry.models import Address, DeregistrationRequest, Registrant, RegistrantStatus
+
+ERASED_NAME = "（削除済み）"
+BATCH = 200
+
+
+def erasable(now: datetime.datetime | None = None) -> list[int]:
+    cutoff = (now or timezone.now()) - datetime.timedelta(days=settings.MIMAMORI_RETENTION_DAYS)
+    return list(
+        Registrant.objects.filter(
+            status=RegistrantStatus.DEREGISTERED, erased_at__isnull=True, deregistered_at__lt=cutoff
+        ).values_list("pk", flat=True)[:BATCH]
+    )
+
+
+def erase_expired(now: datetime.datetime | None = None) -> int:
+    """Erase up to a batch of registrants whose retention period is over; returns how many.
+
+    The sweep calls this every few seconds: with nothing to do it is one indexed query.
+    """
+    ids = erasable(now)
+    for registrant_id in ids:
+        erase(registrant_id)
+    return len(ids)
+
+
+def erase(registrant_id: int) -> None:
+    with transaction.atomic():
+        registrant = (
+            Registrant.objects.select_for_update()
+            .select_related("account", "school")
+            .filter(pk=registrant_id, erased_at__isnull=True)
+            .first()
+        )
+        if registrant is None:
+            return  # another sweep erased it meanwhile
+        _erase_deliveries(registrant)
+        Address.objects.filter(registrant=registrant).delete()
+        DeregistrationRequest.objects.filter(registrant=registrant).update(note="")
+        registrant.child_name = ERASED_NAME
+        registrant.child_name_kana = ""
+        registrant.registration_code_digest = ""
+        registrant.erased_at = timezone.now()
+        registrant.save(
+            update_fields=[
+                "child_name",
+                "child_name_kana",
+                "registration_code_digest",
+                "erased_at",
+                "updated_at",
+            ]
+        )
+        _anonymise(registrant.account)
+        record(
+            "registrant.erased",
+            target=f"registrant {registrant.pk}",
+            municipality=registrant.school.municipality_id,
+        )
+
+
+def _anonymise(account: User) -> None:
+    # Unguessable, so the old login ID can be handed out again and nobody can sign in as this.
+    account.username = f"erased-{secrets.token_hex(16)}"
+    account.first_name = account.last_name = account.email = ""
+    account.set_unusable_password()
+    account.is_active = False
+    account.save(update_fields=["username", "first_name", "last_name", "email", "password", "is_active"])
+
+
+def _erase_deliveries(registrant: Registrant) -> None:
+    """Blank the address on past deliveries sent for this child only (a shared address stays:
+    it is still a living sibling's). Rows and statuses stay, so sent/failed counts do too."""
+    others = Recipient.objects.filter(delivery=OuterRef("pk")).exclude(registrant=registrant)
+    # Unique per broadcast (one mail per address): "erased-<id>" keeps the rows distinct.
+    Delivery.objects.filter(recipients__registrant=registrant).exclude(Exists(others)).update(
+        email=Concat(Value("erased-"), Cast("pk", output_field=CharField()))
+    )

@@ -1,0 +1,71 @@
+"""Inquiries to a municipality's support desk (サポート窓口), from the guardian site."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+MAX_NAME = 100
+MAX_SUBJECT = 100
+MAX_BODY = 4000
+MAX_ANSWER = 4000
+
+
+class InquiryStatus(models.TextChoices):
+    OPEN = "open", _("Open")
+    ANSWERED = "answered", _("Answered")
+
+
+class Inquiry(models.Model):
+    municipality = models.ForeignKey(
+        "registry.Municipality", on_delete=models.PROTECT, related_name="inquiries"
+    )
+    # Set when a logged-in guardian asks; SET_NULL so erasing a registrant keeps the desk's record.
+    registrant = models.ForeignKey(
+        "registry.Registrant", on_delete=models.SET_NULL, null=True, blank=True, related_name="inquiries"
+    )
+    name = models.CharField(_("name"), max_length=MAX_NAME)
+    reply_to = models.CharField(_("reply address"), max_length=254, blank=True)
+    subject = models.CharField(_("subject"), max_length=MAX_SUBJECT)
+    body = models.TextField(_("message"), max_length=MAX_BODY)
+    status = models.CharField(
+        _("status"), max_length=16, choices=InquiryStatus.choices, default=InquiryStatus.OPEN
+    )
+    created_at = models.DateTimeField(_("received"), default=timezone.now)
+    ip_address = models.GenericIPAddressField(_("from address"), null=True, blank=True)
+    copied_at = models.DateTimeField(null=True, blank=True)
+    answered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    answered_at = models.DateTimeField(_("answered"), null=True, blank=True)
+    answer = models.TextField(_("answer"), max_length=MAX_ANSWER, blank=True)
+    answer_mailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("inquiry")
+        verbose_name_plural = _("inquiries")
+        indexes = [
+            models.Index(fields=["municipality", "status", "created_at"]),
+            # The rate limit counts recent rows per address and per registrant.
+            models.Index(fields=["ip_address", "created_at"]),
+            models.Index(fields=["registrant", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.subject}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == InquiryStatus.OPEN
+
+    def answer_address(self) -> str:
+        """Where the answer goes: the address given on the form, else the registrant's first."""
+        if self.reply_to:
+            return self.reply_to
+        if self.registrant is None:
+            return ""
+        addresses = self.registrant.addresses_by_slot()
+        return next((email for _slot, email in sorted(addresses.items()) if email), "")

@@ -1,0 +1,48 @@
+"""Background mail of the support desk. Tasks carry IDs; the inquiry row is the truth, and a
+timestamp on it makes a redelivered task a no-op."""
+
+from __future__ import annotations
+
+import logging
+
+from django.utils import timezone
+from django_tasks import task
+
+from mimamori.mail import messages
+from mimamori.support.models import Inquiry, InquiryStatus
+
+log = logging.getLogger(__name__)
+
+
+def _inquiry(inquiry_id: int) -> Inquiry | None:
+    return (
+        Inquiry.objects.select_related("municipality", "registrant__school__municipality")
+        .filter(pk=inquiry_id)
+        .first()
+    )
+
+
+@task(queue_name="mail")
+def send_inquiry_copy(inquiry_id: int) -> bool:
+    """Send a copy of a new inquiry to the municipality's support address."""
+    inquiry = _inquiry(inquiry_id)
+    if inquiry is None or inquiry.copied_at is not None or not inquiry.municipality.support_email:
+        return False
+    messages.inquiry_copy(inquiry).send()
+    Inquiry.objects.filter(pk=inquiry.pk).update(copied_at=timezone.now())
+    return True
+
+
+@task(queue_name="mail")
+def send_inquiry_answer(inquiry_id: int) -> bool:
+    """Send the staff's answer to the guardian."""
+    inquiry = _inquiry(inquiry_id)
+    if inquiry is None or inquiry.status != InquiryStatus.ANSWERED or inquiry.answer_mailed_at is not None:
+        return False
+    to = inquiry.answer_address()
+    if not to:
+        log.info("inquiry %s answered but has no address to send to", inquiry.pk)
+        return False
+    messages.inquiry_answer(inquiry, to).send()
+    Inquiry.objects.filter(pk=inquiry.pk).update(answer_mailed_at=timezone.now())
+    return True
