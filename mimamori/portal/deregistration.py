@@ -62,27 +62,26 @@ def deregistration_request(request: HttpRequest, registrant: Registrant) -> Http
     status = 200
     if request.method == "POST" and pending is not None:
         status = 409  # one request at a time: the page shows the one that is waiting
-    elif request.method == "POST":
-        if form.is_valid():
-            assert isinstance(request.user, User)
-            try:
-                deregistration.submit_request(
-                    registrant,
-                    reason=form.cleaned_data["reason"],
-                    effective_on=form.cleaned_data["effective_on"],
-                    note=form.cleaned_data["note"],
-                    destination_school=form.cleaned_data["destination_school"],
-                    by=request.user,
-                    request=request,
-                )
-            except ValidationError as error:
-                form.add_error(None, error)
-            else:
-                messages.success(
-                    request,
-                    _("Your deregistration request has been sent to the school. Please wait for approval."),
-                )
-                return redirect("portal:deregistration")
+    elif request.method == "POST" and form.is_valid():
+        assert isinstance(request.user, User)
+        try:
+            deregistration.submit_request(
+                registrant,
+                reason=form.cleaned_data["reason"],
+                effective_on=form.cleaned_data["effective_on"],
+                note=form.cleaned_data["note"],
+                destination_school=form.cleaned_data["destination_school"],
+                by=request.user,
+                request=request,
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(
+                request,
+                _("Your deregistration request has been sent to the school. Please wait for approval."),
+            )
+            return redirect("portal:deregistration")
     context = {
         "registrant": registrant,
         "school": registrant.school,
