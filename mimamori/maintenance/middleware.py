@@ -62,6 +62,8 @@ class MaintenanceMiddleware:
         )
         response["Retry-After"] = str(max(1, math.ceil((window.ends_at - now).total_seconds())))
         response["Cache-Control"] = "no-store"
+        # A planned 503 is no server error: keep it out of django.request's error log.
+        response._has_been_logged = True  # type: ignore[attr-defined]
         return response
 
 

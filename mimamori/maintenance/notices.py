@@ -40,8 +40,10 @@ def due_notices(now: datetime | None = None) -> int:
     """Send the notices whose time has come; return how many municipalities were told."""
     now = now or timezone.now()
     told = 0
-    for window_id in MaintenanceWindow.objects.filter(ends_at__gt=now).values_list("pk", flat=True):
-        told += _notify(window_id, now)
+    for window in MaintenanceWindow.objects.filter(ends_at__gt=now):
+        # Look first without a lock: most sweeps find nothing due, and need no write lock.
+        if _due(window, now):
+            told += _notify(window.pk, now)
     return told
 
 
