@@ -21,3 +21,13 @@ def test_debug_is_off_unless_asked() -> None:
 def test_guardian_and_staff_share_one_user_model() -> None:
     assert settings.AUTH_USER_MODEL == "accounts.User"
     assert User._meta.get_field("role").blank
+
+
+def test_migrations_are_in_sync_with_the_models() -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
