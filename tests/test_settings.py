@@ -23,6 +23,7 @@ def test_guardian_and_staff_share_one_user_model() -> None:
     assert User._meta.get_field("role").blank
 
 
+@pytest.mark.django_db
 def test_migrations_are_in_sync_with_the_models() -> None:
     from io import StringIO
 
