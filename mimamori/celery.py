@@ -19,6 +19,7 @@ from typing import Any
 
 from celery import Celery
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connections
 from django.utils.module_loading import import_string
 from kombu import Queue
 
@@ -37,6 +38,8 @@ TASKS = (
 # Celery priorities run 0-9. RabbitMQ serves the highest number first (with x-max-priority
 # on the queue); Redis emulates priorities with one list per step and serves 0 first.
 PRIORITY_STEPS = 10
+# How long a task that found the database away waits before it is tried again.
+DATABASE_RETRY_SECONDS = 3
 
 
 def broker_queue(name: str) -> str:
@@ -97,8 +100,14 @@ def app() -> Celery:
 def _runner(module_path: str) -> Any:
     task = import_string(module_path)
 
-    def run(*args: Any) -> Any:
-        return task.func(*args)
+    def run(self: Any, *args: Any) -> Any:
+        try:
+            return task.func(*args)
+        except (OperationalError, InterfaceError) as error:
+            # The database is away (a restart, a failover). Failing would drop the message and
+            # leave its rows to the sweep's long re-queue; publish it again for a little later.
+            connections.close_all()
+            raise self.retry(exc=error, countdown=DATABASE_RETRY_SECONDS, max_retries=None) from error
 
     run.__name__ = task.func.__name__
     run.__doc__ = task.func.__doc__
@@ -109,7 +118,7 @@ def register_tasks(celery: Celery) -> None:
     """Give the worker one Celery task per django-tasks Task, calling the same function."""
     for module_path in TASKS:
         if module_path not in celery.tasks:
-            celery.task(name=module_path)(_runner(module_path))
+            celery.task(name=module_path, bind=True)(_runner(module_path))
 
 
 def worker(queues: list[str], concurrency: int, loglevel: str) -> Any:

@@ -3,11 +3,13 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from mimamori.api.endpoints import api
+from mimamori.core.health import healthz
 from mimamori.portal import confirm
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="portal:home", permanent=False)),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("healthz", healthz, name="healthz"),
     # The 受信確認 link in broadcast mails: short, at the root, no login (S5).
     # <path:…>: anything under /c/, slashes and all, gets the one not-found page.
     path("c/<path:token>/", confirm.confirm, name="confirm"),

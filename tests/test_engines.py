@@ -351,6 +351,7 @@ def test_urgent_mail_leaves_at_once_during_a_large_broadcast(
         f"\n[{engine.name}] first urgent mail accepted {latency:.3f} s after send(); {still_to_send} "
         "of the large broadcast still to send"
     )
-    assert still_to_send > 0, "the large broadcast ended before the alert: the test proves nothing"
-    assert latency < 1.0
+    # Jumping the queue, not a stopwatch, is what passes: the alert arrived while most of the
+    # large broadcast was still waiting (timings go into the printed line and docs/performance.md).
+    assert still_to_send > 1000, "the alert waited behind the large broadcast"
     wait_for(sent(alert), 30, engine, "the urgent broadcast to finish")

@@ -107,17 +107,34 @@ def _send_claimed(broadcast: Broadcast, claim: uuid.UUID) -> None:
     for row in rows:
         work.put(row)
     results: queue.Queue[Attempt] = queue.Queue()
+    # One builder for the chunk: it learns each school's header block once (see BroadcastMail).
+    mails = messages.BroadcastMail(subject=broadcast.subject, body=broadcast.body, urgent=broadcast.urgent)
     senders = [
-        threading.Thread(target=_sender, args=(broadcast, children, work, results), daemon=True)
+        threading.Thread(target=_sender, args=(mails, children, work, results), daemon=True)
         for _ in range(min(settings.MIMAMORI_SMTP_CONNECTIONS, len(rows)))
     ]
     for sender in senders:
         sender.start()
-    _record_as_they_come(claim, results, senders)
+    try:
+        _record_as_they_come(claim, results, senders)
+    except BaseException:
+        # Outcomes can no longer be recorded (the database went away): let the senders stop
+        # after the mail in hand, as no more should go out unrecorded; the lease hands the
+        # rest of the claim back (sweep.py).
+        _drain(work)
+        raise
+
+
+def _drain(work: queue.Queue[Delivery]) -> None:
+    while True:
+        try:
+            work.get_nowait()
+        except queue.Empty:
+            return
 
 
 def _sender(
-    broadcast: Broadcast,
+    mails: messages.BroadcastMail,
     children: dict[int, list[Registrant]],
     work: queue.Queue[Delivery],
     results: queue.Queue[Attempt],
@@ -129,12 +146,9 @@ def _sender(
             except queue.Empty:
                 return
             try:
-                mail = messages.broadcast(
+                content = mails.as_bytes(
                     school=row.school,
                     to=row.email,
-                    subject=broadcast.subject,
-                    body=broadcast.body,
-                    urgent=broadcast.urgent,
                     children=children[row.pk],
                     message_id=row.message_id,
                     confirmation_url=confirmation_url(row.confirmation_token)
@@ -142,7 +156,6 @@ def _sender(
                     else None,
                     reminder=row.round > 0,
                 )
-                content = mail.message().as_bytes(linesep="\r\n")
             except Exception as error:
                 # A bug must not strand the row in "sending": record it and retry later.
                 log.exception("could not build the mail for delivery %s", row.pk)

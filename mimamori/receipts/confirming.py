@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db import connection, models, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from mimamori.broadcasts.models import AudienceGroup, Delivery, Recipient
@@ -78,19 +78,35 @@ def record_confirmation(delivery: Delivery) -> Confirmation:
     """Confirm every registrant the mail names that has not confirmed yet; durable on return."""
     if is_expired(delivery):
         raise LinkExpired
-    confirmed_any = False
-    with transaction.atomic():
-        for recipient in Recipient.objects.filter(delivery=delivery).only("registrant_id", "group_id"):
-            try:
-                # A savepoint per child: a sibling confirmed already must not undo the others.
-                with transaction.atomic():
-                    Receipt.objects.create(
-                        broadcast_id=delivery.broadcast_id,
-                        registrant_id=recipient.registrant_id,
-                        delivery=delivery,
-                    )
-            except IntegrityError:
-                continue
-            AudienceGroup.objects.filter(pk=recipient.group_id).update(confirmed=F("confirmed") + 1)
-            confirmed_any = True
-    return Confirmation(Outcome.CONFIRMED if confirmed_any else Outcome.ALREADY, delivery)
+    # Two statements in one transaction, whatever the number of children the mail names: this
+    # is the request a whole city sends within minutes of an emergency mail (bench/confirmations.py
+    # measured 8 round trips a confirmation with a savepoint per child, 5 now). ON CONFLICT keeps
+    # a sibling confirmed already from undoing the others, and RETURNING says whom this POST
+    # confirmed, so each group's counter grows by exactly the receipts inserted.
+    # Only table names from our own models are formatted in; every value is a parameter.
+    receipt = _table(Receipt)
+    recipient = _table(Recipient)
+    group = _table(AudienceGroup)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {receipt} (broadcast_id, registrant_id, delivery_id, confirmed_at)"  # noqa: S608
+            f" SELECT %s, r.registrant_id, %s, %s FROM {recipient} r WHERE r.delivery_id = %s"
+            " ON CONFLICT (broadcast_id, registrant_id) DO NOTHING RETURNING registrant_id",
+            [delivery.broadcast_id, delivery.pk, now, delivery.pk],
+        )
+        confirmed = [row[0] for row in cursor.fetchall()]
+        if confirmed:
+            marks = ", ".join(["%s"] * len(confirmed))
+            cursor.execute(
+                f"UPDATE {group} SET confirmed = confirmed + (SELECT COUNT(*) FROM {recipient} r"  # noqa: S608
+                f" WHERE r.delivery_id = %s AND r.group_id = {group}.id AND r.registrant_id IN ({marks}))"
+                f" WHERE id IN (SELECT r.group_id FROM {recipient} r"
+                f" WHERE r.delivery_id = %s AND r.registrant_id IN ({marks}))",
+                [delivery.pk, *confirmed, delivery.pk, *confirmed],
+            )
+    return Confirmation(Outcome.CONFIRMED if confirmed else Outcome.ALREADY, delivery)
+
+
+def _table(model: type[models.Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)

@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import close_old_connections, connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from mimamori import tasking
 
@@ -123,6 +123,16 @@ class Command(BaseCommand):
             if settings.BROKER_URL:
                 self._celery(queues, options)
             else:
+                self._database_queue(queues, options)
+        finally:
+            if sweeper is not None:
+                sweeper.stop()
+
+    def _database_queue(self, queues: list[str], options: dict[str, Any]) -> None:
+        delay = 1.0
+        while True:
+            began = time.monotonic()
+            try:
                 call_command(
                     "db_worker",
                     queue_name=",".join(queues),
@@ -132,9 +142,21 @@ class Command(BaseCommand):
                     startup_delay=False,
                     verbosity=options["verbosity"],
                 )
-        finally:
-            if sweeper is not None:
-                sweeper.stop()
+                return
+            except (OperationalError, InterfaceError):
+                # django-tasks' worker gives up when the database goes away (a restart, a
+                # failover). A worker must outlive that: the task in hand is handed back by the
+                # sweep once its lease runs out, so wait, reconnect and carry on.
+                if options["batch"]:
+                    raise
+                log.exception("the database is unreachable; reconnecting in %.0f s", delay)
+            # The dead loop's signal handlers would only flag it to stop: make SIGTERM and
+            # Ctrl-C end the wait at once, until the next loop installs its own.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_DFL)
+            connections.close_all()
+            delay = 1.0 if time.monotonic() - began > 60 else min(delay * 2, 10.0)
+            time.sleep(delay)
 
     def _celery(self, queues: list[str], options: dict[str, Any]) -> None:
         from mimamori import celery

@@ -1,0 +1,441 @@
+"""Confirmation storm (issue 6, 1b/1d): N guardians press 「確認しました」 at once.
+
+    uv run python -m bench.confirmations [--registrants 10000] [--runs 3] [--embedded]
+
+N registrants (one address each) get a broadcast requesting confirmation, fanned out directly
+(no mail is sent); then wrk POSTs to /c/<token>/ once per token, concurrently, against the
+production server set-up (gunicorn on a throwaway PostgreSQL database; --embedded: waitress on
+SQLite, as `mimamori run` serves). The baseline, in the same run and on the same server, is
+/healthz (no database). Every run checks that every confirmation was stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import common
+
+SECRET = "bench-secret-key-not-for-production-0123456789abcdefghij"  # noqa: S105
+SCHOOLS, GRADES, CLASSES = 20, 6, 4
+
+# Each wrk thread walks its own stride of the token file, so every token is POSTed exactly once.
+# Connections that find their thread's tokens used up ask /healthz (and are not counted) until
+# the thread has every confirmation's answer and stops.
+STORM_LUA = r"""
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+function init(args)
+  tokens = {}
+  for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
+  stride = tonumber(args[2])
+  idx = id + 1
+  share = 0
+  for i = id + 1, #tokens, stride do share = share + 1 end
+  answered = 0
+  if share == 0 then wrk.thread:stop() end
+end
+function request()
+  if idx <= #tokens then
+    local token = tokens[idx]
+    idx = idx + stride
+    return wrk.format("POST", "/c/" .. token .. "/", {["Content-Length"] = "0"}, "")
+  end
+  return wrk.format("GET", "/healthz")
+end
+function response(status, headers, body)
+  if headers["X-Robots-Tag"] then
+    answered = answered + 1
+    if answered >= share then wrk.thread:stop() end
+  end
+end
+"""
+
+
+def ensure_wrk() -> str:
+    with contextlib.suppress(FileNotFoundError):
+        return common.which("wrk")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "install", "-y", "wrk"], env=env, check=True, stdout=subprocess.DEVNULL)
+    return common.which("wrk")
+
+
+@contextlib.contextmanager
+def server(
+    database_url: str,
+    data_dir: Path,
+    *,
+    workers: int,
+    threads: int,
+    worker_class: str = "sync",
+    embedded: bool = False,
+) -> Iterator[int]:
+    """The production server set-up as a subprocess; yields its port, stops it afterwards."""
+    port = common.free_port()
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        MIMAMORI_DATA_DIR=str(data_dir),
+        SECRET_KEY=SECRET,
+        DEBUG="0",
+        LOG_LEVEL="WARNING",
+        BASE_URL=f"http://127.0.0.1:{port}",
+    )
+    venv = Path(sys.executable).parent
+    if embedded:
+        # What `mimamori run` serves with: waitress, one process, `threads` threads.
+        command = [
+            str(venv / "waitress-serve"),
+            f"--listen=127.0.0.1:{port}",
+            f"--threads={threads}",
+            "--connection-limit=1000",
+            "mimamori.wsgi:application",
+        ]
+    else:
+        command = [
+            str(venv / "gunicorn"),
+            "mimamori.wsgi",
+            f"--bind=127.0.0.1:{port}",
+            f"--workers={workers}",
+            f"--worker-class={worker_class}",
+            *([f"--threads={threads}"] if worker_class == "gthread" else []),
+            "--backlog=2048",
+        ]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=common.ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=(data_dir / "server.log").open("ab"),
+    )
+    try:
+        common.wait_for_port(port, 30)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    def ms(value: str) -> float:
+        number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+        return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+    result: dict[str, Any] = {"non_2xx_3xx": 0, "socket_errors": 0}
+    for pct in ("50", "99"):
+        found = re.search(rf"^\s+{pct}%\s+(\S+)", output, re.M)
+        result[f"p{pct}_ms"] = ms(found.group(1)) if found else float("nan")
+    found = re.search(r"(\d+) requests in", output)
+    result["requests"] = int(found.group(1)) if found else 0
+    found = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    result["rps"] = float(found.group(1)) if found else 0.0
+    found = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if found:
+        result["non_2xx_3xx"] = int(found.group(1))
+    found = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if found:
+        result["socket_errors"] = sum(int(g) for g in found.groups())
+    return result
+
+
+def wrk_fixed(
+    wrk: str, url: str, *, threads: int, connections: int, seconds: int, extra: list[str]
+) -> dict[str, Any]:
+    """A fixed-duration wrk run (the baselines, the statistics page)."""
+    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    return parse_wrk(output)
+
+
+def populate(registrants: int) -> Any:
+    """SCHOOLS schools, registrants spread over their grades and classes, one address each."""
+    from mimamori.accounts.models import User
+    from mimamori.registry.models import Address, Municipality, Registrant, School
+
+    city = Municipality.objects.create(code="bench", name="ベンチ市", broadcast_slots=[1, 2])
+    schools = [
+        School.objects.create(municipality=city, name=f"ベンチ第{i}小学校", sender_local_part=f"s{i}")
+        for i in range(SCHOOLS)
+    ]
+    batch = 5000
+    for start in range(0, registrants, batch):
+        stop = min(start + batch, registrants)
+        users = User.objects.bulk_create(
+            User(username=f"g{i}", password="!")  # noqa: S106
+            for i in range(start, stop)
+        )
+        people = Registrant.objects.bulk_create(
+            Registrant(
+                school=schools[i % SCHOOLS],
+                account=user,
+                child_name=f"児童{i}",
+                grade=1 + (i // SCHOOLS) % GRADES,
+                class_name=str(1 + (i // (SCHOOLS * GRADES)) % CLASSES),
+            )
+            for i, user in zip(range(start, stop), users, strict=True)
+        )
+        Address.objects.bulk_create(
+            Address(registrant=p, slot=1, email=f"g{p.pk}@example.test") for p in people
+        )
+    return User.objects.create_user(username="bench-centre", password="!", role="centre")  # noqa: S106
+
+
+def fanned_out_broadcast(centre: Any, subject: str) -> Any:
+    """A broadcast to the whole city requesting confirmation, fanned out (no mail is sent)."""
+    from django.utils import timezone
+
+    from mimamori.broadcasts.fanout import fan_out
+    from mimamori.broadcasts.models import Broadcast, BroadcastStatus
+    from mimamori.registry.models import Municipality
+
+    broadcast = Broadcast.objects.create(
+        created_by=centre,
+        subject=subject,
+        body="ベンチマークの本文です。",
+        request_confirmation=True,
+        status=BroadcastStatus.SENDING,
+        send_requested_at=timezone.now(),
+    )
+    broadcast.municipalities.set(Municipality.objects.filter(code="bench"))
+    fan_out(broadcast.pk)
+    return broadcast
+
+
+def stored(broadcast: Any) -> tuple[int, int]:
+    from django.db.models import Sum
+
+    from mimamori.broadcasts.models import AudienceGroup
+    from mimamori.receipts.models import Receipt
+
+    receipts = Receipt.objects.filter(broadcast=broadcast).count()
+    confirmed = AudienceGroup.objects.filter(broadcast=broadcast).aggregate(n=Sum("confirmed"))["n"] or 0
+    return receipts, confirmed
+
+
+def storm(
+    wrk: str, port: int, broadcast: Any, *, threads: int, connections: int, workdir: Path
+) -> dict[str, Any]:
+    from django.db import OperationalError, connection
+
+    from mimamori.broadcasts.models import Delivery
+    from mimamori.receipts.models import Receipt
+
+    tokens = list(Delivery.objects.filter(broadcast=broadcast).values_list("confirmation_token", flat=True))
+    token_file = workdir / f"tokens-{broadcast.pk}.txt"
+    token_file.write_text("\n".join(tokens) + "\n")
+    script = workdir / "storm.lua"
+    script.write_text(STORM_LUA)
+    bound = 120  # seconds: the storm stops by itself even if confirmations go missing
+    # A long timeout: a request wrk gives up on would be a confirmation never sent.
+    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{bound}s", "--timeout=30s", "--latency"]
+    command += ["-s", str(script)]
+    command += [f"http://127.0.0.1:{port}/", "--", str(token_file), str(threads)]
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    receipts = Receipt.objects.filter(broadcast=broadcast)
+    last_count, last_change = 0, started
+    while time.monotonic() - started < bound and process.poll() is None:
+        time.sleep(0.05)
+        try:
+            count = receipts.count()
+        except OperationalError:  # the shared PostgreSQL server restarted (another bench's drill)
+            connection.close()
+            continue
+        if count >= len(tokens):
+            break
+        if count != last_count:
+            last_count, last_change = count, time.monotonic()
+        elif time.monotonic() - last_change > 35:  # nothing in flight any more: some were lost
+            break
+    elapsed = time.monotonic() - started
+    # wrk waits out its whole duration even when every thread stopped: interrupt it.
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    connection.close()
+    result = parse_wrk(output)
+    result["rps_wrk"] = result.pop("rps")
+    result["confirmations"] = len(tokens)
+    result["seconds"] = round(elapsed, 3)
+    result["rps"] = len(tokens) / elapsed
+    result["receipts"], result["confirmed"] = stored(broadcast)
+    result["lost"] = len(tokens) - result["receipts"]
+    return result
+
+
+def profile(port_less_requests: int, broadcast: Any) -> dict[str, Any]:
+    """cProfile of the confirmation path in this process (Django test client, no server)."""
+    import cProfile
+    import io
+    import pstats
+
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from mimamori.broadcasts.models import Delivery
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    tokens = list(Delivery.objects.filter(broadcast=broadcast).values_list("confirmation_token", flat=True))
+    tokens = tokens[:port_less_requests]
+    with CaptureQueriesContext(connection) as queries:
+        client.post(f"/c/{tokens[0]}/")
+    statements = [q["sql"][:90] for q in queries.captured_queries]
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    for token in tokens[1:]:
+        response = client.post(f"/c/{token}/")
+        assert response.status_code == 303, response.status_code
+    profiler.disable()
+    per_request_ms = (time.perf_counter() - started) * 1000 / (len(tokens) - 1)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
+    print(out.getvalue())
+    print(f"{len(statements)} statements per confirmation:")
+    for sql in statements:
+        print("   ", sql)
+    print(f"in-process: {per_request_ms:.2f} ms per confirmation (under cProfile)")
+    return {"statements": len(statements), "sql": statements, "ms_per_request_profiled": per_request_ms}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.confirmations", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--registrants", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1), help="gunicorn workers")
+    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"], help="gunicorn's -k")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (gthread; waitress)")
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--baseline-seconds", type=int, default=5)
+    parser.add_argument("--embedded", action="store_true", help="SQLite and waitress, as `mimamori run`")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="only cProfile N in-process POSTs"
+    )
+    args = parser.parse_args(argv)
+
+    wrk = ensure_wrk()
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mimamori-bench-")))
+        if args.embedded:
+            database_url = f"sqlite:///{workdir / 'mimamori.sqlite3'}"
+        else:
+            database_url = stack.enter_context(common.throwaway_postgres(tag="confirm"))
+        common.django_for(database_url, workdir, SECRET_KEY=SECRET, LOG_LEVEL="WARNING")
+        from django.db import connection
+
+        setup_started = time.monotonic()
+        centre = populate(args.registrants)
+        print(f"{args.registrants} registrants in {time.monotonic() - setup_started:.1f} s", flush=True)
+        if args.profile:
+            profile(args.profile, fanned_out_broadcast(centre, "プロファイル"))
+            return 0
+        runs: list[dict[str, Any]] = []
+        port = stack.enter_context(
+            server(
+                database_url,
+                workdir,
+                workers=args.workers,
+                threads=args.threads,
+                worker_class=args.worker_class,
+                embedded=args.embedded,
+            )
+        )
+        for run in range(args.runs):
+            broadcast = fanned_out_broadcast(centre, f"ベンチ {run + 1}")
+            connection.close()
+            result = storm(
+                wrk, port, broadcast, threads=args.wrk_threads, connections=args.connections, workdir=workdir
+            )
+            result["baseline"] = wrk_fixed(
+                wrk,
+                f"http://127.0.0.1:{port}/healthz",
+                threads=args.wrk_threads,
+                connections=args.connections,
+                seconds=args.baseline_seconds,
+                extra=[],
+            )
+            result["ratio"] = result["rps"] / result["baseline"]["rps"]
+            runs.append(result)
+            print(
+                f"run {run + 1}: {result['rps']:.0f} confirmations/s"
+                f" (healthz {result['baseline']['rps']:.0f}/s),"
+                f" p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, lost {result['lost']}",
+                flush=True,
+            )
+
+    def med(key: str, source: str | None = None) -> float:
+        return common.median([(r[source] if source else r)[key] for r in runs])
+
+    summary = {
+        "confirmations_per_s": med("rps"),
+        "p50_ms": med("p50_ms"),
+        "p99_ms": med("p99_ms"),
+        "healthz_per_s": med("rps", "baseline"),
+        "healthz_p50_ms": med("p50_ms", "baseline"),
+        "healthz_p99_ms": med("p99_ms", "baseline"),
+        "ratio": med("ratio"),
+        "errors": sum(r["non_2xx_3xx"] + r["socket_errors"] for r in runs),
+        "lost": sum(r["lost"] for r in runs),
+        "counter_mismatch": sum(r["confirmations"] - r["confirmed"] for r in runs),
+    }
+    mode = (
+        "embedded (SQLite, waitress)"
+        if args.embedded
+        else f"gunicorn -k {args.worker_class} -w {args.workers}, PostgreSQL"
+    )
+    print()
+    print(f"Confirmation storm: {args.registrants} confirmations × {args.runs} runs, {mode}, medians")
+    print(
+        common.table(
+            ["what", "req/s", "p50 ms", "p99 ms"],
+            [
+                [
+                    "POST /c/<token>/",
+                    f"{summary['confirmations_per_s']:.0f}",
+                    f"{summary['p50_ms']:.1f}",
+                    f"{summary['p99_ms']:.1f}",
+                ],
+                [
+                    "GET /healthz (baseline)",
+                    f"{summary['healthz_per_s']:.0f}",
+                    f"{summary['healthz_p50_ms']:.1f}",
+                    f"{summary['healthz_p99_ms']:.1f}",
+                ],
+            ],
+        )
+    )
+    print(
+        f"ratio {summary['ratio']:.3f}; errors {summary['errors']}; lost {summary['lost']};"
+        f" counter mismatch {summary['counter_mismatch']}"
+    )
+    path = common.write_results(
+        "confirmations-embedded" if args.embedded else "confirmations",
+        {"args": vars(args), "summary": summary, "runs": runs},
+    )
+    print(f"wrote {path.relative_to(common.ROOT)}")
+    return 0 if summary["lost"] == 0 and summary["counter_mismatch"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

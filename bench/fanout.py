@@ -1,0 +1,559 @@
+"""Fan-out benchmark (issue 6, 1a and 1d): one broadcast to N registrants, through real workers.
+
+    uv run python -m bench.fanout                       # 10,000 registrants, PostgreSQL, 2 workers
+    uv run python -m bench.fanout --registrants 100000 --runs 3
+    uv run python -m bench.fanout --embedded            # SQLite, `mimamori run`-style workers
+    uv run python -m bench.fanout --profile             # also py-spy one worker (needs uvx)
+
+Each run: a fresh smtp-sink (Postfix) on 127.0.0.1, fresh `python -m mimamori worker`
+subprocesses with EMAIL_URL pointing at it, then one urgent broadcast with confirmation links
+is composed and sent as staff would. Measured from Broadcast.send_requested_at to the first and
+last Delivery.accepted_at (the time a batch of acceptances was recorded, so "first" is late by
+up to one flush, 0.2 s), messages/s over send-to-last, what the sink counted, and the workers'
+peak RSS (VmHWM of each worker and its children). Baseline, in the same run: Postfix's
+smtp-source sending as many messages of the same size to a fresh sink with as many parallel,
+reused sessions (-s workers × MIMAMORI_SMTP_CONNECTIONS, -d). Medians of --runs runs.
+The data lives in a throwaway database (PostgreSQL: mimamori_bench_<pid>, dropped at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python bench/fanout.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common
+
+SCHOOLS = 4
+SUBJECT = "【緊急】不審者情報"
+BODY = (
+    "本日15時ごろ、学校周辺で不審者の目撃情報がありました。\n"
+    "下校時は複数で帰宅するよう、ご家庭でもお声がけをお願いします。\n"
+    "お迎えが可能な方は校門までお越しください。"
+)
+
+
+@dataclass
+class Run:
+    registrants: int
+    messages: int
+    first_s: float
+    last_s: float
+    fan_out_s: float
+    msgs_per_s: float
+    sink_counted: int
+    worker_peak_rss_mb: float
+    worker_cpu_ms_per_msg: float
+    workers_total_peak_rss_mb: float
+    baseline_s: float
+    baseline_msgs_per_s: float
+    ratio: float
+
+
+# ---------------------------------------------------------------- data
+
+
+def populate(registrants: int) -> None:
+    """SCHOOLS schools in two municipalities; each registrant one guardian address (slot 1)."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from mimamori.accounts.models import Role, User
+    from mimamori.registry.models import Municipality, School
+
+    with transaction.atomic():
+        cities = [
+            Municipality.objects.create(
+                code=f"bench{n}",
+                name=f"ベンチ市{n}",
+                mail_domain=f"mail.bench{n}.example.jp",
+                support_name="サポート窓口",
+                support_phone="0120-000-000",
+                broadcast_slots=[1, 2],
+            )
+            for n in (1, 2)
+        ]
+        schools = [
+            School.objects.create(
+                municipality=cities[n % 2], name=f"第{n + 1}小学校", sender_local_part=f"school{n + 1}"
+            )
+            for n in range(SCHOOLS)
+        ]
+        User.objects.create(username="bench-centre", role=Role.CENTRE)
+        now = timezone.now()
+        # A numbers table both engines understand; the rows are written by the database itself.
+        series = (
+            "(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < %s) SELECT i FROM s) s"
+        )
+        first_school = min(s.pk for s in schools)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO accounts_user (password, is_superuser, username, first_name, last_name, email,"  # noqa: S608 - constant
+                " is_staff, is_active, date_joined, role)"
+                f" SELECT '!', %s, 'g' || CAST(s.i AS TEXT), '', '', '', %s, %s, %s, '' FROM {series}",
+                [False, False, True, now, registrants],
+            )
+            cursor.execute(
+                "INSERT INTO registry_registrant (school_id, account_id, child_name, child_name_kana, grade,"
+                " class_name, status, receive_broadcasts, registration_code_digest, created_at, updated_at)"
+                " SELECT %s + (u.id %% %s), u.id, '見守 太郎' || CAST(u.id AS TEXT), 'みまもり たろう',"
+                " 1 + (u.id %% 6), CAST(1 + (u.id / 6) %% 4 AS TEXT), 'active', %s, '', %s, %s"
+                " FROM accounts_user u WHERE u.username LIKE 'g%%'",
+                [first_school, SCHOOLS, True, now, now],
+            )
+            cursor.execute(
+                "INSERT INTO registry_address (registrant_id, slot, email, updated_at)"
+                " SELECT r.id, 1, 'guardian' || CAST(r.id AS TEXT) || '@example.jp', %s"
+                " FROM registry_registrant r",
+                [now],
+            )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def reset_broadcasts() -> None:
+    """Forget earlier runs' broadcasts, deliveries, receipts and tasks, so each run starts alike."""
+    from django.db import connection
+    from django_tasks_db.models import DBTaskResult
+
+    from mimamori.broadcasts.models import AudienceGroup, Broadcast, Delivery, Recipient
+    from mimamori.receipts.models import Receipt
+
+    if connection.vendor == "postgresql":
+        tables = [Broadcast._meta.db_table, DBTaskResult._meta.db_table]
+        with connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+            cursor.execute("ANALYZE")
+        return
+    through = [Broadcast.municipalities.through, Broadcast.schools.through]
+    for model in [Receipt, Recipient, AudienceGroup, Delivery, *through, Broadcast, DBTaskResult]:
+        model.objects.all()._raw_delete(connection.alias)  # type: ignore[attr-defined]
+
+
+def sample_mail_size() -> int:
+    """Bytes of one broadcast mail as the workers build it (one child, a confirmation link)."""
+    from mimamori.mail import messages
+    from mimamori.receipts.confirming import confirmation_url
+    from mimamori.registry.models import Registrant
+
+    registrant = Registrant.objects.select_related("school__municipality").first()
+    assert registrant is not None
+    mail = messages.broadcast(
+        school=registrant.school,
+        to="guardian1@example.jp",
+        subject=SUBJECT,
+        body=BODY,
+        urgent=True,
+        children=[registrant],
+        message_id=messages.new_message_id(registrant.school),
+        confirmation_url=confirmation_url("0" * 60),
+    )
+    return len(mail.message().as_bytes(linesep="\r\n"))
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Sink:
+    """Postfix smtp-sink on a fresh loopback port, counting completed DATA commands."""
+
+    def __init__(self) -> None:
+        self.port = common.free_port()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [common.which("smtp-sink"), "-c", "-u", "postfix", f"127.0.0.1:{self.port}", "1000"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        common.wait_for_port(self.port)
+
+    def count(self) -> int:
+        self.log.seek(0)
+        found = re.findall(rb"mesg=(\d+)", self.log.read())
+        return int(found[-1]) if found else 0
+
+    def stop(self) -> int:
+        time.sleep(0.3)  # let the counter line for the last messages be written
+        counted = self.count()
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=10)
+        self.log.close()
+        return counted
+
+
+def worker_environment(database_url: str, data_dir: Path, port: int, connections: int) -> dict[str, str]:
+    return dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        MIMAMORI_DATA_DIR=str(data_dir),
+        EMAIL_URL=f"smtp://127.0.0.1:{port}",
+        MIMAMORI_SMTP_CONNECTIONS=str(connections),
+        PYTHONUNBUFFERED="1",
+    )
+
+
+def start_workers(
+    args: argparse.Namespace, environment: dict[str, str], logs: Path
+) -> list[subprocess.Popen[bytes]]:
+    if args.embedded:
+        # What `mimamori run` starts: one worker for every queue, one for urgent alone.
+        commands = [["--interval=0.5"], ["--interval=0.2", "--queues=urgent", "--no-sweep"]]
+    else:
+        commands = [[f"--interval={args.interval}"] for _ in range(args.workers)]
+    workers = []
+    for number, extra in enumerate(commands):
+        with (logs / f"worker{number}.log").open("wb") as log:
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "mimamori", "worker", *extra],
+                    env=environment,
+                    cwd=common.ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    return workers
+
+
+def wait_until_polling(workers: list[subprocess.Popen[bytes]], logs: Path, timeout: float = 90) -> None:
+    """Django takes seconds to start on a small machine; the send must not wait for that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(w.poll() is not None for w in workers):
+            raise RuntimeError(f"a worker exited at start-up; see {logs}")
+        if all(b"Starting worker" in (logs / f"worker{n}.log").read_bytes() for n in range(len(workers))):
+            return
+        time.sleep(0.1)
+    raise TimeoutError("workers did not start")
+
+
+def _family(pid: int) -> list[int]:
+    """pid and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def peak_rss_kb(pid: int) -> int:
+    """VmHWM (peak resident set) of a process and its descendants, summed."""
+    total = 0
+    for member in _family(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants so far."""
+    total = 0
+    for member in _family(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for process in workers:
+        process.send_signal(signal.SIGTERM)
+    for process in workers:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ---------------------------------------------------------------- one run
+
+
+def send_broadcast() -> int:
+    from mimamori.accounts.models import User
+    from mimamori.broadcasts import sending
+    from mimamori.broadcasts.targeting import resolve_scope
+
+    centre = User.objects.get(username="bench-centre")
+    scope = resolve_scope(centre, municipality_codes=["bench1", "bench2"])
+    broadcast = sending.compose(
+        centre, subject=SUBJECT, body=BODY, scope=scope, urgent=True, request_confirmation=True
+    )
+    sending.send(broadcast, by=centre)
+    return broadcast.pk
+
+
+def wait_until_sent(broadcast_id: int, timeout: float) -> bool:
+    from mimamori.broadcasts.models import Broadcast, BroadcastStatus
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if Broadcast.objects.filter(pk=broadcast_id, status=BroadcastStatus.SENT).exists():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def baseline(messages: int, sessions: int, size: int) -> float:
+    """Seconds smtp-source takes for the same mail count, size and parallelism (reused sessions)."""
+    sink = Sink()
+    started = time.monotonic()
+    subprocess.run(
+        [
+            common.which("smtp-source"),
+            "-d",  # keep the session for the next message, as our workers do
+            f"-s{sessions}",
+            f"-m{messages}",
+            f"-l{size}",
+            "-f",
+            "school1@mail.bench1.example.jp",
+            "-t",
+            "guardian@example.jp",
+            f"127.0.0.1:{sink.port}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    elapsed = time.monotonic() - started
+    counted = sink.stop()
+    if counted != messages:
+        print(f"warning: baseline sink counted {counted} of {messages}", file=sys.stderr)
+    return elapsed
+
+
+def one_run(args: argparse.Namespace, database_url: str, data_dir: Path, size: int, number: int) -> Run:
+    from django.db.models import Max, Min
+
+    from mimamori.broadcasts.models import Broadcast, Delivery, DeliveryStatus
+
+    reset_broadcasts()
+    sink = Sink()
+    environment = worker_environment(database_url, data_dir, sink.port, args.connections)
+    workers = start_workers(args, environment, data_dir)
+    profiler = None
+    try:
+        wait_until_polling(workers, data_dir)
+        time.sleep(args.warmup)  # the sweep's first round; not part of the send
+        cpu_before = sum(cpu_seconds(w.pid) for w in workers)
+        if args.profile and number == 0:
+            profiler = start_profiler(workers[0].pid, args)
+        broadcast_id = send_broadcast()
+        finished = wait_until_sent(broadcast_id, timeout=max(120.0, args.registrants / 50))
+        peaks = [peak_rss_kb(w.pid) for w in workers]
+        cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
+    finally:
+        if profiler is not None:
+            stop_profiler(profiler)
+        stop_workers(workers)
+        counted = sink.stop()
+    broadcast = Broadcast.objects.get(pk=broadcast_id)
+    if not finished:
+        raise RuntimeError(f"broadcast not sent in time: {broadcast.status}, sink counted {counted}")
+    times = Delivery.objects.filter(broadcast_id=broadcast_id, status=DeliveryStatus.ACCEPTED).aggregate(
+        first=Min("accepted_at"), last=Max("accepted_at")
+    )
+    assert broadcast.send_requested_at
+    assert broadcast.fanned_out_at
+    assert times["first"]
+    assert times["last"]
+    from django_tasks_db.models import DBTaskResult
+
+    # fanned_out_at is stamped when the fan-out begins; its task's end is when the rows and the
+    # chunk tasks became visible to the workers (the transaction's commit).
+    fan_out_done = (
+        DBTaskResult.objects.filter(task_path__endswith="fan_out_broadcast")
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    fan_out_end = fan_out_done or broadcast.fanned_out_at
+    first = (times["first"] - broadcast.send_requested_at).total_seconds()
+    last = (times["last"] - broadcast.send_requested_at).total_seconds()
+    sessions = len(workers) * args.connections if not args.embedded else 2 * args.connections
+    base = baseline(broadcast.message_count, sessions, size)
+    rate, base_rate = broadcast.message_count / last, broadcast.message_count / base
+    return Run(
+        registrants=broadcast.registrant_count,
+        messages=broadcast.message_count,
+        first_s=round(first, 3),
+        last_s=round(last, 3),
+        fan_out_s=round((fan_out_end - broadcast.send_requested_at).total_seconds(), 3),
+        msgs_per_s=round(rate, 1),
+        sink_counted=counted,
+        worker_peak_rss_mb=round(max(peaks) / 1024, 1),
+        worker_cpu_ms_per_msg=round(cpu * 1000 / broadcast.message_count, 3),
+        workers_total_peak_rss_mb=round(sum(peaks) / 1024, 1),
+        baseline_s=round(base, 3),
+        baseline_msgs_per_s=round(base_rate, 1),
+        ratio=round(rate / base_rate, 3),
+    )
+
+
+# ---------------------------------------------------------------- profiling
+
+
+def start_profiler(pid: int, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], Path]:
+    """py-spy (via uvx) sampling one worker, collapsed stacks to bench/results/."""
+    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    out = common.RESULTS / f"fanout-pyspy-{args.registrants}-{os.getpid()}.txt"
+    uvx = shutil.which("uvx") or "uvx"
+    process = subprocess.Popen(
+        [uvx, "py-spy", "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(out), "--threads"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    return process, out
+
+
+def stop_profiler(profiler: tuple[subprocess.Popen[bytes], Path]) -> None:
+    process, out = profiler
+    process.send_signal(signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=30)
+    print(f"py-spy collapsed stacks: {out}")
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--registrants", type=int, default=10_000, help="default 10,000 (try 100000, 1000000)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (PostgreSQL; default 2)")
+    parser.add_argument(
+        "--connections", type=int, default=4, help="MIMAMORI_SMTP_CONNECTIONS per worker (default 4)"
+    )
+    parser.add_argument("--interval", type=float, default=0.2, help="workers' idle poll interval (s)")
+    parser.add_argument("--runs", type=int, default=3, help="repetitions; medians reported (default 3)")
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="seconds after the workers poll (default 1)"
+    )
+    parser.add_argument(
+        "--embedded", action="store_true", help="SQLite file + `mimamori run`-style workers (1d)"
+    )
+    parser.add_argument("--profile", action="store_true", help="py-spy the first worker in the first run")
+    parser.add_argument(
+        "--admin-url", default=common.ADMIN_URL, help="PostgreSQL to make the throwaway DB on"
+    )
+    args = parser.parse_args(argv)
+
+    common.ensure_postfix_tools()
+    data_dir = Path(tempfile.mkdtemp(prefix="mimamori-bench-"))
+    try:
+        with contextlib.ExitStack() as stack:
+            if args.embedded:
+                database_url = f"sqlite:///{data_dir / 'mimamori.sqlite3'}"
+            else:
+                database_url = stack.enter_context(common.throwaway_postgres(args.admin_url))
+            common.django_for(database_url, data_dir, EMAIL_URL="smtp://127.0.0.1:9")
+            started = time.monotonic()
+            populate(args.registrants)
+            print(f"populated {args.registrants} registrants in {time.monotonic() - started:.1f} s")
+            size = sample_mail_size()
+            runs = []
+            for number in range(args.runs):
+                run = one_run(args, database_url, data_dir, size, number)
+                print(f"run {number + 1}: {asdict(run)}", flush=True)
+                runs.append(run)
+            from django.db import connections
+
+            connections.close_all()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    report(args, runs, size)
+    return 0
+
+
+def report(args: argparse.Namespace, runs: list[Run], size: int) -> None:
+    fields = [f for f in Run.__dataclass_fields__ if f not in ("registrants",)]
+    medians: dict[str, Any] = {f: round(common.median([getattr(r, f) for r in runs]), 3) for f in fields}
+    engine = "sqlite (embedded)" if args.embedded else f"postgresql, {args.workers} workers"
+    print(
+        f"\nFan-out: {runs[0].registrants} registrants, {engine}, mail {size} bytes, medians of {len(runs)}"
+    )
+    print(
+        common.table(
+            [
+                "messages",
+                "first s",
+                "last s",
+                "fan-out done s",
+                "msg/s",
+                "sink",
+                "worker RSS MB",
+                "worker CPU ms/msg",
+                "smtp-source msg/s",
+                "ratio",
+            ],
+            [
+                [
+                    r.messages,
+                    r.first_s,
+                    r.last_s,
+                    r.fan_out_s,
+                    r.msgs_per_s,
+                    r.sink_counted,
+                    r.worker_peak_rss_mb,
+                    r.worker_cpu_ms_per_msg,
+                    r.baseline_msgs_per_s,
+                    r.ratio,
+                ]
+                for r in runs
+            ]
+            + [
+                [
+                    "median",
+                    medians["first_s"],
+                    medians["last_s"],
+                    medians["fan_out_s"],
+                    medians["msgs_per_s"],
+                    medians["sink_counted"],
+                    medians["worker_peak_rss_mb"],
+                    medians["worker_cpu_ms_per_msg"],
+                    medians["baseline_msgs_per_s"],
+                    medians["ratio"],
+                ]
+            ],
+        )
+    )
+    path = common.write_results(
+        "fanout",
+        {
+            "options": vars(args),
+            "mail_bytes": size,
+            "runs": [asdict(r) for r in runs],
+            "median": medians,
+        },
+    )
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
