@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,22 @@ CHROMIUM_ARGS = [
 ]
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
+DEMO_PASSWORD = "mimamori-demo"  # registry/demo.py
+ARTIFACTS = Path(os.environ.get("MIMAMORI_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+
+
+def shot(page: Any, name: str) -> None:
+    """A full-page screenshot in test-artifacts/, to look at what a person would see."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def log_in(page: Any, url: str, username: str) -> None:
+    """Log in on the console or guardian login page at ``url`` with a demo login."""
+    page.goto(url)
+    page.get_by_label("ログインID").fill(username)
+    page.get_by_label("パスワード", exact=True).fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="ログイン").click()
 
 
 @dataclass

@@ -3,33 +3,17 @@ using the printed URL in Debian's Chromium, at desktop and phone sizes."""
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser import DESKTOP, PHONE, RunningSystem
+from tests.browser import DESKTOP, PHONE, RunningSystem, log_in, shot
 
 pytestmark = pytest.mark.browser
 
-DEMO_PASSWORD = "mimamori-demo"
 GUARDIAN = "10000001"
 SCHOOL_STAFF = "midori"
-ARTIFACTS = Path(os.environ.get("MIMAMORI_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
-
-
-def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def _log_in(page: Any, url: str, username: str) -> None:
-    page.goto(url)
-    page.get_by_label("ログインID").fill(username)
-    page.get_by_label("パスワード", exact=True).fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="ログイン").click()
 
 
 @pytest.mark.parametrize(("size_name", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
@@ -44,24 +28,24 @@ def test_guardian_changes_slot_2_and_option_and_staff_see_both(
     try:
         # The guardian logs in and changes address 2.
         page = guardian.new_page()
-        _log_in(page, demo_system.url + "/portal/login/", GUARDIAN)
+        log_in(page, demo_system.url + "/portal/login/", GUARDIAN)
         expect(page.get_by_role("heading", name="変更メニュー")).to_be_visible()
-        _shot(page, f"{size_name}-1-menu")
+        shot(page, f"{size_name}-1-menu")
         page.get_by_role("link", name="メールアドレスの変更").click()
         page.get_by_label("アドレス2").fill(new_address)
         page.get_by_role("button", name="設定").click()
         expect(page.locator(".messages")).to_contain_text("登録完了メール")
-        _shot(page, f"{size_name}-2-addresses-saved")
+        shot(page, f"{size_name}-2-addresses-saved")
 
         # A wrong address is refused with a reason and changes nothing.
         page.get_by_label("アドレス3").fill("a..b@docomo.ne.jp")
         page.get_by_role("button", name="設定").click()
         expect(page.locator(".errorlist")).to_contain_text("連続")
-        _shot(page, f"{size_name}-3-address-refused")
+        shot(page, f"{size_name}-3-address-refused")
 
         # The 登録完了メール reaches the development mailbox, where staff read it.
         console = staff.new_page()
-        _log_in(console, demo_system.url + "/console/login/", SCHOOL_STAFF)
+        log_in(console, demo_system.url + "/console/login/", SCHOOL_STAFF)
         console.goto(demo_system.url + "/console/mailbox/")
         row = console.get_by_role("row").filter(has_text=new_address)
         for _ in range(40):  # the worker polls twice a second
@@ -72,7 +56,7 @@ def test_guardian_changes_slot_2_and_option_and_staff_see_both(
         expect(row.first).to_contain_text("登録完了メール")
         row.first.get_by_role("link").first.click()
         expect(console.locator("body")).to_contain_text("アドレス2に登録されました")
-        _shot(console, f"{size_name}-4-mailbox")
+        shot(console, f"{size_name}-4-mailbox")
 
         # The guardian switches broadcast mail off.
         page.goto(demo_system.url + "/portal/options/")
@@ -81,7 +65,7 @@ def test_guardian_changes_slot_2_and_option_and_staff_see_both(
         checkbox.uncheck()
         page.get_by_role("button", name="設定").click()
         expect(page.get_by_label("連絡メールを受信する")).not_to_be_checked()
-        _shot(page, f"{size_name}-5-option-off")
+        shot(page, f"{size_name}-5-option-off")
 
         # Staff see both changes on the registrant's page.
         console.goto(demo_system.url + "/console/registrants/?q=" + GUARDIAN)
@@ -91,7 +75,7 @@ def test_guardian_changes_slot_2_and_option_and_staff_see_both(
         expect(console.locator("body")).to_contain_text(
             "保護者が連絡メールを「受信しない」に設定しているため"
         )
-        _shot(console, f"{size_name}-6-staff-registrant")
+        shot(console, f"{size_name}-6-staff-registrant")
 
         # Switch it back on so the next viewport starts from the demo's state.
         page.goto(demo_system.url + "/portal/options/")
@@ -109,7 +93,7 @@ def test_staff_compose_preview_and_send_a_broadcast(demo_system: RunningSystem, 
     context = chromium.new_context(viewport=DESKTOP, locale="ja-JP")
     try:
         page = context.new_page()
-        _log_in(page, demo_system.url + "/console/login/", SCHOOL_STAFF)
+        log_in(page, demo_system.url + "/console/login/", SCHOOL_STAFF)
         page.goto(demo_system.url + "/console/broadcasts/new/")
         page.get_by_label("件名").fill(subject)
         page.get_by_label("本文").fill("本日15時ごろ、緑町公園付近で不審な人物が目撃されました。")
@@ -123,18 +107,18 @@ def test_staff_compose_preview_and_send_a_broadcast(demo_system: RunningSystem, 
         reach = page.locator(".reach").inner_text()
         messages = int(re.findall(r"(\d+)", reach)[-1])
         assert messages > 10
-        _shot(page, "broadcast-1-preview")
+        shot(page, "broadcast-1-preview")
 
         page.get_by_role("button", name="送信する").click()
         expect(page.locator("#status")).to_have_attribute("data-status", "sent", timeout=30_000)
         expect(page.locator('[data-count="sent"]')).to_have_text(str(messages))
         expect(page.locator('[data-count="pending"]')).to_have_text("0")
-        _shot(page, "broadcast-2-sent")
+        shot(page, "broadcast-2-sent")
 
         page.goto(demo_system.url + "/console/mailbox/")
         rows = page.get_by_role("row").filter(has_text=subject)
         expect(rows).to_have_count(messages)
-        _shot(page, "broadcast-3-mailbox")
+        shot(page, "broadcast-3-mailbox")
     finally:
         context.close()
 
@@ -149,7 +133,7 @@ def test_a_guardian_confirms_on_a_phone_and_staff_see_the_count_and_chart_change
     phone = chromium.new_context(viewport=PHONE, is_mobile=True, locale="ja-JP")
     try:
         console = staff.new_page()
-        _log_in(console, demo_system.url + "/console/login/", SCHOOL_STAFF)
+        log_in(console, demo_system.url + "/console/login/", SCHOOL_STAFF)
         console.goto(demo_system.url + "/console/broadcasts/new/")
         console.get_by_label("件名").fill(subject)
         console.get_by_label("本文").fill("このメールを読んだら確認ボタンを押してください。")
@@ -174,15 +158,15 @@ def test_a_guardian_confirms_on_a_phone_and_staff_see_the_count_and_chart_change
         page = phone.new_page()
         page.goto(link.group(0))
         expect(page.locator("body")).to_contain_text(subject)
-        _shot(page, "confirm-1-phone-page")
+        shot(page, "confirm-1-phone-page")
         page.get_by_role("button", name="確認しました").click()
         expect(page.locator("body")).to_contain_text("ありがとうございました")
-        _shot(page, "confirm-2-phone-thanks")
+        shot(page, "confirm-2-phone-thanks")
 
         # Staff watching the statistics page see it change by itself.
         expect(console.locator('[data-total="confirmed"]')).not_to_have_text("0", timeout=15_000)
         assert console.locator("#receipts-chart").inner_html() != chart_before
-        _shot(console, "confirm-3-staff-statistics")
+        shot(console, "confirm-3-staff-statistics")
         assert broadcast_url
     finally:
         staff.close()

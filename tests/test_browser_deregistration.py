@@ -3,32 +3,16 @@ approve it in the console, and the guardian's login stops working."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser import DESKTOP, PHONE, RunningSystem
+from tests.browser import DESKTOP, PHONE, RunningSystem, log_in, shot
 
 pytestmark = pytest.mark.browser
 
-DEMO_PASSWORD = "mimamori-demo"
 GUARDIAN = "10000001"
 SCHOOL_STAFF = "midori"
-ARTIFACTS = Path(os.environ.get("MIMAMORI_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
-
-
-def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def _log_in(page: Any, url: str, username: str) -> None:
-    page.goto(url)
-    page.get_by_label("ログインID").fill(username)
-    page.get_by_label("パスワード", exact=True).fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="ログイン").click()
 
 
 def test_guardian_files_a_deregistration_staff_approve_and_the_login_stops(
@@ -40,20 +24,20 @@ def test_guardian_files_a_deregistration_staff_approve_and_the_login_stops(
     staff = chromium.new_context(viewport=DESKTOP, locale="ja-JP")
     try:
         page = guardian.new_page()
-        _log_in(page, demo_system.url + "/portal/login/", GUARDIAN)
+        log_in(page, demo_system.url + "/portal/login/", GUARDIAN)
         page.get_by_role("link", name="登録解除届").click()
         expect(page.get_by_role("heading", name="登録解除届")).to_be_visible()
         page.get_by_label("転校（市外）").check()
         page.get_by_label("解除日").fill("2025-03-31")
         page.get_by_label("備考（任意）").fill("札幌市へ転居します。")
-        _shot(page, "deregistration-1-form-phone")
+        shot(page, "deregistration-1-form-phone")
         page.get_by_role("button", name="登録解除届を提出").click()
         expect(page.locator(".messages")).to_contain_text("学校に送りました")
         expect(page.locator("body")).to_contain_text("承認待ち")
-        _shot(page, "deregistration-2-waiting-phone")
+        shot(page, "deregistration-2-waiting-phone")
 
         console = staff.new_page()
-        _log_in(console, demo_system.url + "/console/login/", SCHOOL_STAFF)
+        log_in(console, demo_system.url + "/console/login/", SCHOOL_STAFF)
         console.get_by_role("link", name="登録解除届").first.click()
         row = console.get_by_role("row").filter(has_text="佐藤 陽翔")
         expect(row).to_contain_text("承認待ち")
@@ -61,15 +45,15 @@ def test_guardian_files_a_deregistration_staff_approve_and_the_login_stops(
         expect(console.locator("body")).to_contain_text("札幌市へ転居します。")
         console.get_by_role("button", name="承認して登録を解除").click()
         expect(console.locator(".messages")).to_contain_text("登録を解除しました")
-        _shot(console, "deregistration-3-approved")
+        shot(console, "deregistration-3-approved")
 
         # The guardian's open session ends, and a new login is refused.
         page.goto(demo_system.url + "/portal/")
         expect(page.get_by_label("ログインID")).to_be_visible()
-        _log_in(page, demo_system.url + "/portal/login/", GUARDIAN)
+        log_in(page, demo_system.url + "/portal/login/", GUARDIAN)
         expect(page.get_by_role("heading", name="変更メニュー")).to_have_count(0)
         expect(page.get_by_label("ログインID")).to_be_visible()
-        _shot(page, "deregistration-4-login-refused-phone")
+        shot(page, "deregistration-4-login-refused-phone")
     finally:
         guardian.close()
         staff.close()

@@ -3,33 +3,17 @@ municipality staff answer in the console; the answer reaches the development mai
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser import DESKTOP, PHONE, RunningSystem
+from tests.browser import DESKTOP, PHONE, RunningSystem, log_in, shot
 
 pytestmark = pytest.mark.browser
 
-DEMO_PASSWORD = "mimamori-demo"
 GUARDIAN = "10000001"  # 岩見沢市立緑小学校; address 1 sato.haruto-mama@docomo.ne.jp
 GUARDIAN_ADDRESS_1 = "sato.haruto-mama@docomo.ne.jp"
 MUNICIPALITY_STAFF = "iwamizawa"
-ARTIFACTS = Path(os.environ.get("MIMAMORI_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
-
-
-def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def _log_in(page: Any, url: str, username: str) -> None:
-    page.goto(url)
-    page.get_by_label("ログインID").fill(username)
-    page.get_by_label("パスワード", exact=True).fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="ログイン").click()
 
 
 def test_guardian_reads_the_faq_asks_and_staff_answer_by_mail(
@@ -44,7 +28,7 @@ def test_guardian_reads_the_faq_asks_and_staff_answer_by_mail(
     try:
         # The guardian opens the FAQ from the site's navigation, on a phone.
         page = phone.new_page()
-        _log_in(page, demo_system.url + "/portal/login/", GUARDIAN)
+        log_in(page, demo_system.url + "/portal/login/", GUARDIAN)
         expect(page.get_by_role("heading", name="変更メニュー")).to_be_visible()
         page.get_by_role("navigation").get_by_role("link", name="よくある質問").click()
         expect(page.get_by_role("heading", name="よくある質問", exact=True)).to_be_visible()
@@ -53,21 +37,21 @@ def test_guardian_reads_the_faq_asks_and_staff_answer_by_mail(
         expect(sender).to_contain_text("midori-sho@mail.mimamori-iwamizawa.jp")
         expect(page.locator("#confirmation")).to_contain_text("確認しました")
         expect(page.locator("#support")).to_contain_text("0120-000-101")
-        _shot(page, "support-1-faq-phone")
+        shot(page, "support-1-faq-phone")
 
         # …and asks the support desk, leaving the reply address empty (answer goes to address 1).
         page.locator("#support").get_by_role("link", name="サポート窓口へのお問い合わせ").click()
         page.get_by_label("お名前").fill("佐藤 花子")
         page.get_by_label("件名").fill(subject)
         page.get_by_label("お問い合わせ内容").fill("昨日の一斉同報メールが届いていないようです。")
-        _shot(page, "support-2-inquiry-form-phone")
+        shot(page, "support-2-inquiry-form-phone")
         page.get_by_role("button", name="送信する").click()
         expect(page.locator("body")).to_contain_text("お問い合わせを受け付けました")
-        _shot(page, "support-3-inquiry-thanks-phone")
+        shot(page, "support-3-inquiry-thanks-phone")
 
         # Municipality staff of 岩見沢市 answer in the console.
         console = staff.new_page()
-        _log_in(console, demo_system.url + "/console/login/", MUNICIPALITY_STAFF)
+        log_in(console, demo_system.url + "/console/login/", MUNICIPALITY_STAFF)
         console.get_by_role("navigation").get_by_role("link", name="お問い合わせ").click()
         console.get_by_role("link", name=subject).click()
         expect(console.locator("#inquiry-status")).to_have_attribute("data-status", "open")
@@ -75,7 +59,7 @@ def test_guardian_reads_the_faq_asks_and_staff_answer_by_mail(
         console.get_by_role("button", name="回答を送信する").click()
         expect(console.locator(".messages")).to_contain_text("回答済み")
         expect(console.locator("#inquiry-status")).to_have_attribute("data-status", "answered")
-        _shot(console, "support-4-staff-answered")
+        shot(console, "support-4-staff-answered")
 
         # The answer reaches the guardian's address 1 through the development mailbox.
         console.goto(demo_system.url + "/console/mailbox/")
@@ -92,7 +76,7 @@ def test_guardian_reads_the_faq_asks_and_staff_answer_by_mail(
         expect(row.first).to_be_visible()
         row.first.get_by_role("link").first.click()
         expect(console.locator("body")).to_contain_text(answer)
-        _shot(console, "support-5-answer-in-mailbox")
+        shot(console, "support-5-answer-in-mailbox")
     finally:
         phone.close()
         staff.close()
