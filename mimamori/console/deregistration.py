@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Case, IntegerField, Value, When
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -24,6 +23,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from mimamori.accounts import access
 from mimamori.accounts.models import User
 from mimamori.console.decorators import staff_required
+from mimamori.console.views import _render, _staff
 from mimamori.registry import deregistration
 from mimamori.registry.letters import letters_html
 from mimamori.registry.models import (
@@ -91,17 +91,6 @@ class TransferInForm(forms.Form):
         field = self.fields["previous"]
         assert isinstance(field, forms.ModelChoiceField)
         field.queryset = incoming
-
-
-def _staff(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # staff_required let only a signed-in staff user through
-    return user
-
-
-def _render(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
-    context["devmail_enabled"] = settings.DEVMAIL_ENABLED
-    return render(request, f"console/{template}", context, status=status)
 
 
 @staff_required

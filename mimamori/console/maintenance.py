@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages as flash
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mimamori.console.decorators import staff_required
-from mimamori.console.views import _page, _staff
+from mimamori.console.views import _page, _render, _staff
 from mimamori.maintenance import forms, windows
 from mimamori.maintenance.models import MaintenanceWindow
 
@@ -29,10 +28,7 @@ def _centre(request: HttpRequest) -> Any:
     return user
 
 
-def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
-    # The templates live in mimamori/maintenance/templates/console/, with their translations.
-    context["devmail_enabled"] = settings.DEVMAIL_ENABLED
-    return render(request, f"console/{template}", context)
+# The templates live in mimamori/maintenance/templates/console/, with their translations.
 
 
 @staff_required

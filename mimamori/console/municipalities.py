@@ -7,21 +7,18 @@ reach), and every change is audited with its old and new values.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from mimamori.accounts import access
-from mimamori.accounts.models import User
 from mimamori.console.decorators import staff_required
+from mimamori.console.views import _render, _staff
 from mimamori.registry.models import SLOTS, Municipality
 from mimamori.registry.municipalities import change_settings
 
@@ -52,17 +49,6 @@ class MunicipalitySettingsForm(forms.ModelForm):
         if not slots:
             raise ValidationError(_("Choose at least one slot."))
         return slots
-
-
-def _staff(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # staff_required let only a signed-in staff user through
-    return user
-
-
-def _render(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
-    context["devmail_enabled"] = settings.DEVMAIL_ENABLED
-    return render(request, f"console/{template}", context, status=status)
 
 
 @staff_required

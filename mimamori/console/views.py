@@ -51,9 +51,9 @@ def _page(request: HttpRequest, items: QuerySet[Any]) -> Page:
     return Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
 
 
-def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+def _render(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
     context["devmail_enabled"] = settings.DEVMAIL_ENABLED
-    return render(request, f"console/{template}", context)
+    return render(request, f"console/{template}", context, status=status)
 
 
 def scope_label(user: User) -> str:
