@@ -42,6 +42,8 @@ from urllib.parse import quote
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mimamori.mail.devmailbox import Pipelining
+
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 ENGINES = ("embedded", "rabbitmq")
 # Short leases and sweeps, so work a drill cut off is taken up again within seconds.
@@ -53,7 +55,7 @@ WORKER_SETTINGS = {
 }
 
 
-class CountingSink:
+class CountingSink(Pipelining):
     """An aiosmtpd handler counting the copies each recipient got; it can refuse or go away."""
 
     def __init__(self, refuse_first: set[str] | None = None) -> None:

@@ -14,6 +14,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mimamori.mail.devmailbox import Pipelining
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -21,7 +23,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class Sink:
+class Sink(Pipelining):
+    """Offers PIPELINING like production relays; set ``pipelining = False`` for lock-step."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages: list[tuple[str, EmailMessage]] = []

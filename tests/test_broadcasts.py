@@ -289,3 +289,69 @@ def test_the_sweep_takes_back_rows_of_a_dead_worker(smtp_sink: Sink, settings: A
     assert (report["reclaimed"], report["requeued_chunks"]) == (1, 1)
     run_until_quiet()
     assert smtp_sink.copies() == {"held@docomo.ne.jp": 1}
+
+
+def test_the_first_chunk_leaves_before_the_rest_is_written_and_a_cut_fan_out_resumes(
+    smtp_sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_tasks_db.models import DBTaskResult
+
+    from mimamori.broadcasts import fanout
+    from mimamori.broadcasts.models import Recipient
+
+    monkeypatch.setattr(fanout, "CHUNK_SIZE", 3)
+    school = make_school()
+    staff = make_staff(Role.SCHOOL, school=school)
+    # Siblings share an address in chunk 0 (a…) and one in a later chunk (z…).
+    make_registrant(school, ["a-family@au.com", "m1@au.com"], child_name="見守 一郎")
+    make_registrant(school, ["a-family@au.com", "z-family@au.com"], child_name="見守 花子")
+    make_registrant(school, ["z-family@au.com"], child_name="見守 三郎")
+    for n in range(5):
+        make_registrant(school, [f"b{n}@docomo.ne.jp"])
+    broadcast = sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff))
+    sending.send(broadcast)
+    _lose_queued_work()
+
+    real_insert = fanout._insert_deliveries
+
+    def cut_after_the_first_chunk(broadcast: Broadcast, *, first_chunk: bool) -> int:
+        if not first_chunk:
+            raise RuntimeError("worker killed")
+        return real_insert(broadcast, first_chunk=first_chunk)
+
+    monkeypatch.setattr(fanout, "_insert_deliveries", cut_after_the_first_chunk)
+    with pytest.raises(RuntimeError):
+        fanout.fan_out(broadcast.pk)
+    broadcast.refresh_from_db()
+    assert broadcast.fanned_out_at is None
+    first = Delivery.objects.filter(broadcast=broadcast)
+    assert sorted(first.values_list("email", flat=True)) == [
+        "a-family@au.com",
+        "b0@docomo.ne.jp",
+        "b1@docomo.ne.jp",
+    ]
+    assert {r.registrant.child_name for r in Recipient.objects.filter(delivery__email="a-family@au.com")} == {
+        "見守 一郎",
+        "見守 花子",
+    }
+    assert [t.args_kwargs["args"] for t in DBTaskResult.objects.all()] == [[broadcast.pk, 0]]
+    assert sending.progress(broadcast).messages == 3
+
+    monkeypatch.setattr(fanout, "_insert_deliveries", real_insert)
+    assert fanout.fan_out(broadcast.pk) == 8  # a second run carries on where the first stopped
+    assert fanout.fan_out(broadcast.pk) == 0
+    assert sorted(t.args_kwargs["args"][1] for t in DBTaskResult.objects.all()) == [0, 1, 2]
+    assert Recipient.objects.filter(broadcast=broadcast).count() == 10
+    assert {r.registrant.child_name for r in Recipient.objects.filter(delivery__email="z-family@au.com")} == {
+        "見守 花子",
+        "見守 三郎",
+    }
+    run_until_quiet()
+    addresses = ["a-family@au.com", "m1@au.com", "z-family@au.com"] + [f"b{n}@docomo.ne.jp" for n in range(5)]
+    assert smtp_sink.copies() == dict.fromkeys(addresses, 1)
+    broadcast.refresh_from_db()
+    assert (broadcast.status, broadcast.message_count, broadcast.registrant_count) == (
+        BroadcastStatus.SENT,
+        8,
+        8,
+    )

@@ -150,9 +150,10 @@ def progress(broadcast: Broadcast) -> Progress:
     counts = Delivery.objects.filter(broadcast=broadcast).aggregate(
         sent=Count("pk", filter=Q(status=DeliveryStatus.ACCEPTED)),
         failed=Count("pk", filter=Q(status=DeliveryStatus.FAILED)),
+        written=Count("pk"),
     )
-    fanned_out = broadcast.fanned_out_at is not None
-    messages = broadcast.message_count if fanned_out else 0
+    # While the fan-out is still writing (its first chunk may be out already), count what is there.
+    messages = broadcast.message_count if broadcast.fanned_out_at is not None else counts["written"]
     return Progress(
         status=broadcast.status,
         registrants=broadcast.registrant_count,

@@ -21,7 +21,25 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
-class MaildirHandler:
+class Pipelining:
+    """aiosmtpd handler mixin: offer PIPELINING (RFC 2920), as the relays mimamori talks to do.
+
+    aiosmtpd reads commands one at a time from a buffered stream, so commands that arrive
+    together are answered in order; it just does not say so in its EHLO reply.
+    """
+
+    pipelining = True
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd does itself when no hook is installed
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+
+class MaildirHandler(Pipelining):
     """aiosmtpd handler: one Maildir message per recipient, so each guardian's copy is visible."""
 
     def __init__(self, directory: Path) -> None:

@@ -2,17 +2,24 @@
 
 The reply decides the delivery's fate: 2xx accepted, 4xx and broken connections are worth
 another try later, 5xx is a permanent failure recorded with the server's own words.
+
+When the relay offers PIPELINING (RFC 2920; Postfix and the relays we target do), MAIL, RCPT
+and DATA go out in one write and their three replies are read after it: two round trips per
+mail instead of four. Relays that do not offer it get the ordinary lock-step dialogue.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
 from types import TracebackType
 
 from django.conf import settings
+
+LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 
 class Outcome(enum.Enum):
@@ -35,6 +42,14 @@ def _reply(code: int, message: bytes | str) -> Reply:
     if 400 <= code < 500 or code < 200:
         return Reply(Outcome.TEMPORARY, text)
     return Reply(Outcome.PERMANENT, text)
+
+
+def _dot_terminated(message: bytes) -> bytes:
+    """The message as the DATA phase carries it: leading dots doubled, ended by CRLF . CRLF."""
+    content = LEADING_DOT.sub(b"..", message)  # RFC 5321 §4.5.2, as smtplib.SMTP.data() does
+    if not content.endswith(b"\r\n"):
+        content += b"\r\n"
+    return content + b".\r\n"
 
 
 class SmtpSession:
@@ -88,6 +103,8 @@ class SmtpSession:
             if self.connection is None:
                 self.connection = self._open()
             connection = self.connection
+            if connection.has_extn("pipelining"):
+                return self._send_pipelined(connection, sender, recipient, message)
             code, text = connection.mail(sender)
             if code != 250:
                 return self._refused(code, text)
@@ -103,6 +120,36 @@ class SmtpSession:
         except (TimeoutError, smtplib.SMTPException, OSError) as error:
             self._drop()
             return Reply(Outcome.TEMPORARY, f"connection: {error or type(error).__name__}"[:500])
+        except UnicodeEncodeError:
+            # Addresses are checked to be ASCII when they are registered (S8); one that is not
+            # cannot be written in a plain SMTP envelope, now or later.
+            self.close()
+            return Reply(Outcome.PERMANENT, "address is not ASCII")
+
+    def _send_pipelined(self, connection: smtplib.SMTP, sender: str, recipient: str, message: bytes) -> Reply:
+        envelope = (
+            f"MAIL FROM:{smtplib.quoteaddr(sender)}\r\nRCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n"
+        )
+        connection.send(envelope.encode("ascii"))
+        replies: list[tuple[int, bytes]] = []
+        for _ in range(3):
+            code, text = connection.getreply()
+            if code == 421:  # the server is closing the connection: no more replies will come
+                return self._refused(code, text)
+            replies.append((code, text))
+        mail, rcpt, (data_code, _) = replies
+        envelope_refused = mail if mail[0] != 250 else rcpt if rcpt[0] not in (250, 251) else None
+        if envelope_refused:
+            if data_code == 354:
+                # A relay that opens DATA after refusing the envelope gets an empty message,
+                # which it cannot deliver to anyone, to end the transaction.
+                connection.send(b".\r\n")
+                connection.getreply()
+            return self._refused(*envelope_refused)
+        if data_code != 354:
+            return self._refused(*replies[2])  # e.g. 554 no valid recipients, 451 try later
+        connection.send(_dot_terminated(message))
+        return _reply(*connection.getreply())
 
     def _refused(self, code: int, text: bytes) -> Reply:
         if code == 421:
