@@ -300,6 +300,7 @@ def test_the_first_chunk_leaves_before_the_rest_is_written_and_a_cut_fan_out_res
     from mimamori.broadcasts.models import Recipient
 
     monkeypatch.setattr(fanout, "CHUNK_SIZE", 3)
+    monkeypatch.setattr(fanout, "SLICE_CHUNKS", 1)
     school = make_school()
     staff = make_staff(Role.SCHOOL, school=school)
     # Siblings share an address in chunk 0 (a…) and one in a later chunk (z…).
@@ -314,10 +315,10 @@ def test_the_first_chunk_leaves_before_the_rest_is_written_and_a_cut_fan_out_res
 
     real_insert = fanout._insert_deliveries
 
-    def cut_after_the_first_chunk(broadcast: Broadcast, *, first_chunk: bool) -> int:
-        if not first_chunk:
+    def cut_after_the_first_chunk(broadcast: Broadcast, **slice: Any) -> int:
+        if slice["first_chunk"] > 0:
             raise RuntimeError("worker killed")
-        return real_insert(broadcast, first_chunk=first_chunk)
+        return real_insert(broadcast, **slice)
 
     monkeypatch.setattr(fanout, "_insert_deliveries", cut_after_the_first_chunk)
     with pytest.raises(RuntimeError):
@@ -354,4 +355,41 @@ def test_the_first_chunk_leaves_before_the_rest_is_written_and_a_cut_fan_out_res
         BroadcastStatus.SENT,
         8,
         8,
+    )
+
+
+def test_an_address_changed_behind_the_fan_out_still_gets_the_mail(
+    smtp_sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mimamori.broadcasts import fanout
+    from mimamori.registry.models import Address
+
+    monkeypatch.setattr(fanout, "CHUNK_SIZE", 2)
+    monkeypatch.setattr(fanout, "SLICE_CHUNKS", 1)
+    school = make_school()
+    staff = make_staff(Role.SCHOOL, school=school)
+    for n in range(4):
+        make_registrant(school, [f"b{n}@docomo.ne.jp"])
+    moving = make_registrant(school, ["y-moving@au.com"])
+    real_insert = fanout._insert_deliveries
+    calls = []
+
+    def change_on_the_second_slice(broadcast: Broadcast, **slice: Any) -> int:
+        calls.append(slice["first_chunk"])
+        if len(calls) == 2:  # chunk 0 (b0, b1) is written: the guardian changes the address
+            Address.objects.filter(registrant=moving).update(email="a-moved@au.com")
+        return real_insert(broadcast, **slice)
+
+    monkeypatch.setattr(fanout, "_insert_deliveries", change_on_the_second_slice)
+    broadcast = sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff))
+    sending.send(broadcast)
+    run_until_quiet()
+    assert smtp_sink.copies() == dict.fromkeys(
+        ["b0@docomo.ne.jp", "b1@docomo.ne.jp", "b2@docomo.ne.jp", "b3@docomo.ne.jp", "a-moved@au.com"], 1
+    )
+    broadcast.refresh_from_db()
+    assert (broadcast.status, broadcast.message_count, broadcast.registrant_count) == (
+        BroadcastStatus.SENT,
+        5,
+        5,
     )

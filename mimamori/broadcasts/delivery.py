@@ -36,7 +36,7 @@ from mimamori.broadcasts.models import (
 from mimamori.mail import messages
 from mimamori.mail.smtp import Outcome, Reply, SmtpSession
 from mimamori.receipts.confirming import confirmation_url
-from mimamori.registry.models import Registrant
+from mimamori.registry.models import Registrant, School
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +94,27 @@ def deliver_chunk(broadcast_id: int, chunk: int) -> int:
 
 
 def _send_claimed(broadcast: Broadcast, claim: uuid.UUID) -> None:
-    rows = list(Delivery.objects.filter(claim=claim).select_related("school__municipality").order_by("email"))
+    # One table at a time, by primary key or index: the planner has no statistics yet for a
+    # broadcast written moments ago, and a join could cost a scan of all its rows per chunk.
+    rows = list(Delivery.objects.filter(claim=claim).order_by("email"))
+    named = list(
+        Recipient.objects.filter(delivery_id__in=[row.pk for row in rows]).values_list(
+            "delivery_id", "registrant_id"
+        )
+    )
+    registrants = Registrant.objects.in_bulk({registrant for _, registrant in named})
+    schools = School.objects.select_related("municipality").in_bulk(
+        {row.school_id for row in rows} | {r.school_id for r in registrants.values()}
+    )
+    for row in rows:
+        row.school = schools[row.school_id]
     children: dict[int, list[Registrant]] = defaultdict(list)
-    for recipient in (
-        Recipient.objects.filter(delivery__claim=claim)
-        .select_related("registrant__school")
-        .order_by("registrant__grade", "registrant__class_name", "registrant__child_name_kana")
-    ):
-        children[recipient.delivery_id].append(recipient.registrant)
+    for delivery_id, registrant_id in named:
+        registrant = registrants[registrant_id]
+        registrant.school = schools[registrant.school_id]
+        children[delivery_id].append(registrant)
+    for named_children in children.values():
+        named_children.sort(key=lambda r: (r.grade, r.class_name, r.child_name_kana))
 
     work: queue.Queue[Delivery] = queue.Queue()
     for row in rows:

@@ -5,12 +5,16 @@ batches, never one commit per recipient, and the audience never passes through t
 memory, however large it is. Merging (B5) happens in the same statements: one delivery per
 address, naming every registrant whose slot holds it.
 
-It takes two transactions, so that the first mails leave while the rest is still being
-written: the first commits the class counters, the first chunk's rows and that chunk's task;
-the second writes every other address and queues the other chunks. Each transaction queues
-the tasks for what it wrote, so a crash between or inside them leaves either nothing or whole
-chunks with their work queued, and running the fan-out again carries on where it stopped (the
-class counters are the sign that the first transaction committed).
+The addresses are written in address order, a slice per transaction: the first slice is one
+chunk, so the first mails leave within moments of "send" whatever the audience's size, and
+the later slices (SLICE_CHUNKS chunks each) are written while workers deliver the earlier ones.
+Each slice reads the audience only past the last address already written, through the
+address index, so a slice costs the same however far the fan-out has got. Each transaction
+queues the tasks of the chunks it wrote, so a crash leaves whole chunks with their work
+queued, and running the fan-out again carries on after the last address written. When a
+slice finds nothing more, a last pass writes any address of the audience that is still
+missing (one changed, during the fan-out, to an address before the position reached), the
+class counters are set from the recipients and the broadcast is marked fanned out.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import logging
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Max, Sum
-from django.db.models.functions import Lower
+from django.db.models import Count, F, Max, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from mimamori.broadcasts import lanes
@@ -37,40 +41,23 @@ from mimamori.broadcasts.targeting import audience
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 500
+SLICE_CHUNKS = 20
 
 
 def fan_out(broadcast_id: int) -> int:
     """Create the deliveries of a broadcast that is sending; return how many. Idempotent."""
-    with transaction.atomic():
-        broadcast = _sending(broadcast_id)
-        if broadcast is None:
-            return 0
-        if not AudienceGroup.objects.filter(broadcast=broadcast).exists():
-            _insert_groups(broadcast)
-            if _insert_deliveries(broadcast, first_chunk=True):
-                _insert_recipients(broadcast, first_chunk=True)
-                lanes.queue_chunk(broadcast, 0)
-    with transaction.atomic():
-        broadcast = _sending(broadcast_id)
-        if broadcast is None:
-            return 0
-        _insert_deliveries(broadcast, first_chunk=False)
-        _insert_recipients(broadcast, first_chunk=False)
-        broadcast.fanned_out_at = timezone.now()
-        broadcast.message_count = messages = Delivery.objects.filter(broadcast=broadcast).count()
-        broadcast.registrant_count = (
-            AudienceGroup.objects.filter(broadcast=broadcast).aggregate(n=Sum("registrants"))["n"] or 0
-        )
-        if messages == 0:
-            broadcast.status = BroadcastStatus.SENT
-            broadcast.finished_at = broadcast.fanned_out_at
-        broadcast.save(
-            update_fields=["message_count", "registrant_count", "fanned_out_at", "status", "finished_at"]
-        )
-        chunks = (Delivery.objects.filter(broadcast=broadcast).aggregate(last=Max("chunk"))["last"] or 0) + 1
-        for chunk in range(1, chunks):
-            lanes.queue_chunk(broadcast, chunk)
-    log.info("broadcast %s fanned out: %s messages in %s chunks", broadcast_id, messages, chunks)
+    addresses = CHUNK_SIZE
+    while True:
+        with transaction.atomic():
+            broadcast = _sending(broadcast_id)
+            if broadcast is None:
+                return 0
+            if not _write_slice(broadcast, addresses):
+                messages = _finish(broadcast)
+                break
+        addresses = CHUNK_SIZE * SLICE_CHUNKS
+    _refresh_statistics()
+    log.info("broadcast %s fanned out: %s messages", broadcast_id, messages)
     return messages
 
 
@@ -80,6 +67,79 @@ def _sending(broadcast_id: int) -> Broadcast | None:
     if broadcast.status != BroadcastStatus.SENDING or broadcast.fanned_out_at is not None:
         return None
     return broadcast
+
+
+def _write_slice(broadcast: Broadcast, addresses: int | None) -> int:
+    """Write the next `addresses` addresses after those already written, or (None) every
+    address still missing, and queue their chunks."""
+    written = Delivery.objects.filter(broadcast=broadcast)
+    progress = written.aggregate(last=Max(Lower("email")), chunk=Max("chunk"))
+    after = progress["last"] or ""
+    first_chunk = 0 if progress["chunk"] is None else progress["chunk"] + 1
+    count = _insert_deliveries(broadcast, after=after, addresses=addresses, first_chunk=first_chunk)
+    if not count:
+        return 0
+    if addresses is None:
+        written_here = f"SELECT LOWER(email) FROM {_table(Delivery)} WHERE broadcast_id = %s AND chunk >= %s"  # noqa: S608
+        where = f"audience.address_key IN ({written_here})"
+        bounds: tuple[Any, ...] = (broadcast.pk, first_chunk)
+    else:
+        where = "audience.address_key > %s AND audience.address_key <= %s"
+        bounds = (after, written.aggregate(last=Max(Lower("email")))["last"])
+    _insert_groups(broadcast, where, bounds)
+    _insert_recipients(broadcast, where, bounds)
+    for chunk in range(first_chunk, first_chunk + (count + CHUNK_SIZE - 1) // CHUNK_SIZE):
+        lanes.queue_chunk(broadcast, chunk)
+    if first_chunk == 0:
+        # Before the next slice, and the chunks, read them (see _refresh_statistics).
+        transaction.on_commit(_refresh_statistics)
+    return count
+
+
+def _finish(broadcast: Broadcast) -> int:
+    """Every address is written: write any the slices passed by, count the classes'
+    registrants and mark the broadcast."""
+    _write_slice(broadcast, None)
+    AudienceGroup.objects.filter(broadcast=broadcast).update(
+        registrants=Coalesce(
+            Subquery(
+                Recipient.objects.filter(group=OuterRef("pk"))
+                .values("group")
+                .annotate(n=Count("registrant", distinct=True))
+                .values("n")
+            ),
+            0,
+        )
+    )
+    broadcast.fanned_out_at = timezone.now()
+    broadcast.message_count = messages = Delivery.objects.filter(broadcast=broadcast).count()
+    broadcast.registrant_count = (
+        AudienceGroup.objects.filter(broadcast=broadcast).aggregate(n=Sum("registrants"))["n"] or 0
+    )
+    if messages == 0:
+        broadcast.status = BroadcastStatus.SENT
+        broadcast.finished_at = broadcast.fanned_out_at
+    broadcast.save(
+        update_fields=["message_count", "registrant_count", "fanned_out_at", "status", "finished_at"]
+    )
+    return messages
+
+
+def _refresh_statistics() -> None:
+    """Let PostgreSQL's planner know the rows just written before the chunks read them.
+
+    Autovacuum analyzes the tables a minute or so later; until then a table that never had
+    many rows has no useful statistics, and a chunk's lookup of its 500 rows by key is planned
+    as a scan of them all. ANALYZE reads a sample of fixed size, so this costs about the same
+    for a thousand rows as for a million.
+    """
+    if connection.vendor != "postgresql":
+        return
+    tables = ", ".join(
+        connection.ops.quote_name(m._meta.db_table) for m in (Delivery, Recipient, AudienceGroup)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {tables}")
 
 
 def _audience_sql(broadcast: Broadcast) -> tuple[str, tuple[Any, ...]]:
@@ -111,99 +171,91 @@ def _confirmation_token_sql(broadcast: Broadcast) -> str:
     return "LOWER(HEX(RANDOMBLOB(30)))"
 
 
-def _insert_deliveries(broadcast: Broadcast, *, first_chunk: bool) -> int:
-    """One row per address: the first CHUNK_SIZE addresses in address order as chunk 0, or
-    every address not yet written, numbered from chunk 1 on in the same order."""
+def _table(model: type[Delivery | Recipient | AudienceGroup]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _insert_deliveries(broadcast: Broadcast, *, after: str, addresses: int | None, first_chunk: int) -> int:
+    """One row per address, numbered into chunks from `first_chunk` on in address order: the
+    next `addresses` addresses after `after`, or (None) every address not yet written."""
     audience_sql, params = _audience_sql(broadcast)
-    table = connection.ops.quote_name(Delivery._meta.db_table)
+    table = _table(Delivery)
     token = _confirmation_token_sql(broadcast)
-    if first_chunk:
-        chunk, first, rest = "0", f"ORDER BY audience.address_key LIMIT {CHUNK_SIZE}", ""
-    else:
-        chunk, first = f"1 + (ROW_NUMBER() OVER (ORDER BY merged.address_key) - 1) / {CHUNK_SIZE}", ""
-        # Every address chunk 0 did not take, even one that appeared since.
-        rest = f"""WHERE NOT EXISTS (
+    if addresses is None:
+        where = f"""NOT EXISTS (
             SELECT 1 FROM {table} written
-            WHERE written.broadcast_id = %s AND LOWER(written.email) = merged.address_key)"""  # noqa: S608
+            WHERE written.broadcast_id = %s AND LOWER(written.email) = audience.address_key)"""  # noqa: S608
+        bounds: tuple[Any, ...] = (broadcast.pk,)
+    else:
+        where = "audience.address_key > %s"
+        bounds = (after,)
     # The sender is the lowest-numbered school among the children the address is for.
     sql = f"""
         INSERT INTO {table}
             (broadcast_id, chunk, email, school_id, status, attempts, next_attempt_at, reply,
              confirmation_token)
-        SELECT %s, {chunk}, merged.email, merged.sender_school, %s, 0, %s, '', {token}
+        SELECT %s, %s + (ROW_NUMBER() OVER (ORDER BY merged.address_key) - 1) / %s,
+               merged.email, merged.sender_school, %s, 0, %s, '', {token}
         FROM (
             SELECT audience.address_key, MIN(audience.email) AS email,
                    MIN(audience.sender_school) AS sender_school
             FROM ({audience_sql}) audience
+            WHERE {where}
             GROUP BY audience.address_key
-            {first}
+            ORDER BY audience.address_key
+            {"" if addresses is None else f"LIMIT {int(addresses)}"}
         ) merged
-        {rest}
-    """  # noqa: S608 - table names from the models, numbers from this module, values as parameters
+    """  # noqa: S608 - table names from the models, values as parameters
     due = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        tail = () if first_chunk else (broadcast.pk,)
-        cursor.execute(sql, (broadcast.pk, DeliveryStatus.PENDING, due, *params, *tail))
+        cursor.execute(
+            sql, (broadcast.pk, first_chunk, CHUNK_SIZE, DeliveryStatus.PENDING, due, *params, *bounds)
+        )
         return cursor.rowcount
 
 
-def _insert_groups(broadcast: Broadcast) -> None:
+def _insert_groups(broadcast: Broadcast, where: str, bounds: tuple[Any, ...]) -> None:
+    """The classes of the audience rows `where` selects that are not there yet. How many
+    registrants each has is counted when the fan-out ends (_finish)."""
     audience_sql, params = _audience_sql(broadcast)
-    groups = connection.ops.quote_name(AudienceGroup._meta.db_table)
     sql = f"""
-        INSERT INTO {groups} (broadcast_id, school_id, grade, class_name, registrants, confirmed)
-        SELECT %s, audience.sender_school, audience.grade, audience.class_name,
-               COUNT(DISTINCT audience.registrant_id), 0
+        INSERT INTO {_table(AudienceGroup)}
+            (broadcast_id, school_id, grade, class_name, registrants, confirmed)
+        SELECT %s, audience.sender_school, audience.grade, audience.class_name, 0, 0
         FROM ({audience_sql}) audience
+        WHERE {where}
         GROUP BY audience.sender_school, audience.grade, audience.class_name
+        ON CONFLICT (broadcast_id, school_id, grade, class_name) DO NOTHING
     """  # noqa: S608 - table names from the models, values as parameters
     with connection.cursor() as cursor:
-        cursor.execute(sql, (broadcast.pk, *params))
+        cursor.execute(sql, (broadcast.pk, *params, *bounds))
 
 
-def _insert_recipients(broadcast: Broadcast, *, first_chunk: bool) -> None:
-    """The registrants each delivery of chunk 0, or of every later chunk, is sent for."""
+def _insert_recipients(broadcast: Broadcast, where: str, bounds: tuple[Any, ...]) -> None:
+    """The registrants the deliveries of the audience rows `where` selects are sent for."""
     audience_sql, params = _audience_sql(broadcast)
-    recipients = connection.ops.quote_name(Recipient._meta.db_table)
-    deliveries = connection.ops.quote_name(Delivery._meta.db_table)
-    groups = connection.ops.quote_name(AudienceGroup._meta.db_table)
-    # Chunk 0 holds the lowest addresses, so its recipients are among the audience rows up to
-    # its last address (a range the address index serves); the later chunks need them all.
-    last_of_first = (
-        Delivery.objects.filter(broadcast=broadcast, chunk=0).aggregate(last=Max(Lower("email")))["last"]
-        if first_chunk
-        else None
-    )
     # An address in slots 1 and 2 of one child names the child once, at the lower slot. The
-    # delivery is found per row through the unique (broadcast, address) index: a join would
+    # delivery and the group are found per row through their unique indexes: a join would
     # let the planner, which has no statistics yet for rows this transaction just wrote, pick
-    # a nested loop over the whole audience for every delivery. (MATERIALIZED: look it up once
-    # per row, not again for the filter.) No delivery means the address is in another chunk,
-    # or appeared after the deliveries were written.
+    # a nested loop over the whole slice for every delivery.
     sql = f"""
-        WITH found AS MATERIALIZED (
-            SELECT grouped.*,
-                   (SELECT delivery.id FROM {deliveries} delivery
-                    WHERE delivery.broadcast_id = %s AND LOWER(delivery.email) = grouped.address_key
-                      {"" if first_chunk else "AND delivery.chunk > 0"}) AS delivery_id
-            FROM (
-                SELECT audience.address_key, audience.registrant_id, MIN(audience.slot) AS slot,
-                       MIN(audience.sender_school) AS school, MIN(audience.grade) AS grade,
-                       MIN(audience.class_name) AS class_name
-                FROM ({audience_sql}) audience
-                {"WHERE audience.address_key <= %s" if first_chunk else ""}
-                GROUP BY audience.address_key, audience.registrant_id
-            ) grouped
-        )
-        INSERT INTO {recipients} (broadcast_id, delivery_id, registrant_id, slot, group_id)
-        SELECT %s, found.delivery_id, found.registrant_id, found.slot,
-               (SELECT audience_group.id FROM {groups} audience_group
-                WHERE audience_group.broadcast_id = %s AND audience_group.school_id = found.school
-                  AND audience_group.grade = found.grade
-                  AND audience_group.class_name = found.class_name)
-        FROM found
-        WHERE found.delivery_id IS NOT NULL
+        INSERT INTO {_table(Recipient)} (broadcast_id, delivery_id, registrant_id, slot, group_id)
+        SELECT %s,
+               (SELECT delivery.id FROM {_table(Delivery)} delivery
+                WHERE delivery.broadcast_id = %s AND LOWER(delivery.email) = grouped.address_key),
+               grouped.registrant_id, grouped.slot,
+               (SELECT audience_group.id FROM {_table(AudienceGroup)} audience_group
+                WHERE audience_group.broadcast_id = %s AND audience_group.school_id = grouped.school
+                  AND audience_group.grade = grouped.grade
+                  AND audience_group.class_name = grouped.class_name)
+        FROM (
+            SELECT audience.address_key, audience.registrant_id, MIN(audience.slot) AS slot,
+                   MIN(audience.sender_school) AS school, MIN(audience.grade) AS grade,
+                   MIN(audience.class_name) AS class_name
+            FROM ({audience_sql}) audience
+            WHERE {where}
+            GROUP BY audience.address_key, audience.registrant_id
+        ) grouped
     """  # noqa: S608 - table names from the models, values as parameters
     with connection.cursor() as cursor:
-        upto = (last_of_first,) if first_chunk else ()
-        cursor.execute(sql, (broadcast.pk, *params, *upto, broadcast.pk, broadcast.pk))
+        cursor.execute(sql, (broadcast.pk, broadcast.pk, broadcast.pk, *params, *bounds))
