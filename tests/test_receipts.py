@@ -81,10 +81,10 @@ def test_the_first_confirmation_counts_and_slot_2_later_changes_nothing(smtp_sin
     slot2 = find_delivery(token_in_mail(smtp_sink, "two@ezweb.ne.jp"))
     assert slot1 is not None
     assert slot2 is not None
-    assert record_confirmation(slot1).outcome is Outcome.CONFIRMED
+    assert record_confirmation(slot1) is Outcome.CONFIRMED
     first = Receipt.objects.get(broadcast=broadcast, registrant=registrant)
-    assert record_confirmation(slot2).outcome is Outcome.ALREADY
-    assert record_confirmation(slot1).outcome is Outcome.ALREADY
+    assert record_confirmation(slot2) is Outcome.ALREADY
+    assert record_confirmation(slot1) is Outcome.ALREADY
     assert list(Receipt.objects.filter(broadcast=broadcast)) == [first]
     assert AudienceGroup.objects.get(broadcast=broadcast).confirmed == 1
 
@@ -95,11 +95,11 @@ def test_a_shared_sibling_address_confirms_each_child(smtp_sink: Sink) -> None:
     younger = make_registrant(school, ["FAMILY@au.com", "own@docomo.ne.jp"], grade=2)
     broadcast = send_with_confirmation(school)
     shared = Delivery.objects.get(broadcast=broadcast, email__iexact="family@au.com")
-    assert record_confirmation(shared).outcome is Outcome.CONFIRMED
+    assert record_confirmation(shared) is Outcome.CONFIRMED
     assert set(Receipt.objects.values_list("registrant", flat=True)) == {older.pk, younger.pk}
     assert sum(AudienceGroup.objects.filter(broadcast=broadcast).values_list("confirmed", flat=True)) == 2
     own = Delivery.objects.get(broadcast=broadcast, email="own@docomo.ne.jp")
-    assert record_confirmation(own).outcome is Outcome.ALREADY
+    assert record_confirmation(own) is Outcome.ALREADY
 
 
 def test_unknown_tampered_and_expired_tokens(smtp_sink: Sink, settings: Any) -> None:

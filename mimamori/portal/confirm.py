@@ -24,6 +24,7 @@ from mimamori.receipts.confirming import (
     LinkExpired,
     Outcome,
     find_delivery,
+    find_link,
     is_confirmed,
     is_expired,
     record_confirmation,
@@ -77,6 +78,8 @@ def _context(delivery: Delivery) -> dict[str, Any]:
 @private_page
 @require_http_methods(["GET", "HEAD", "POST"])
 def confirm(request: HttpRequest, token: str) -> HttpResponse:
+    if request.method == "POST":
+        return _confirm(request, token)
     delivery = find_delivery(token)
     if delivery is None:
         # One page for unknown, malformed and tampered tokens: no hint how close a guess was.
@@ -84,19 +87,29 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     context = _context(delivery)
     if is_expired(delivery):
         return render(request, "portal/confirm_expired.html", context, status=410)
-
-    if request.method == "POST":
-        try:
-            confirmation = record_confirmation(delivery)  # committed when it returns
-        except LinkExpired:  # ran out between the check above and now
-            return render(request, "portal/confirm_expired.html", context, status=410)
-        if confirmation.outcome is Outcome.CONFIRMED:
-            # Post/redirect/get: reloading the thank-you page must not ask to resend a form.
-            url = reverse("confirm", kwargs={"token": delivery.confirmation_token})
-            return HttpResponseSeeOther(f"{url}?done=1")
-        return render(request, "portal/confirm_done.html", {**context, "already": True})
-
     confirmed = is_confirmed(delivery)
     if confirmed and request.GET.get("done"):
         return render(request, "portal/confirm_done.html", {**context, "already": False})
     return render(request, "portal/confirm.html", {**context, "confirmed": confirmed})
+
+
+def _confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The 「確認しました」 button. Its usual answer, a redirect, needs no more than the link;
+    the mail is loaded for a page only when there is one to show."""
+    link = find_link(token)
+    if link is None:
+        return render(request, "portal/confirm_unknown.html", status=404)
+    try:
+        outcome = record_confirmation(link)  # committed when it returns
+    except LinkExpired:
+        outcome = None
+    if outcome is Outcome.CONFIRMED:
+        # Post/redirect/get: reloading the thank-you page must not ask to resend a form.
+        url = reverse("confirm", kwargs={"token": token})
+        return HttpResponseSeeOther(f"{url}?done=1")
+    delivery = find_delivery(token)
+    if delivery is None:  # gone since (the broadcast was deleted): as for any unknown token
+        return render(request, "portal/confirm_unknown.html", status=404)
+    if outcome is None:
+        return render(request, "portal/confirm_expired.html", _context(delivery), status=410)
+    return render(request, "portal/confirm_done.html", {**_context(delivery), "already": True})

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from mimamori.broadcasts.models import AudienceGroup, Delivery, Recipient
+from mimamori.broadcasts.models import AudienceGroup, Broadcast, Delivery, Recipient
 from mimamori.receipts.models import Receipt
 
 TOKEN_ALPHABET = frozenset("0123456789abcdef")
@@ -33,9 +33,21 @@ class LinkExpired(Exception):
 
 
 @dataclass(frozen=True)
-class Confirmation:
-    outcome: Outcome
-    delivery: Delivery
+class Link:
+    """What recording a confirmation needs to know about the mail a token belongs to."""
+
+    delivery_id: int
+    broadcast_id: int
+    sent_at: datetime
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> Link:
+        broadcast = delivery.broadcast
+        return cls(delivery.pk, delivery.broadcast_id, broadcast.send_requested_at or broadcast.created_at)
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.sent_at + timedelta(days=settings.MIMAMORI_CONFIRMATION_DAYS)
 
 
 def confirmation_url(token: str) -> str:
@@ -43,9 +55,38 @@ def confirmation_url(token: str) -> str:
     return f"{settings.BASE_URL}/c/{token}/"
 
 
+def _well_formed(token: str) -> bool:
+    return 40 <= len(token) <= 64 and set(token) <= TOKEN_ALPHABET
+
+
+def find_link(token: str) -> Link | None:
+    """The mail a link belongs to, as just what a POST needs, or None (a 404).
+
+    This is the first statement of the request a whole city sends within minutes of an
+    emergency mail: three values through the token's unique index, without building the
+    broadcast, school and municipality that find_delivery() loads for the page.
+    """
+    if not _well_formed(token):
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT d.id, d.broadcast_id, COALESCE(b.send_requested_at, b.created_at)"  # noqa: S608
+            f" FROM {_table(Delivery)} d JOIN {_table(Broadcast)} b ON b.id = d.broadcast_id"
+            " WHERE d.confirmation_token = %s AND b.request_confirmation",
+            [token],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    delivery_id, broadcast_id, sent_at = row
+    if not isinstance(sent_at, datetime):  # SQLite hands back the stored UTC text
+        sent_at = datetime.fromisoformat(sent_at).replace(tzinfo=UTC)
+    return Link(delivery_id, broadcast_id, sent_at)
+
+
 def find_delivery(token: str) -> Delivery | None:
     """The mail a link belongs to, or None for unknown or malformed tokens (a 404)."""
-    if not 40 <= len(token) <= 64 or not set(token) <= TOKEN_ALPHABET:
+    if not _well_formed(token):
         return None
     try:
         # get(), not first(): first() adds ORDER BY id, which can make PostgreSQL walk the
@@ -57,13 +98,9 @@ def find_delivery(token: str) -> Delivery | None:
         return None
 
 
-def expires_at(delivery: Delivery) -> datetime:
-    sent = delivery.broadcast.send_requested_at or delivery.broadcast.created_at
-    return sent + timedelta(days=settings.MIMAMORI_CONFIRMATION_DAYS)
-
-
-def is_expired(delivery: Delivery) -> bool:
-    return timezone.now() >= expires_at(delivery)
+def is_expired(mail: Delivery | Link) -> bool:
+    link = mail if isinstance(mail, Link) else Link.of(mail)
+    return timezone.now() >= link.expires_at
 
 
 def is_confirmed(delivery: Delivery) -> bool:
@@ -74,9 +111,10 @@ def is_confirmed(delivery: Delivery) -> bool:
     return not Recipient.objects.filter(delivery=delivery).exclude(Exists(receipt)).exists()
 
 
-def record_confirmation(delivery: Delivery) -> Confirmation:
+def record_confirmation(mail: Delivery | Link) -> Outcome:
     """Confirm every registrant the mail names that has not confirmed yet; durable on return."""
-    if is_expired(delivery):
+    link = mail if isinstance(mail, Link) else Link.of(mail)
+    if is_expired(link):
         raise LinkExpired
     # Two statements in one transaction, whatever the number of children the mail names: this
     # is the request a whole city sends within minutes of an emergency mail (bench/confirmations.py
@@ -93,7 +131,7 @@ def record_confirmation(delivery: Delivery) -> Confirmation:
             f"INSERT INTO {receipt} (broadcast_id, registrant_id, delivery_id, confirmed_at)"  # noqa: S608
             f" SELECT %s, r.registrant_id, %s, %s FROM {recipient} r WHERE r.delivery_id = %s"
             " ON CONFLICT (broadcast_id, registrant_id) DO NOTHING RETURNING registrant_id",
-            [delivery.broadcast_id, delivery.pk, now, delivery.pk],
+            [link.broadcast_id, link.delivery_id, now, link.delivery_id],
         )
         confirmed = [row[0] for row in cursor.fetchall()]
         if confirmed:
@@ -103,9 +141,9 @@ def record_confirmation(delivery: Delivery) -> Confirmation:
                 f" WHERE r.delivery_id = %s AND r.group_id = {group}.id AND r.registrant_id IN ({marks}))"
                 f" WHERE id IN (SELECT r.group_id FROM {recipient} r"
                 f" WHERE r.delivery_id = %s AND r.registrant_id IN ({marks}))",
-                [delivery.pk, *confirmed, delivery.pk, *confirmed],
+                [link.delivery_id, *confirmed, link.delivery_id, *confirmed],
             )
-    return Confirmation(Outcome.CONFIRMED if confirmed else Outcome.ALREADY, delivery)
+    return Outcome.CONFIRMED if confirmed else Outcome.ALREADY
 
 
 def _table(model: type[models.Model]) -> str:
