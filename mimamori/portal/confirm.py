@@ -20,15 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from mimamori.broadcasts.models import Delivery
-from mimamori.receipts.confirming import (
-    LinkExpired,
-    Outcome,
-    find_delivery,
-    find_link,
-    is_confirmed,
-    is_expired,
-    record_confirmation,
-)
+from mimamori.receipts.confirming import Outcome, confirm_link, find_delivery, is_confirmed, is_expired
 
 View = Callable[..., HttpResponse]
 
@@ -94,22 +86,17 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _confirm(request: HttpRequest, token: str) -> HttpResponse:
-    """The 「確認しました」 button. Its usual answer, a redirect, needs no more than the link;
-    the mail is loaded for a page only when there is one to show."""
-    link = find_link(token)
-    if link is None:
-        return render(request, "portal/confirm_unknown.html", status=404)
-    try:
-        outcome = record_confirmation(link)  # committed when it returns
-    except LinkExpired:
-        outcome = None
+    """The 「確認しました」 button. Its usual answer, a redirect, needs nothing but the token;
+    the mail is loaded only when there is a page to show."""
+    outcome = confirm_link(token)  # committed when it returns
     if outcome is Outcome.CONFIRMED:
         # Post/redirect/get: reloading the thank-you page must not ask to resend a form.
         url = reverse("confirm", kwargs={"token": token})
         return HttpResponseSeeOther(f"{url}?done=1")
     delivery = find_delivery(token)
-    if delivery is None:  # gone since (the broadcast was deleted): as for any unknown token
+    if delivery is None:
+        # One page for unknown, malformed and tampered tokens: no hint how close a guess was.
         return render(request, "portal/confirm_unknown.html", status=404)
-    if outcome is None:
+    if outcome is None:  # known, so its link has expired
         return render(request, "portal/confirm_expired.html", _context(delivery), status=410)
     return render(request, "portal/confirm_done.html", {**_context(delivery), "already": True})
