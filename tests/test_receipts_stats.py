@@ -237,3 +237,31 @@ def test_query_counts_do_not_grow_with_the_audience(
     for url in urls:
         with django_assert_max_num_queries(8):
             assert client.get(url).status_code == 200
+
+
+def test_a_city_sees_every_school_and_opens_one_for_its_grades_and_classes(smtp_sink: Sink) -> None:
+    city = make_municipality("minami")
+    north = make_school(city, name="北小学校", local="kita")
+    south = make_school(city, name="南小学校", local="minami")
+    for school, grade in ((north, 1), (north, 2), (south, 3)):
+        make_registrant(school, [f"g{grade}@{school.sender_local_part}.docomo.ne.jp"], grade=grade)
+    staff = make_staff(Role.MUNICIPALITY, municipality=city)
+    broadcast = sending.compose(
+        staff, subject="s", body="b", scope=resolve_scope(staff), request_confirmation=True
+    )
+    sending.send(broadcast)
+    while run_queued_tasks():
+        pass
+    client = signed_in(staff)
+    url = reverse("console:broadcast_receipts", args=[broadcast.pk])
+
+    def kinds(html: str) -> list[str]:
+        return re.findall(r'<tr class="(\w+)" data-row', html)
+
+    assert kinds(client.get(url).content.decode()) == ["school", "school"]
+    opened = client.get(f"{url}?school={north.pk}").content.decode()
+    assert kinds(opened) == ["school", "grade", "class", "grade", "class", "school"]
+    assert f'href="?school={south.pk}#s{south.pk}"' in opened
+    data = client.get(reverse("console:broadcast_receipts_data", args=[broadcast.pk]) + f"?school={south.pk}")
+    assert [row["key"] for row in data.json()["rows"]][:2] == [f"s{north.pk}", f"s{south.pk}"]
+    assert len(data.json()["rows"]) == 4  # two schools, the south's grade and class

@@ -58,8 +58,18 @@ def _scope(request: HttpRequest, broadcast_id: int) -> tuple[Broadcast, QuerySet
     return access.get_broadcast(user, broadcast_id), access.schools_for(user)
 
 
-def _rows(stats: statistics.Statistics) -> list[dict[str, Any]]:
-    """The breakdown as one flat list (school, its grades, their classes), keyed for live updates."""
+def _opened(request: HttpRequest) -> int | None:
+    """The school whose grades and classes the page shows (?school=), if one was opened."""
+    value = request.GET.get("school", "")
+    return int(value) if value.isdigit() else None
+
+
+def _rows(stats: statistics.Statistics, opened: int | None) -> list[dict[str, Any]]:
+    """The breakdown as one flat list, keyed for live updates: every school, and the grades and
+    classes of the school opened (or of the only one). A city has a thousand classes and more;
+    a page listing them all took longer to draw than the two seconds between its updates."""
+    if len(stats.schools) == 1 and stats.schools[0].school is not None:
+        opened = stats.schools[0].school.pk
     rows: list[dict[str, Any]] = []
 
     def row(key: str, kind: str, tally: statistics.Tally, **names: Any) -> None:
@@ -77,7 +87,9 @@ def _rows(stats: statistics.Statistics) -> list[dict[str, Any]]:
     for school in stats.schools:
         assert school.school is not None
         school_key = f"s{school.school.pk}"
-        row(school_key, "school", school, school=school.school.name)
+        row(school_key, "school", school, school=school.school.name, school_id=school.school.pk)
+        if school.school.pk != opened:
+            continue
         for grade in school.grades:
             row(f"{school_key}-g{grade.grade}", "grade", grade, grade=grade.grade)
             for klass in grade.classes:
@@ -130,14 +142,14 @@ def _chart(timeline: statistics.Timeline, registrants: int) -> str:
     )
 
 
-def _numbers(broadcast: Broadcast, schools: QuerySet[School]) -> dict[str, Any]:
+def _numbers(broadcast: Broadcast, schools: QuerySet[School], opened: int | None) -> dict[str, Any]:
     stats = statistics.statistics(broadcast, schools)
     return {
         "registrants": stats.registrants,
         "confirmed": stats.confirmed,
         "unconfirmed": stats.registrants - stats.confirmed,
         "rate": percent(stats.rate),
-        "rows": _rows(stats),
+        "rows": _rows(stats, opened),
         "chart": _chart(statistics.timeline(broadcast, schools), stats.registrants),
     }
 
@@ -146,7 +158,9 @@ def _numbers(broadcast: Broadcast, schools: QuerySet[School]) -> dict[str, Any]:
 @require_GET
 def broadcast_receipts(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     broadcast, schools = _scope(request, broadcast_id)
-    context = {"broadcast": broadcast, "poll_seconds": POLL_SECONDS, **_numbers(broadcast, schools)}
+    opened = _opened(request)
+    numbers = _numbers(broadcast, schools, opened)
+    context = {"broadcast": broadcast, "poll_seconds": POLL_SECONDS, "opened": opened, **numbers}
     return _render(request, "receipts.html", context)
 
 
@@ -154,7 +168,7 @@ def broadcast_receipts(request: HttpRequest, broadcast_id: int) -> HttpResponse:
 @require_GET
 def broadcast_receipts_data(request: HttpRequest, broadcast_id: int) -> JsonResponse:
     broadcast, schools = _scope(request, broadcast_id)
-    numbers = _numbers(broadcast, schools)
+    numbers = _numbers(broadcast, schools, _opened(request))
     numbers["rows"] = [
         {
             "key": row["key"],
