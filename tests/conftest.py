@@ -38,6 +38,14 @@ pytest_plugins = ["tests.mailsink", "tests.browser"]
 
 
 @pytest.fixture(autouse=True)
+def empty_cache() -> None:
+    """Each test starts with an empty cache: a rolled-back test's ids come round again."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def quick_retries(settings: Any) -> None:
     """A deferred mail is due again at once, so run_until_quiet() plays out a retry schedule."""
     settings.MIMAMORI_RETRY_BASE_SECONDS = 0

@@ -265,3 +265,21 @@ def test_a_city_sees_every_school_and_opens_one_for_its_grades_and_classes(smtp_
     data = client.get(reverse("console:broadcast_receipts_data", args=[broadcast.pk]) + f"?school={south.pk}")
     assert [row["key"] for row in data.json()["rows"]][:2] == [f"s{north.pk}", f"s{south.pk}"]
     assert len(data.json()["rows"]) == 4  # two schools, the south's grade and class
+
+
+def test_the_curve_counts_minutes_that_have_ended_only_once(sent: Sent) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from mimamori.receipts.statistics import timeline
+
+    schools = School.objects.all()
+    later = (sent.broadcast.send_requested_at or timezone.now()) + timedelta(minutes=10)
+    first = timeline(sent.broadcast, schools, now=later)
+    assert [p.confirmed for p in first.points] == [1, 3]
+    with CaptureQueriesContext(connection) as queries:
+        again = timeline(sent.broadcast, schools, now=later)
+    assert again.points == first.points
+    assert any('"confirmed_at" >=' in q["sql"] for q in queries.captured_queries), "minutes 1-4 not recounted"
+    confirm(sent.broadcast, "oto@ezweb.ne.jp", 9)  # a minute that has not ended yet
+    assert [p.confirmed for p in timeline(sent.broadcast, schools, now=later).points] == [1, 3, 4]

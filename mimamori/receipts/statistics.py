@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
@@ -23,6 +24,9 @@ from mimamori.registry.models import Address, School
 
 # The curve keeps at most this many points; finer buckets are merged in Python.
 MAX_POINTS = 240
+# How long after its end a bucket of the curve is taken as complete, and how long it is kept.
+SETTLED = timedelta(minutes=2)
+SETTLED_CACHE_SECONDS = 3600
 
 
 def rate(confirmed: int, registrants: int) -> float:
@@ -130,12 +134,14 @@ def timeline(broadcast: Broadcast, schools: QuerySet[School], now: datetime | No
     # is drawn by day rather than returning tens of thousands of minutes on each poll.
     if span <= timedelta(hours=12):
         trunc: Any = TruncMinute
+        size = timedelta(minutes=1)
     elif span <= timedelta(days=10):
-        trunc = TruncHour
+        trunc, size = TruncHour, timedelta(hours=1)
     else:
-        trunc = TruncDay
+        trunc, size = TruncDay, timedelta(days=1)
     receipts = Receipt.objects.filter(broadcast=broadcast)
     out_of_scope = AudienceGroup.objects.filter(broadcast=broadcast).exclude(school__in=schools.values("pk"))
+    scope = "all"
     if out_of_scope.exists():
         # Not reachable through accounts.access today (a broadcast is shown only to staff whose
         # scope holds all of its schools), but the curve must never count other schools' children.
@@ -148,19 +154,14 @@ def timeline(broadcast: Broadcast, schools: QuerySet[School], now: datetime | No
                 )
             )
         )
-    buckets = (
-        receipts.annotate(bucket=trunc("confirmed_at"))
-        .order_by()
-        .values("bucket")
-        .annotate(n=Count("pk"))
-        .order_by("bucket")
-    )
+        scope = ",".join(str(pk) for pk in sorted(schools.values_list("pk", flat=True)))
+    buckets = _buckets(receipts, trunc, size, f"{broadcast.pk}:{trunc.kind}:{scope}", now)
     step = max(span / MAX_POINTS, timedelta(minutes=1))
     points: list[Point] = []
     running = 0
-    for row in buckets:
-        running += row["n"]
-        at = max(row["bucket"], start)
+    for bucket, count in buckets:
+        running += count
+        at = max(bucket, start)
         # Merge buckets closer than one step so the curve stays small.
         if points and at - points[-1].at < step:
             points[-1] = Point(points[-1].at, running)
@@ -168,6 +169,34 @@ def timeline(broadcast: Broadcast, schools: QuerySet[School], now: datetime | No
             points.append(Point(at, running))
     end = max(now, points[-1].at if points else now)
     return Timeline(start=start, end=end, step=step, points=points)
+
+
+def _buckets(
+    receipts: QuerySet[Receipt], trunc: Any, size: timedelta, key: str, now: datetime
+) -> list[tuple[datetime, int]]:
+    """(bucket start, confirmations) in time order, counted by the database.
+
+    A bucket that ended more than SETTLED ago no longer changes (a receipt is written the
+    moment it is confirmed), so those are kept in this process's cache and only the receipts
+    after them are counted again on each poll: an hour after a city's broadcast the page would
+    otherwise count several hundred thousand receipts every two seconds.
+    """
+    cache_key = f"mimamori:receipt-buckets:{key}"
+    through, settled = cache.get(cache_key) or (None, [])
+    recent = receipts if through is None else receipts.filter(confirmed_at__gte=through)
+    rows = (
+        recent.annotate(bucket=trunc("confirmed_at"))
+        .order_by()
+        .values("bucket")
+        .annotate(n=Count("pk"))
+        .order_by("bucket")
+        .values_list("bucket", "n")
+    )
+    buckets: list[tuple[datetime, int]] = settled + list(rows)
+    final = [(bucket, n) for bucket, n in buckets if bucket + size <= now - SETTLED]
+    if final and final[-1][0] + size != through:
+        cache.set(cache_key, (final[-1][0] + size, final), SETTLED_CACHE_SECONDS)
+    return buckets
 
 
 def _slot(slot: int) -> Subquery:
