@@ -18,8 +18,12 @@ DATE = re.compile(rb"^Date: .*$", re.MULTILINE)
 
 def test_every_mail_equals_the_ordinary_build_apart_from_its_date() -> None:
     pick = random.Random(6)
-    schools = [make_school(make_municipality()) for _ in range(2)] + [
-        make_school(name="長い名前の" * 8 + "小学校")
+    # Names as schools have them; a From header long enough to be folded (the third school)
+    # always takes the ordinary way.
+    schools = [
+        make_school(make_municipality("kita"), name="北小学校", local="kita-es"),
+        make_school(make_municipality("minami"), name="南中学校", local="minami-jh"),
+        make_school(make_municipality("nishi"), name="長い名前の" * 8 + "小学校", local="nishi"),
     ]
     children = [
         make_registrant(pick.choice(schools), child_name=name, grade=pick.randint(1, 6), class_name=klass)
