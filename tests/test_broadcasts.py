@@ -393,3 +393,32 @@ def test_an_address_changed_behind_the_fan_out_still_gets_the_mail(
         5,
         5,
     )
+
+
+def test_the_classes_are_counted_while_the_rest_is_written(
+    smtp_sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db.models import Sum
+
+    from mimamori.broadcasts import fanout
+    from mimamori.broadcasts.models import AudienceGroup
+
+    monkeypatch.setattr(fanout, "CHUNK_SIZE", 2)
+    monkeypatch.setattr(fanout, "SLICE_CHUNKS", 1)
+    school = make_school()
+    staff = make_staff(Role.SCHOOL, school=school)
+    for n in range(5):
+        make_registrant(school, [f"b{n}@docomo.ne.jp", f"c{n}@docomo.ne.jp"], grade=1 + n % 2)
+
+    def stopped(broadcast: Broadcast) -> int:
+        raise RuntimeError("stopped before the end")
+
+    monkeypatch.setattr(fanout, "_finish", stopped)
+    broadcast = sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff))
+    sending.send(broadcast)
+    _lose_queued_work()
+    with pytest.raises(RuntimeError):
+        fanout.fan_out(broadcast.pk)
+    groups = AudienceGroup.objects.filter(broadcast=broadcast)
+    assert dict(groups.values_list("grade", "registrants")) == {1: 3, 2: 2}
+    assert groups.aggregate(n=Sum("registrants"))["n"] == 5

@@ -14,7 +14,9 @@ queues the tasks of the chunks it wrote, so a crash leaves whole chunks with the
 queued, and running the fan-out again carries on after the last address written. When a
 slice finds nothing more, a last pass writes any address of the audience that is still
 missing (one changed, during the fan-out, to an address before the position reached), the
-class counters are set from the recipients and the broadcast is marked fanned out.
+class counters are set from the recipients and the broadcast is marked fanned out. (The
+counters are first filled from the whole audience right after the first chunk, so that the
+statistics are right while the rest is being written.)
 """
 
 from __future__ import annotations
@@ -79,6 +81,12 @@ def _write_slice(broadcast: Broadcast, addresses: int | None) -> int:
     count = _insert_deliveries(broadcast, after=after, addresses=addresses, first_chunk=first_chunk)
     if not count:
         return 0
+    # Working, not lost: the sweep queues a fan-out again only when none progressed for a lease.
+    Broadcast.objects.filter(pk=broadcast.pk).update(fan_out_queued_at=timezone.now())
+    if first_chunk == 1:
+        # The first chunk is out: now give every class its number of registrants, so that the
+        # statistics are right while the rest is written (the end recounts from the recipients).
+        _count_groups(broadcast)
     if addresses is None:
         written_here = f"SELECT LOWER(email) FROM {_table(Delivery)} WHERE broadcast_id = %s AND chunk >= %s"  # noqa: S608
         where = f"audience.address_key IN ({written_here})"
@@ -216,7 +224,8 @@ def _insert_deliveries(broadcast: Broadcast, *, after: str, addresses: int | Non
 
 def _insert_groups(broadcast: Broadcast, where: str, bounds: tuple[Any, ...]) -> None:
     """The classes of the audience rows `where` selects that are not there yet. How many
-    registrants each has is counted when the fan-out ends (_finish)."""
+    registrants each has is counted once the first chunk is out (_count_groups) and again,
+    exactly, when the fan-out ends (_finish)."""
     audience_sql, params = _audience_sql(broadcast)
     sql = f"""
         INSERT INTO {_table(AudienceGroup)}
@@ -229,6 +238,23 @@ def _insert_groups(broadcast: Broadcast, where: str, bounds: tuple[Any, ...]) ->
     """  # noqa: S608 - table names from the models, values as parameters
     with connection.cursor() as cursor:
         cursor.execute(sql, (broadcast.pk, *params, *bounds))
+
+
+def _count_groups(broadcast: Broadcast) -> None:
+    """Every class of the audience with its number of registrants."""
+    audience_sql, params = _audience_sql(broadcast)
+    sql = f"""
+        INSERT INTO {_table(AudienceGroup)}
+            (broadcast_id, school_id, grade, class_name, registrants, confirmed)
+        SELECT %s, audience.sender_school, audience.grade, audience.class_name,
+               COUNT(DISTINCT audience.registrant_id), 0
+        FROM ({audience_sql}) audience
+        GROUP BY audience.sender_school, audience.grade, audience.class_name
+        ON CONFLICT (broadcast_id, school_id, grade, class_name)
+        DO UPDATE SET registrants = EXCLUDED.registrants
+    """  # noqa: S608 - table names from the models, values as parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (broadcast.pk, *params))
 
 
 def _insert_recipients(broadcast: Broadcast, where: str, bounds: tuple[Any, ...]) -> None:

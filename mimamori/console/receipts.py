@@ -147,7 +147,8 @@ def _numbers(broadcast: Broadcast, schools: QuerySet[School], opened: int | None
     return {
         "registrants": stats.registrants,
         "confirmed": stats.confirmed,
-        "unconfirmed": stats.registrants - stats.confirmed,
+        # Never below zero, even in the second or so before the fan-out has counted the classes.
+        "unconfirmed": max(stats.registrants - stats.confirmed, 0),
         "rate": percent(stats.rate),
         "rows": _rows(stats, opened),
         "chart": _chart(statistics.timeline(broadcast, schools), stats.registrants),
