@@ -64,12 +64,10 @@ def _opened(request: HttpRequest) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def _rows(stats: statistics.Statistics, opened: int | None) -> list[dict[str, Any]]:
+def _rows(stats: statistics.Statistics) -> list[dict[str, Any]]:
     """The breakdown as one flat list, keyed for live updates: every school, and the grades and
     classes of the school opened (or of the only one). A city has a thousand classes and more;
     a page listing them all took longer to draw than the two seconds between its updates."""
-    if len(stats.schools) == 1 and stats.schools[0].school is not None:
-        opened = stats.schools[0].school.pk
     rows: list[dict[str, Any]] = []
 
     def row(key: str, kind: str, tally: statistics.Tally, **names: Any) -> None:
@@ -87,9 +85,10 @@ def _rows(stats: statistics.Statistics, opened: int | None) -> list[dict[str, An
     for school in stats.schools:
         assert school.school is not None
         school_key = f"s{school.school.pk}"
-        row(school_key, "school", school, school=school.school.name, school_id=school.school.pk)
-        if school.school.pk != opened:
-            continue
+        opened = bool(school.grades)
+        row(
+            school_key, "school", school, school=school.school.name, school_id=school.school.pk, opened=opened
+        )
         for grade in school.grades:
             row(f"{school_key}-g{grade.grade}", "grade", grade, grade=grade.grade)
             for klass in grade.classes:
@@ -143,14 +142,14 @@ def _chart(timeline: statistics.Timeline, registrants: int) -> str:
 
 
 def _numbers(broadcast: Broadcast, schools: QuerySet[School], opened: int | None) -> dict[str, Any]:
-    stats = statistics.statistics(broadcast, schools)
+    stats = statistics.statistics(broadcast, schools, opened)
     return {
         "registrants": stats.registrants,
         "confirmed": stats.confirmed,
         # Never below zero, even in the second or so before the fan-out has counted the classes.
         "unconfirmed": max(stats.registrants - stats.confirmed, 0),
         "rate": percent(stats.rate),
-        "rows": _rows(stats, opened),
+        "rows": _rows(stats),
         "chart": _chart(statistics.timeline(broadcast, schools), stats.registrants),
     }
 
@@ -159,9 +158,8 @@ def _numbers(broadcast: Broadcast, schools: QuerySet[School], opened: int | None
 @require_GET
 def broadcast_receipts(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     broadcast, schools = _scope(request, broadcast_id)
-    opened = _opened(request)
-    numbers = _numbers(broadcast, schools, opened)
-    context = {"broadcast": broadcast, "poll_seconds": POLL_SECONDS, "opened": opened, **numbers}
+    numbers = _numbers(broadcast, schools, _opened(request))
+    context = {"broadcast": broadcast, "poll_seconds": POLL_SECONDS, **numbers}
     return _render(request, "receipts.html", context)
 
 

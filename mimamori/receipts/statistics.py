@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
@@ -70,36 +70,42 @@ class Statistics(Tally):
     schools: list[SchoolRow] = field(default_factory=list)
 
 
-def statistics(broadcast: Broadcast, schools: QuerySet[School]) -> Statistics:
-    """Targeted and confirmed registrants, in total and per school, grade and class (two queries)."""
-    # Plain tuples, and each school fetched once: a city's broadcast has a thousand classes or more,
-    # and building a model instance (with its school and municipality) per class cost ~1 ms each
-    # in a page that polls every two seconds (bench/statistics.py).
-    groups = list(
-        AudienceGroup.objects.filter(broadcast=broadcast, school__in=schools.values("pk"))
-        .order_by("school__name", "school_id", "grade", "class_name")
-        .values_list("pk", "school_id", "grade", "class_name", "registrants", "confirmed")
+def statistics(broadcast: Broadcast, schools: QuerySet[School], opened: int | None = None) -> Statistics:
+    """Targeted and confirmed registrants, in total and per school, and per grade and class for
+    the school `opened` (or the only one). A city's broadcast has a thousand classes and more:
+    the schools' sums come from the database, and only one school's classes become rows."""
+    groups = AudienceGroup.objects.filter(broadcast=broadcast, school__in=schools.values("pk")).order_by()
+    sums = list(
+        groups.values("school_id")
+        .annotate(r=Sum("registrants"), c=Sum("confirmed"))
+        .values_list("school_id", "r", "c")
     )
-    by_id = School.objects.select_related("municipality").in_bulk({group[1] for group in groups})
+    by_id = School.objects.select_related("municipality").in_bulk({school_id for school_id, _, _ in sums})
+    if len(sums) == 1:
+        opened = sums[0][0]
     total = Statistics()
-    for group_id, school_id, grade_number, class_name, registrants, confirmed in groups:
-        if not total.schools or total.schools[-1].school != by_id[school_id]:
-            total.schools.append(SchoolRow(school=by_id[school_id]))
-        school = total.schools[-1]
-        if not school.grades or school.grades[-1].grade != grade_number:
-            school.grades.append(GradeRow(grade=grade_number))
-        grade = school.grades[-1]
-        grade.classes.append(
-            ClassRow(
-                registrants=registrants,
-                confirmed=confirmed,
-                group_id=group_id,
-                class_name=class_name,
-            )
-        )
-        for tally in (grade, school, total):
-            tally.add(registrants, confirmed)
+    for school_id, registrants, confirmed in sorted(sums, key=lambda row: (by_id[row[0]].name, row[0])):
+        school = SchoolRow(registrants=registrants, confirmed=confirmed, school=by_id[school_id])
+        total.schools.append(school)
+        total.add(registrants, confirmed)
+        if school_id == opened:
+            school.grades = _grades(groups.filter(school_id=school_id))
     return total
+
+
+def _grades(groups: QuerySet[AudienceGroup]) -> list[GradeRow]:
+    grades: list[GradeRow] = []
+    rows = groups.order_by("grade", "class_name").values_list(
+        "pk", "grade", "class_name", "registrants", "confirmed"
+    )
+    for group_id, grade_number, class_name, registrants, confirmed in rows:
+        if not grades or grades[-1].grade != grade_number:
+            grades.append(GradeRow(grade=grade_number))
+        grades[-1].classes.append(
+            ClassRow(registrants=registrants, confirmed=confirmed, group_id=group_id, class_name=class_name)
+        )
+        grades[-1].add(registrants, confirmed)
+    return grades
 
 
 def confirmed_count(broadcast: Broadcast) -> int:
