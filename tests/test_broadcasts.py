@@ -240,6 +240,20 @@ def _lose_queued_work() -> None:
     DBTaskResult.objects.all().delete()
 
 
+def small_slices(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """Chunks of `chunk` addresses and one chunk a slice: a handful of registrants spans slices."""
+    from mimamori.broadcasts import fanout
+
+    monkeypatch.setattr(fanout, "CHUNK_SIZE", chunk)
+    monkeypatch.setattr(fanout, "SLICE_CHUNKS", 1)
+
+
+def sending_to_all(staff: User) -> Broadcast:
+    broadcast = sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff))
+    assert sending.send(broadcast)
+    return broadcast
+
+
 def test_the_sweep_requeues_a_chunk_whose_task_was_lost(smtp_sink: Sink, settings: Any) -> None:
     from datetime import timedelta
 
@@ -251,8 +265,7 @@ def test_the_sweep_requeues_a_chunk_whose_task_was_lost(smtp_sink: Sink, setting
     school = make_school()
     make_registrant(school, ["lost@docomo.ne.jp"])
     staff = make_staff(Role.SCHOOL, school=school)
-    broadcast = sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff))
-    sending.send(broadcast)
+    broadcast = sending_to_all(staff)
     fan_out(broadcast.pk)
     _lose_queued_work()
     assert sweep()["requeued_chunks"] == 0  # not overdue yet: a backlog is not a loss
@@ -278,8 +291,7 @@ def test_the_sweep_takes_back_rows_of_a_dead_worker(smtp_sink: Sink, settings: A
     school = make_school()
     make_registrant(school, ["held@docomo.ne.jp"])
     staff = make_staff(Role.SCHOOL, school=school)
-    broadcast = sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff))
-    sending.send(broadcast)
+    broadcast = sending_to_all(staff)
     fan_out(broadcast.pk)
     _lose_queued_work()
     # As a worker killed mid-send leaves them: claimed, lease renewed long ago.
@@ -299,8 +311,7 @@ def test_the_first_chunk_leaves_before_the_rest_is_written_and_a_cut_fan_out_res
     from mimamori.broadcasts import fanout
     from mimamori.broadcasts.models import Recipient
 
-    monkeypatch.setattr(fanout, "CHUNK_SIZE", 3)
-    monkeypatch.setattr(fanout, "SLICE_CHUNKS", 1)
+    small_slices(monkeypatch, 3)
     school = make_school()
     staff = make_staff(Role.SCHOOL, school=school)
     # Siblings share an address in chunk 0 (a…) and one in a later chunk (z…).
@@ -309,8 +320,7 @@ def test_the_first_chunk_leaves_before_the_rest_is_written_and_a_cut_fan_out_res
     make_registrant(school, ["z-family@au.com"], child_name="見守 三郎")
     for n in range(5):
         make_registrant(school, [f"b{n}@docomo.ne.jp"])
-    broadcast = sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff))
-    sending.send(broadcast)
+    broadcast = sending_to_all(staff)
     _lose_queued_work()
 
     real_insert = fanout._insert_deliveries
@@ -364,8 +374,7 @@ def test_an_address_changed_behind_the_fan_out_still_gets_the_mail(
     from mimamori.broadcasts import fanout
     from mimamori.registry.models import Address
 
-    monkeypatch.setattr(fanout, "CHUNK_SIZE", 2)
-    monkeypatch.setattr(fanout, "SLICE_CHUNKS", 1)
+    small_slices(monkeypatch, 2)
     school = make_school()
     staff = make_staff(Role.SCHOOL, school=school)
     for n in range(4):
@@ -381,8 +390,7 @@ def test_an_address_changed_behind_the_fan_out_still_gets_the_mail(
         return real_insert(broadcast, **slice)
 
     monkeypatch.setattr(fanout, "_insert_deliveries", change_on_the_second_slice)
-    broadcast = sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff))
-    sending.send(broadcast)
+    broadcast = sending_to_all(staff)
     run_until_quiet()
     assert smtp_sink.copies() == dict.fromkeys(
         ["b0@docomo.ne.jp", "b1@docomo.ne.jp", "b2@docomo.ne.jp", "b3@docomo.ne.jp", "a-moved@au.com"], 1
@@ -403,8 +411,7 @@ def test_the_classes_are_counted_while_the_rest_is_written(
     from mimamori.broadcasts import fanout
     from mimamori.broadcasts.models import AudienceGroup
 
-    monkeypatch.setattr(fanout, "CHUNK_SIZE", 2)
-    monkeypatch.setattr(fanout, "SLICE_CHUNKS", 1)
+    small_slices(monkeypatch, 2)
     school = make_school()
     staff = make_staff(Role.SCHOOL, school=school)
     for n in range(5):
@@ -414,8 +421,7 @@ def test_the_classes_are_counted_while_the_rest_is_written(
         raise RuntimeError("stopped before the end")
 
     monkeypatch.setattr(fanout, "_finish", stopped)
-    broadcast = sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff))
-    sending.send(broadcast)
+    broadcast = sending_to_all(staff)
     _lose_queued_work()
     with pytest.raises(RuntimeError):
         fanout.fan_out(broadcast.pk)

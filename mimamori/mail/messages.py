@@ -97,7 +97,9 @@ def broadcast(
         school,
         to,
         "broadcast",
-        _broadcast_context(school, subject, body, urgent, children, confirmation_url, reminder),
+        _broadcast_context(
+            school, subject, body, urgent, [child_line(c) for c in children], confirmation_url, reminder
+        ),
         message_id=message_id,
     )
 
@@ -112,7 +114,7 @@ def _broadcast_context(
     subject: str,
     body: str,
     urgent: bool,
-    children: Sequence[Registrant],
+    children_lines: list[str],
     confirmation_url: str | None,
     reminder: bool,
 ) -> dict[str, object]:
@@ -122,7 +124,7 @@ def _broadcast_context(
         "subject": subject,
         "body": body,
         "urgent": urgent,
-        "children_lines": [child_line(child) for child in children],
+        "children_lines": children_lines,
         "confirmation_url": confirmation_url,
         "reminder": reminder,
         "site_url": settings.BASE_URL + "/portal/",
@@ -204,22 +206,13 @@ class BroadcastMail:
             self._frames[key] = self._learn_frame(school, children, confirmation_url, reminder)
         frame = self._frames[key]
         if frame is None:
-            return self._render(school, children, confirmation_url, reminder)
+            return self._render(school, [child_line(c) for c in children], confirmation_url, reminder)
         return self._fill(frame, children, confirmation_url)
 
-    def _render(
-        self,
-        school: School,
-        children: Sequence[Registrant] | None,
-        confirmation_url: str | None,
-        reminder: bool,
-        children_lines: list[str] | None = None,
-    ) -> str:
+    def _render(self, school: School, lines: list[str], confirmation_url: str | None, reminder: bool) -> str:
         context = _broadcast_context(
-            school, self.subject, self.body, self.urgent, children or [], confirmation_url, reminder
+            school, self.subject, self.body, self.urgent, lines, confirmation_url, reminder
         )
-        if children_lines is not None:
-            context["children_lines"] = children_lines
         with translation.override("ja"):
             return render_to_string("mail/broadcast_body.txt", context)
 
@@ -227,13 +220,13 @@ class BroadcastMail:
         self, school: School, children: Sequence[Registrant], confirmation_url: str | None, reminder: bool
     ) -> tuple[str, str, str] | None:
         url = _URL_MARK if confirmation_url is not None else None
-        text = self._render(school, None, url, reminder, children_lines=[_CHILDREN_MARK])
+        text = self._render(school, [_CHILDREN_MARK], url, reminder)
         before, children_mark, rest = text.partition(_CHILDREN_MARK + "\n")
         middle, url_mark, after = rest.partition(_URL_MARK) if url else (rest, "", "")
-        if not children_mark or (url and not url_mark) or _URL_MARK in after or _CHILDREN_MARK in after:
+        if not children_mark or (url and not url_mark):
             return None
-        frame = (before, middle, after)
-        expected = self._render(school, children, confirmation_url, reminder)
+        frame = (before, middle, after)  # proved below, whatever the text around the marks holds
+        expected = self._render(school, [child_line(c) for c in children], confirmation_url, reminder)
         return frame if self._fill(frame, children, confirmation_url) == expected else None
 
     @staticmethod
