@@ -1,19 +1,30 @@
-"""Fan-out benchmark (issue 6, 1a and 1d): one broadcast to N registrants, through real workers.
+"""Fan-out benchmark: one broadcast to every guardian of a city, through the real processes.
 
-    uv run python -m bench.fanout                       # 10,000 registrants, PostgreSQL, 2 workers
-    uv run python -m bench.fanout --registrants 100000 --runs 3
-    uv run python -m bench.fanout --embedded            # SQLite, `mimamori run`-style workers
-    uv run python -m bench.fanout --profile             # also py-spy one worker (needs uvx)
+    uv run python -m bench.fanout                          # users' path, 10,000 imported, PostgreSQL
+    uv run python -m bench.fanout --registrants 100000 --runs 2
+    uv run python -m bench.fanout --embedded               # the same on SQLite
+    uv run python -m bench.fanout --generated --workers 4  # the bench's own rows and extra workers
+    uv run python -m bench.fanout --profile                # also py-spy one worker (needs uvx)
 
-Each run: a fresh smtp-sink (Postfix) on 127.0.0.1, fresh `python -m mimamori worker`
-subprocesses with EMAIL_URL pointing at it, then one urgent broadcast with confirmation links
-is composed and sent as staff would. Measured from Broadcast.send_requested_at to the first and
-last Delivery.accepted_at (the time a batch of acceptances was recorded, so "first" is late by
-up to one flush, 0.2 s), messages/s over send-to-last, what the sink counted, and the workers'
-peak RSS (VmHWM of each worker and its children). Baseline, in the same run: Postfix's
-smtp-source sending as many messages of the same size to a fresh sink with as many parallel,
-reused sessions (-s workers × MIMAMORI_SMTP_CONNECTIONS, -d). Medians of --runs runs.
-The data lives in a throwaway database (PostgreSQL: mimamori_bench_<pid>, dropped at the end).
+**Users' path (the default)**: what an operator does (bench/users.py). A throwaway database,
+`mimamori run` with DATABASE_URL and EMAIL_URL (a Postfix smtp-sink on 127.0.0.1) set and
+nothing else, so its own process layout; a municipality and schools through the REST API;
+rosters of 10,000 children per school (slot 1 and slot 3 each, six mail domains, grades 1–6,
+classes 1組–4組) imported with `mimamori import-roster`; then per run one normal and one
+urgent broadcast with read confirmation to the whole municipality, composed and sent through
+the REST API. Only slot 1 gets broadcasts (slots 3–4 never do), so N registrants make N mails.
+
+**Generated (--generated)**: the previous default: N registrants written by INSERT … SELECT,
+`--workers` extra `mimamori worker` processes, one urgent broadcast sent through
+`sending.send`. Useful to isolate delivery from the rest; never the headline figure.
+
+Measured per broadcast: send (Broadcast.send_requested_at) to the first and last
+Delivery.accepted_at (recorded per flush, so "first" is late by up to 0.2 s), when the fan-out
+had written everything, msg/s over send-to-last, what the sink counted, each worker's peak RSS
+(VmHWM), and the CPU time per mail of the workers, of the web process, of every PostgreSQL
+process and of the sink. Baseline in the same run: Postfix's smtp-source sending as many
+messages of the same size to a fresh sink with as many parallel, reused sessions (-d, -s
+workers × MIMAMORI_SMTP_CONNECTIONS); ratio = our msg/s ÷ smtp-source's.
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ BODY = (
 
 @dataclass
 class Run:
+    kind: str  # "urgent" or "normal"
     registrants: int
     messages: int
     first_s: float
@@ -57,6 +69,7 @@ class Run:
     sink_counted: int
     worker_peak_rss_mb: float
     worker_cpu_ms_per_msg: float
+    web_cpu_ms_per_msg: float
     postgres_cpu_ms_per_msg: float
     sink_cpu_ms_per_msg: float
     workers_total_peak_rss_mb: float
@@ -360,35 +373,45 @@ def baseline(messages: int, sessions: int, size: int) -> float:
     return elapsed
 
 
-def one_run(args: argparse.Namespace, database_url: str, data_dir: Path, size: int, number: int) -> Run:
+class Meter:
+    """CPU time of the workers, the web process, PostgreSQL and the sink over one broadcast."""
+
+    def __init__(self, workers: list[int], web: int | None, sink: int) -> None:
+        self.workers, self.web, self.sink = workers, web, sink
+        self.before = self._read()
+
+    def _read(self) -> tuple[float, float, dict[int, float], float]:
+        web = _cpu([self.web]) if self.web else 0.0
+        return (sum(_cpu([pid]) for pid in self.workers), web, postgres_cpu_seconds(), _cpu([self.sink]))
+
+    def spent(self) -> tuple[float, float, float, float]:
+        workers, web, postgres, sink = self._read()
+        # Backends that started during the send count from zero; those that ended are missed.
+        postgres_spent = sum(t - self.before[2].get(pid, 0.0) for pid, t in postgres.items())
+        return workers - self.before[0], web - self.before[1], postgres_spent, sink - self.before[3]
+
+
+def measure(
+    broadcast_id: int,
+    *,
+    kind: str,
+    meter: Meter,
+    sink_before: int,
+    sink: Sink,
+    workers: list[int],
+    sessions: int,
+    size: int,
+    timeout: float,
+) -> Run:
+    """Wait for the broadcast to be sent, then read its times and the baseline for its size."""
     from django.db.models import Max, Min
 
     from mimamori.broadcasts.models import Broadcast, Delivery, DeliveryStatus
 
-    reset_broadcasts()
-    sink = Sink()
-    environment = worker_environment(database_url, data_dir, sink.port, args.connections)
-    workers = start_workers(args, environment, data_dir)
-    profiler = None
-    try:
-        wait_until_polling(workers, data_dir)
-        time.sleep(args.warmup)  # the sweep's first round; not part of the send
-        cpu_before = sum(cpu_seconds(w.pid) for w in workers)
-        postgres_before, sink_before = postgres_cpu_seconds(), cpu_seconds(sink.process.pid)
-        if args.profile and number == 0:
-            profiler = start_profiler(workers[0].pid, args)
-        broadcast_id = send_broadcast()
-        finished = wait_until_sent(broadcast_id, timeout=max(120.0, args.registrants / 50))
-        peaks = [peak_rss_kb(w.pid) for w in workers]
-        cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
-        postgres_after, sink_cpu = postgres_cpu_seconds(), cpu_seconds(sink.process.pid) - sink_before
-        # Backends that started during the send count from zero; those that ended are missed.
-        postgres_cpu = sum(t - postgres_before.get(pid, 0.0) for pid, t in postgres_after.items())
-    finally:
-        if profiler is not None:
-            stop_profiler(profiler)
-        stop_workers(workers)
-        counted = sink.stop()
+    finished = wait_until_sent(broadcast_id, timeout)
+    peaks = [peak_rss_kb(pid) for pid in workers]
+    worker_cpu, web_cpu, postgres_cpu, sink_cpu = meter.spent()
+    counted = sink.count() - sink_before
     broadcast = Broadcast.objects.get(pk=broadcast_id)
     if not finished:
         raise RuntimeError(f"broadcast not sent in time: {broadcast.status}, sink counted {counted}")
@@ -399,39 +422,121 @@ def one_run(args: argparse.Namespace, database_url: str, data_dir: Path, size: i
     assert broadcast.fanned_out_at
     assert times["first"]
     assert times["last"]
-    from django_tasks_db.models import DBTaskResult
-
-    # fanned_out_at is stamped when the fan-out begins; its task's end is when the rows and the
-    # chunk tasks became visible to the workers (the transaction's commit).
-    fan_out_done = (
-        DBTaskResult.objects.filter(task_path__endswith="fan_out_broadcast")
-        .order_by("-finished_at")
-        .values_list("finished_at", flat=True)
-        .first()
-    )
-    fan_out_end = fan_out_done or broadcast.fanned_out_at
     first = (times["first"] - broadcast.send_requested_at).total_seconds()
     last = (times["last"] - broadcast.send_requested_at).total_seconds()
-    sessions = len(workers) * args.connections if not args.embedded else 2 * args.connections
-    base = baseline(broadcast.message_count, sessions, size)
-    rate, base_rate = broadcast.message_count / last, broadcast.message_count / base
+    messages = broadcast.message_count
+    base = baseline(messages, sessions, size)
+    rate, base_rate = messages / last, messages / base
     return Run(
+        kind=kind,
         registrants=broadcast.registrant_count,
-        messages=broadcast.message_count,
+        messages=messages,
         first_s=round(first, 3),
         last_s=round(last, 3),
-        fan_out_s=round((fan_out_end - broadcast.send_requested_at).total_seconds(), 3),
+        # fanned_out_at is stamped when the last slice has been written.
+        fan_out_s=round((broadcast.fanned_out_at - broadcast.send_requested_at).total_seconds(), 3),
         msgs_per_s=round(rate, 1),
         sink_counted=counted,
         worker_peak_rss_mb=round(max(peaks) / 1024, 1),
-        worker_cpu_ms_per_msg=round(cpu * 1000 / broadcast.message_count, 3),
-        postgres_cpu_ms_per_msg=round(postgres_cpu * 1000 / broadcast.message_count, 3),
-        sink_cpu_ms_per_msg=round(sink_cpu * 1000 / broadcast.message_count, 3),
+        worker_cpu_ms_per_msg=round(worker_cpu * 1000 / messages, 3),
+        web_cpu_ms_per_msg=round(web_cpu * 1000 / messages, 3),
+        postgres_cpu_ms_per_msg=round(postgres_cpu * 1000 / messages, 3),
+        sink_cpu_ms_per_msg=round(sink_cpu * 1000 / messages, 3),
         workers_total_peak_rss_mb=round(sum(peaks) / 1024, 1),
         baseline_s=round(base, 3),
         baseline_msgs_per_s=round(base_rate, 1),
         ratio=round(rate / base_rate, 3),
     )
+
+
+def generated_run(args: argparse.Namespace, database_url: str, data_dir: Path, size: int, number: int) -> Run:
+    """One urgent broadcast to the generated registrants, through --workers fresh workers."""
+    reset_broadcasts()
+    sink = Sink()
+    environment = worker_environment(database_url, data_dir, sink.port, args.connections)
+    workers = start_workers(args, environment, data_dir)
+    profiler = None
+    try:
+        wait_until_polling(workers, data_dir)
+        time.sleep(args.warmup)  # the sweep's first round; not part of the send
+        meter = Meter([w.pid for w in workers], None, sink.process.pid)
+        if args.profile and number == 0:
+            profiler = start_profiler(workers[0].pid, args)
+        broadcast_id = send_broadcast()
+        sessions = len(workers) * args.connections
+        return measure(
+            broadcast_id,
+            kind="urgent",
+            meter=meter,
+            sink_before=0,
+            sink=sink,
+            workers=[w.pid for w in workers],
+            sessions=sessions,
+            size=size,
+            timeout=max(120.0, args.registrants / 50),
+        )
+    finally:
+        if profiler is not None:
+            stop_profiler(profiler)
+        stop_workers(workers)
+        sink.stop()
+
+
+def users_path(args: argparse.Namespace, database_url: str, data_dir: Path) -> tuple[list[Run], list[Any]]:
+    """Import the rosters, then per run a normal and an urgent broadcast, all through `mimamori run`."""
+    from bench import users
+
+    sink = Sink()
+    installation = users.Installation(
+        database_url,
+        data_dir,
+        f"smtp://127.0.0.1:{sink.port}",
+        ("MIMAMORI_SMTP_CONNECTIONS", str(args.connections)),
+    )
+    runs: list[Run] = []
+    imports: list[Any] = []
+    try:
+        with installation.running():
+            workers = installation.worker_pids()
+            print(f"mimamori run: {len(workers)} worker processes, web pid {installation.process.pid}")  # type: ignore[union-attr]
+            installation.sign_in_as_centre()
+            schools = installation.create_city("bench", -(-args.registrants // users.SCHOOL_SIZE))
+            left = args.registrants
+            for school in schools:
+                imported = installation.import_roster(school, min(left, users.SCHOOL_SIZE))
+                left -= imported.rows
+                imports.append(imported)
+                print(f"imported {imported}", flush=True)
+            size = sample_mail_size()
+            profiler = start_profiler(workers[0], args) if args.profile else None
+            try:
+                for number in range(args.runs):
+                    for kind in ("normal", "urgent"):
+                        time.sleep(args.warmup)
+                        meter = Meter(workers, installation.process.pid, sink.process.pid)  # type: ignore[union-attr]
+                        before = sink.count()
+                        broadcast_id = installation.broadcast(
+                            "bench", urgent=kind == "urgent", subject=SUBJECT, body=BODY
+                        )
+                        run = measure(
+                            broadcast_id,
+                            kind=kind,
+                            meter=meter,
+                            sink_before=before,
+                            sink=sink,
+                            workers=workers,
+                            sessions=len(workers) * args.connections,
+                            size=size,
+                            timeout=max(120.0, args.registrants / 50),
+                        )
+                        print(f"run {number + 1} {kind}: {asdict(run)}", flush=True)
+                        runs.append(run)
+            finally:
+                if profiler is not None:
+                    stop_profiler(profiler)
+    finally:
+        sink.stop()
+    return runs, imports
 
 
 # ---------------------------------------------------------------- profiling
@@ -469,21 +574,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--registrants", type=int, default=10_000, help="default 10,000 (try 100000, 1000000)"
     )
+    parser.add_argument(
+        "--generated",
+        action="store_true",
+        help="rows written by the bench and --workers extra workers, instead of the users' path",
+    )
     # Two per CPU: a worker's SMTP threads spend most of their time waiting for replies, so one
     # process per CPU leaves CPUs idle (2 workers: ~1,300 msg/s here; 4: ~2,500; 6: the same).
-    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1), help="worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=2 * (os.cpu_count() or 1), help="--generated: worker processes"
+    )
     parser.add_argument(
         "--connections", type=int, default=4, help="MIMAMORI_SMTP_CONNECTIONS per worker (default 4)"
     )
-    parser.add_argument("--interval", type=float, default=0.2, help="workers' idle poll interval (s)")
+    parser.add_argument("--interval", type=float, default=0.2, help="--generated: idle poll interval (s)")
     parser.add_argument("--runs", type=int, default=3, help="repetitions; medians reported (default 3)")
     parser.add_argument(
-        "--warmup", type=float, default=1.0, help="seconds after the workers poll (default 1)"
+        "--warmup", type=float, default=1.0, help="seconds of quiet before each send (default 1)"
     )
-    parser.add_argument(
-        "--embedded", action="store_true", help="SQLite file + `mimamori run`-style workers (1d)"
-    )
-    parser.add_argument("--profile", action="store_true", help="py-spy the first worker in the first run")
+    parser.add_argument("--embedded", action="store_true", help="SQLite instead of PostgreSQL")
+    parser.add_argument("--profile", action="store_true", help="py-spy the first worker")
     parser.add_argument(
         "--admin-url", default=common.ADMIN_URL, help="PostgreSQL to make the throwaway DB on"
     )
@@ -491,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
 
     common.ensure_postfix_tools()
     data_dir = Path(tempfile.mkdtemp(prefix="mimamori-bench-"))
+    imports: list[Any] = []
     try:
         with contextlib.ExitStack() as stack:
             if args.embedded:
@@ -498,92 +609,74 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 database_url = stack.enter_context(common.throwaway_postgres(args.admin_url))
             common.django_for(database_url, data_dir, EMAIL_URL="smtp://127.0.0.1:9")
-            started = time.monotonic()
-            populate(args.registrants)
-            print(f"populated {args.registrants} registrants in {time.monotonic() - started:.1f} s")
-            size = sample_mail_size()
-            runs = []
-            for number in range(args.runs):
-                run = one_run(args, database_url, data_dir, size, number)
-                print(f"run {number + 1}: {asdict(run)}", flush=True)
-                runs.append(run)
+            if args.generated:
+                started = time.monotonic()
+                populate(args.registrants)
+                print(f"populated {args.registrants} registrants in {time.monotonic() - started:.1f} s")
+                size = sample_mail_size()
+                runs = []
+                for number in range(args.runs):
+                    run = generated_run(args, database_url, data_dir, size, number)
+                    print(f"run {number + 1}: {asdict(run)}", flush=True)
+                    runs.append(run)
+            else:
+                runs, imports = users_path(args, database_url, data_dir)
+                size = sample_mail_size()
             from django.db import connections
 
             connections.close_all()
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
-    report(args, runs, size)
+    report(args, runs, size, imports)
     return 0
 
 
-def report(args: argparse.Namespace, runs: list[Run], size: int) -> None:
-    fields = [f for f in Run.__dataclass_fields__ if f not in ("registrants",)]
-    medians: dict[str, Any] = {f: round(common.median([getattr(r, f) for r in runs]), 3) for f in fields}
-    engine = "sqlite (embedded)" if args.embedded else f"postgresql, {args.workers} workers"
-    print(
-        f"\nFan-out: {runs[0].registrants} registrants, {engine}, mail {size} bytes, medians of {len(runs)}"
-    )
-    print(
-        common.table(
-            [
-                "messages",
-                "first s",
-                "last s",
-                "fan-out done s",
-                "msg/s",
-                "sink",
-                "worker RSS MB",
-                "worker CPU ms/msg",
-                "PG CPU ms/msg",
-                "sink CPU ms/msg",
-                "smtp-source msg/s",
-                "ratio",
-            ],
-            [
-                [
-                    r.messages,
-                    r.first_s,
-                    r.last_s,
-                    r.fan_out_s,
-                    r.msgs_per_s,
-                    r.sink_counted,
-                    r.worker_peak_rss_mb,
-                    r.worker_cpu_ms_per_msg,
-                    r.postgres_cpu_ms_per_msg,
-                    r.sink_cpu_ms_per_msg,
-                    r.baseline_msgs_per_s,
-                    r.ratio,
-                ]
-                for r in runs
-            ]
-            + [
-                [
-                    "median",
-                    medians["first_s"],
-                    medians["last_s"],
-                    medians["fan_out_s"],
-                    medians["msgs_per_s"],
-                    medians["sink_counted"],
-                    medians["worker_peak_rss_mb"],
-                    medians["worker_cpu_ms_per_msg"],
-                    medians["postgres_cpu_ms_per_msg"],
-                    medians["sink_cpu_ms_per_msg"],
-                    medians["baseline_msgs_per_s"],
-                    medians["ratio"],
-                ]
-            ],
+def report(args: argparse.Namespace, runs: list[Run], size: int, imports: list[Any]) -> None:
+    path = "generated rows" if args.generated else "users' path (import-roster, REST API, mimamori run)"
+    engine = "SQLite" if args.embedded else "PostgreSQL"
+    workers = f", {args.workers} workers" if args.generated else ""
+    print(f"\nFan-out: {runs[0].registrants} registrants, {path}, {engine}{workers}, mail {size} bytes")
+    if imports:
+        seconds = sum(i.seconds for i in imports)
+        print(
+            f"import-roster: {len(imports)} file(s) of up to {max(i.rows for i in imports)} rows,"
+            f" {seconds:.1f} s in all ({', '.join(f'{i.seconds:.1f}' for i in imports)} s),"
+            f" peak RSS {max(i.peak_rss_mb for i in imports):.0f} MB"
         )
-    )
-    path = common.write_results(
+    columns = [
+        ("messages", "messages"),
+        ("first s", "first_s"),
+        ("last s", "last_s"),
+        ("fan-out done s", "fan_out_s"),
+        ("msg/s", "msgs_per_s"),
+        ("sink", "sink_counted"),
+        ("worker RSS MB", "worker_peak_rss_mb"),
+        ("CPU ms/msg workers", "worker_cpu_ms_per_msg"),
+        ("web", "web_cpu_ms_per_msg"),
+        ("PG", "postgres_cpu_ms_per_msg"),
+        ("sink", "sink_cpu_ms_per_msg"),
+        ("smtp-source msg/s", "baseline_msgs_per_s"),
+        ("ratio", "ratio"),
+    ]
+    medians: dict[str, dict[str, float]] = {}
+    rows = []
+    for kind in dict.fromkeys(r.kind for r in runs):
+        mine = [r for r in runs if r.kind == kind]
+        rows += [[kind, *[getattr(r, field) for _, field in columns]] for r in mine]
+        medians[kind] = {f: round(common.median([getattr(r, f) for r in mine]), 3) for _, f in columns}
+        rows.append([f"{kind} median", *[medians[kind][field] for _, field in columns]])
+    print(common.table(["broadcast", *[title for title, _ in columns]], rows))
+    written = common.write_results(
         "fanout",
         {
             "options": vars(args),
             "mail_bytes": size,
+            "imports": [vars(i) for i in imports],
             "runs": [asdict(r) for r in runs],
             "median": medians,
         },
     )
-    print(f"\nwrote {path}")
+    print(f"\nwrote {written}")
 
 
 if __name__ == "__main__":

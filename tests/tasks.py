@@ -11,6 +11,9 @@ from __future__ import annotations
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 
+from mimamori.broadcasts import fanout
+from mimamori.broadcasts.models import Broadcast
+
 _worker = Worker(
     queue_names=["*"],
     interval=0,
@@ -38,3 +41,10 @@ def run_until_quiet(rounds: int = 50) -> None:
     for _ in range(rounds):
         if not run_queued_tasks():
             return
+
+
+def fan_out_everything(broadcast: Broadcast) -> None:
+    """Every slice of the fan-out in this call, as the chain of its tasks would write them
+    (the tasks it queues stay queued)."""
+    while fanout.fan_out(broadcast.pk):
+        pass

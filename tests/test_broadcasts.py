@@ -17,7 +17,7 @@ from mimamori.registry.models import School
 from mimamori.registry.registrants import deregister
 from tests.cast import make_municipality, make_registrant, make_school, make_staff
 from tests.mailsink import Sink
-from tests.tasks import run_queued_tasks, run_until_quiet
+from tests.tasks import fan_out_everything, run_queued_tasks, run_until_quiet
 
 pytestmark = pytest.mark.django_db
 
@@ -246,6 +246,7 @@ def small_slices(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
 
     monkeypatch.setattr(fanout, "CHUNK_SIZE", chunk)
     monkeypatch.setattr(fanout, "SLICE_CHUNKS", 1)
+    monkeypatch.setattr(fanout, "MAX_SLICE_CHUNKS", 1)
 
 
 def sending_to_all(staff: User) -> Broadcast:
@@ -331,8 +332,9 @@ def test_the_first_chunk_leaves_before_the_rest_is_written_and_a_cut_fan_out_res
         return real_insert(broadcast, **slice)
 
     monkeypatch.setattr(fanout, "_insert_deliveries", cut_after_the_first_chunk)
+    assert fanout.fan_out(broadcast.pk) == 3  # the first slice, one chunk, is written and queued
     with pytest.raises(RuntimeError):
-        fanout.fan_out(broadcast.pk)
+        fanout.fan_out(broadcast.pk, 1)  # the task for the next slice is cut off
     broadcast.refresh_from_db()
     assert broadcast.fanned_out_at is None
     first = Delivery.objects.filter(broadcast=broadcast)
@@ -345,13 +347,17 @@ def test_the_first_chunk_leaves_before_the_rest_is_written_and_a_cut_fan_out_res
         "見守 一郎",
         "見守 花子",
     }
-    assert [t.args_kwargs["args"] for t in DBTaskResult.objects.all()] == [[broadcast.pk, 0]]
+    queued = [(t.task_path.rsplit(".", 1)[1], t.args_kwargs["args"]) for t in DBTaskResult.objects.all()]
+    # The chunk, and the next slice queued right after it in the same transaction.
+    assert queued == [("deliver_chunk", [broadcast.pk, 0]), ("fan_out_broadcast", [broadcast.pk, 1])]
     assert sending.progress(broadcast).messages == 3
 
     monkeypatch.setattr(fanout, "_insert_deliveries", real_insert)
-    assert fanout.fan_out(broadcast.pk) == 8  # a second run carries on where the first stopped
-    assert fanout.fan_out(broadcast.pk) == 0
-    assert sorted(t.args_kwargs["args"][1] for t in DBTaskResult.objects.all()) == [0, 1, 2]
+    assert fanout.fan_out(broadcast.pk, 1) == 3  # run again, the task carries on where it stopped
+    assert fanout.fan_out(broadcast.pk, 1) == 0  # and a twin of it finds the slice written
+    fan_out_everything(broadcast)
+    chunks = DBTaskResult.objects.filter(task_path__endswith="deliver_chunk")
+    assert sorted(t.args_kwargs["args"][1] for t in chunks) == [0, 1, 2]
     assert Recipient.objects.filter(broadcast=broadcast).count() == 10
     assert {r.registrant.child_name for r in Recipient.objects.filter(delivery__email="z-family@au.com")} == {
         "見守 花子",
@@ -424,7 +430,7 @@ def test_the_classes_are_counted_while_the_rest_is_written(
     broadcast = sending_to_all(staff)
     _lose_queued_work()
     with pytest.raises(RuntimeError):
-        fanout.fan_out(broadcast.pk)
+        fan_out_everything(broadcast)
     groups = AudienceGroup.objects.filter(broadcast=broadcast)
     assert dict(groups.values_list("grade", "registrants")) == {1: 3, 2: 2}
     assert groups.aggregate(n=Sum("registrants"))["n"] == 5

@@ -18,12 +18,12 @@ from django.db.models import Sum
 
 from mimamori.accounts.models import Role
 from mimamori.broadcasts import sending
-from mimamori.broadcasts.fanout import fan_out
 from mimamori.broadcasts.models import AudienceGroup, Broadcast, BroadcastStatus, Delivery
 from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.receipts.models import Receipt
 from tests.cast import make_school, make_staff
 from tests.mailsink import free_port
+from tests.tasks import fan_out_everything
 from tests.test_engines import _database_url, bulk_registrants
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -74,7 +74,7 @@ def test_two_thousand_concurrent_confirmations_are_all_stored_once(tmp_path: Pat
     )
     # Fanned out without the workers: the links exist, which is all this test needs.
     Broadcast.objects.filter(pk=broadcast.pk).update(status=BroadcastStatus.SENDING)
-    fan_out(broadcast.pk)
+    fan_out_everything(broadcast)
     tokens = [
         t
         for t in Delivery.objects.filter(broadcast=broadcast).values_list("confirmation_token", flat=True)

@@ -5,27 +5,31 @@ batches, never one commit per recipient, and the audience never passes through t
 memory, however large it is. Merging (B5) happens in the same statements: one delivery per
 address, naming every registrant whose slot holds it.
 
-The addresses are written in address order, a slice per transaction: the first slice is one
-chunk, so the first mails leave within moments of "send" whatever the audience's size, and
-the later slices (SLICE_CHUNKS chunks each) are written while workers deliver the earlier ones.
+The addresses are written in address order, one slice per task, each slice in a transaction
+that also queues the chunks it wrote: the first slice is one chunk, so the first mails leave
+within moments of "send" whatever the audience's size; each later slice is as large as
+everything written before it (SLICE_CHUNKS at least, MAX_SLICE_CHUNKS at most), so the
+audience is read a few times, not once per ten thousand addresses, and every slice is
+written while the chunks of the one before are being delivered. A slice is a task of its
+own, queued among the previous slice's chunks (lanes.queue_fan_out), so no worker is held by
+a whole fan-out: with one worker, delivery and writing take turns; with more, they overlap.
 Each slice reads the audience only past the last address already written, through the
-address index, so a slice costs the same however far the fan-out has got. Each transaction
-queues the tasks of the chunks it wrote, so a crash leaves whole chunks with their work
-queued, and running the fan-out again carries on after the last address written. When a
-slice finds nothing more, a last pass writes any address of the audience that is still
-missing (one changed, during the fan-out, to an address before the position reached), the
-class counters are set from the recipients and the broadcast is marked fanned out. (The
-counters are first filled from the whole audience right after the first chunk, so that the
-statistics are right while the rest is being written.)
+address index, so a crash leaves whole chunks with their work queued, and the fan-out run
+again carries on after the last address written. When the audience is exhausted, a last pass
+writes any address that is still missing (one changed, during the fan-out, to an address
+before the position reached), the class counters are set from the recipients and the
+broadcast is marked fanned out. (The counters are first filled from the whole audience right
+after the first chunk, so that the statistics are right while the rest is being written.)
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, OuterRef, Subquery, Sum
+from django.db.models import Count, F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
@@ -39,28 +43,54 @@ from mimamori.broadcasts.models import (
     Recipient,
 )
 from mimamori.broadcasts.targeting import audience
+from mimamori.registry.models import Address, Registrant
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 500
 SLICE_CHUNKS = 20
+MAX_SLICE_CHUNKS = 160
 
 
-def fan_out(broadcast_id: int) -> int:
-    """Create the deliveries of a broadcast that is sending; return how many. Idempotent."""
-    addresses = CHUNK_SIZE
-    while True:
-        with transaction.atomic():
-            broadcast = _sending(broadcast_id)
-            if broadcast is None:
-                return 0
-            if not _write_slice(broadcast, addresses):
-                messages = _finish(broadcast)
-                break
-        addresses = CHUNK_SIZE * SLICE_CHUNKS
-    _refresh_statistics()
-    log.info("broadcast %s fanned out: %s messages", broadcast_id, messages)
-    return messages
+@dataclass(frozen=True)
+class Position:
+    """How far a fan-out has got: the last address written and the next chunk's number."""
+
+    after: str
+    next_chunk: int
+
+    def slice_addresses(self) -> int:
+        if self.next_chunk == 0:
+            return CHUNK_SIZE
+        return CHUNK_SIZE * min(max(SLICE_CHUNKS, self.next_chunk), MAX_SLICE_CHUNKS)
+
+
+def fan_out(broadcast_id: int, next_chunk: int | None = None) -> int:
+    """Write the next slice of a sending broadcast's deliveries and queue its chunks and the
+    task for the slice after it; when the audience is exhausted, finish the broadcast. Return
+    how many deliveries the slice wrote (0 once there is nothing left to write).
+
+    ``next_chunk`` is where the task expects the fan-out to be; a task that finds it elsewhere
+    (a twin the sweep queued has overtaken it) does nothing, so one chain of slices remains.
+    """
+    if next_chunk in (None, 0):
+        _plan_with_fresh_statistics()
+    with transaction.atomic():
+        broadcast = _sending(broadcast_id)
+        if broadcast is None:
+            return 0
+        position = _position(broadcast)
+        if next_chunk is not None and next_chunk != position.next_chunk:
+            return 0
+        limit = position.slice_addresses()
+        written = _write_slice(broadcast, position, limit, more=True)
+        finished = written < limit
+        if finished:
+            messages = _finish(broadcast)
+    if finished:
+        _refresh_statistics()
+        log.info("broadcast %s fanned out: %s messages", broadcast_id, messages)
+    return written
 
 
 def _sending(broadcast_id: int) -> Broadcast | None:
@@ -71,14 +101,25 @@ def _sending(broadcast_id: int) -> Broadcast | None:
     return broadcast
 
 
-def _write_slice(broadcast: Broadcast, addresses: int | None) -> int:
-    """Write the next `addresses` addresses after those already written, or (None) every
-    address still missing, and queue their chunks."""
-    written = Delivery.objects.filter(broadcast=broadcast)
-    progress = written.aggregate(last=Max(Lower("email")), chunk=Max("chunk"))
-    after = progress["last"] or ""
-    first_chunk = 0 if progress["chunk"] is None else progress["chunk"] + 1
-    count = _insert_deliveries(broadcast, after=after, addresses=addresses, first_chunk=first_chunk)
+def _position(broadcast: Broadcast) -> Position:
+    # Slices are written in address order, so the last address is in the last chunk: one step
+    # back along the (broadcast, address) index. (Only the final pass, which ends the fan-out,
+    # writes addresses behind the position.)
+    last = (
+        Delivery.objects.filter(broadcast=broadcast)
+        .annotate(key=Lower("email"))
+        .order_by("-key")
+        .values_list("key", "chunk")
+        .first()
+    )
+    return Position("", 0) if last is None else Position(last[0], last[1] + 1)
+
+
+def _write_slice(broadcast: Broadcast, position: Position, addresses: int | None, more: bool = False) -> int:
+    """Write the next `addresses` addresses after `position`, or (None) every address still
+    missing, and queue their chunks; if the slice is full and `more`, the next slice too."""
+    first_chunk = position.next_chunk
+    count = _insert_deliveries(broadcast, after=position.after, addresses=addresses, first_chunk=first_chunk)
     if not count:
         return 0
     # Working, not lost: the sweep queues a fan-out again only when none progressed for a lease.
@@ -92,12 +133,19 @@ def _write_slice(broadcast: Broadcast, addresses: int | None) -> int:
         where = f"audience.address_key IN ({written_here})"
         bounds: tuple[Any, ...] = (broadcast.pk, first_chunk)
     else:
+        last = _position(broadcast).after
         where = "audience.address_key > %s AND audience.address_key <= %s"
-        bounds = (after, written.aggregate(last=Max(Lower("email")))["last"])
+        bounds = (position.after, last)
     _insert_groups(broadcast, where, bounds)
     _insert_recipients(broadcast, where, bounds)
-    for chunk in range(first_chunk, first_chunk + (count + CHUNK_SIZE - 1) // CHUNK_SIZE):
+    chunks = range(first_chunk, first_chunk + (count + CHUNK_SIZE - 1) // CHUNK_SIZE)
+    halfway = first_chunk + len(chunks) // 2
+    for chunk in chunks:
         lanes.queue_chunk(broadcast, chunk)
+        if more and count == addresses and chunk == halfway:
+            # Half-way through this slice's chunks in its lane: the next slice is written while
+            # the other half is being delivered.
+            lanes.queue_fan_out(broadcast, next_chunk=chunks.stop, beside_chunk=chunk)
     if first_chunk == 0:
         # Before the next slice, and the chunks, read them (see _refresh_statistics).
         transaction.on_commit(_refresh_statistics)
@@ -107,7 +155,7 @@ def _write_slice(broadcast: Broadcast, addresses: int | None) -> int:
 def _finish(broadcast: Broadcast) -> int:
     """Every address is written: write any the slices passed by, count the classes'
     registrants and mark the broadcast."""
-    _write_slice(broadcast, None)
+    _write_slice(broadcast, _position(broadcast), None)
     AudienceGroup.objects.filter(broadcast=broadcast).update(
         registrants=Coalesce(
             Subquery(
@@ -131,6 +179,31 @@ def _finish(broadcast: Broadcast) -> int:
         update_fields=["message_count", "registrant_count", "fanned_out_at", "status", "finished_at"]
     )
     return messages
+
+
+def _plan_with_fresh_statistics() -> None:
+    """Analyze the registry tables first if their statistics describe another table.
+
+    A roster import writes thousands of registrants in one transaction, and autovacuum may
+    ANALYZE the tables meanwhile, while those rows are invisible to it; a restored dump has no
+    statistics at all. Planned with such numbers (a table of one row), each slice of the
+    fan-out reads the whole audience in a nested loop (docs/performance.md: 421 ms instead of
+    24 ms a slice at 100,000). More rows changed since the last ANALYZE than the table had
+    then is the sign; autovacuum itself re-analyzes after 10 %, so this rarely fires.
+    """
+    if connection.vendor != "postgresql":
+        return
+    tables = [m._meta.db_table for m in (Address, Registrant)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+            " WHERE s.relname = ANY(%s) AND s.n_mod_since_analyze > GREATEST(1000, c.reltuples)",
+            [tables],
+        )
+        stale = [row[0] for row in cursor.fetchall()]
+        if stale:
+            log.info("analyzing %s before the fan-out: statistics out of date", ", ".join(stale))
+            cursor.execute(f"ANALYZE {', '.join(connection.ops.quote_name(t) for t in stale)}")
 
 
 def _refresh_statistics() -> None:

@@ -20,12 +20,24 @@ def _lane(broadcast: Broadcast) -> tuple[str, int]:
     return (tasking.URGENT, 50) if broadcast.urgent else (tasking.DEFAULT, 0)
 
 
-def queue_fan_out(broadcast: Broadcast) -> None:
+def _chunk_priority(base: int, chunk: int) -> int:
+    return base - min(chunk, 50)
+
+
+def queue_fan_out(
+    broadcast: Broadcast, next_chunk: int | None = None, beside_chunk: int | None = None
+) -> None:
+    """Queue the next slice of the fan-out (fanout.fan_out). The first goes before everything
+    else in its lane, as does one the sweep queues (``next_chunk`` None: wherever it is); a
+    later slice goes where ``beside_chunk`` would, right after it, so it is written while the
+    chunks queued before it are being delivered."""
     from mimamori.broadcasts.tasks import fan_out_broadcast
 
     Broadcast.objects.filter(pk=broadcast.pk).update(fan_out_queued_at=timezone.now())
     queue, base = _lane(broadcast)
-    tasking.enqueue(fan_out_broadcast, broadcast.pk, queue=queue, priority=base + 50)
+    priority = base + 50 if beside_chunk is None else _chunk_priority(base, beside_chunk)
+    arguments = (broadcast.pk,) if next_chunk is None else (broadcast.pk, next_chunk)
+    tasking.enqueue(fan_out_broadcast, *arguments, queue=queue, priority=priority)
 
 
 def queue_chunk(broadcast: Broadcast, chunk: int, run_after: datetime | None = None) -> None:
@@ -33,5 +45,10 @@ def queue_chunk(broadcast: Broadcast, chunk: int, run_after: datetime | None = N
 
     queue, base = _lane(broadcast)
     tasking.enqueue(
-        deliver_chunk, broadcast.pk, chunk, queue=queue, priority=base - min(chunk, 50), run_after=run_after
+        deliver_chunk,
+        broadcast.pk,
+        chunk,
+        queue=queue,
+        priority=_chunk_priority(base, chunk),
+        run_after=run_after,
     )

@@ -8,8 +8,8 @@ from mimamori.broadcasts import delivery, fanout
 
 
 @task()
-def fan_out_broadcast(broadcast_id: int) -> int:
-    return fanout.fan_out(broadcast_id)
+def fan_out_broadcast(broadcast_id: int, next_chunk: int | None = None) -> int:
+    return fanout.fan_out(broadcast_id, next_chunk)
 
 
 @task()

@@ -1,9 +1,9 @@
 """`mimamori run`: the whole system on one machine (embedded mode).
 
 Migrates, optionally loads the demo data, starts the development mailbox (when EMAIL_URL is
-unset), two background workers as child processes (one serving only the urgent queue, so an
-alert never waits behind a large broadcast; one serving every queue), and the web server
-(waitress) in this one.
+unset), the background workers as child processes (by default two per CPU serving every
+queue, and one more serving only the urgent queue, so an alert never waits behind a large
+broadcast; docs/operations.md says why so many), and the web server (waitress) in this one.
 Static files need no collectstatic: WhiteNoise serves them straight from the app folders.
 """
 
@@ -102,6 +102,12 @@ class WorkerSupervisor:
         self.thread.join(timeout=5)
 
 
+def default_workers() -> int:
+    # A worker's SMTP connections spend most of their time waiting for the relay's replies, so
+    # one worker per CPU leaves CPUs idle (docs/performance.md): two per CPU.
+    return 2 * (os.cpu_count() or 1)
+
+
 def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
     # Only the first signal interrupts; a second Ctrl-C must not cut the clean-up short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -125,6 +131,13 @@ class Command(BaseCommand):
             help="Load the demo data (once) and print its logins. Only with the development mailbox.",
         )
         parser.add_argument("--threads", type=int, default=8, help="Web server threads (default 8).")
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=default_workers(),
+            help="Background workers for every queue (default two per CPU, %(default)s here), "
+            "besides the one for urgent broadcasts.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = options["host"], options["port"]
@@ -148,11 +161,12 @@ class Command(BaseCommand):
                 mailbox = self._start_mailbox()
             server = self._create_server(host, port, options["threads"])
             environment = dict(os.environ, BASE_URL=base_url)
-            # The urgent worker does nothing else (B2); the other worker runs the sweep for both.
+            # The urgent worker does nothing else (B2); the first general one runs the sweep for all.
             workers = [
-                WorkerSupervisor(environment, 0.5),
-                WorkerSupervisor(environment, 0.2, "--queues=urgent", "--no-sweep"),
+                WorkerSupervisor(environment, 0.5, *(() if n == 0 else ("--no-sweep",)))
+                for n in range(max(1, options["workers"]))
             ]
+            workers.append(WorkerSupervisor(environment, 0.2, "--queues=urgent", "--no-sweep"))
             for worker in workers:
                 worker.start()
             self._announce(base_url, workers, summary)
@@ -218,8 +232,9 @@ class Command(BaseCommand):
             )
         else:
             lines.append(f"  Outgoing mail:       {settings.EMAIL_HOST}:{settings.EMAIL_PORT}")
-        lines.append(f"  Background worker:   pid {workers[0].pid} (all queues)")
-        lines.append(f"  Urgent worker:       pid {workers[1].pid} (urgent broadcasts only)")
+        general = ", ".join(str(w.pid) for w in workers[:-1])
+        lines.append(f"  Background workers:  pids {general} (all queues)")
+        lines.append(f"  Urgent worker:       pid {workers[-1].pid} (urgent broadcasts only)")
         if summary is not None:
             lines += ["", *summary.lines()]
         lines += ["", "Press Ctrl-C to stop.", ""]
