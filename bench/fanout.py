@@ -543,12 +543,13 @@ def users_path(args: argparse.Namespace, database_url: str, data_dir: Path) -> t
 
 
 def start_profiler(pid: int, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], Path]:
-    """py-spy (via uvx) sampling one worker, collapsed stacks to bench/results/."""
+    """py-spy sampling one worker, collapsed stacks to bench/results/."""
     common.RESULTS.mkdir(parents=True, exist_ok=True)
     out = common.RESULTS / f"fanout-pyspy-{args.registrants}-{os.getpid()}.txt"
-    uvx = shutil.which("uvx") or "uvx"
+    # py-spy on PATH if there is one, else uvx fetches it.
+    spy = [found] if (found := shutil.which("py-spy")) else [shutil.which("uvx") or "uvx", "py-spy"]
     process = subprocess.Popen(
-        [uvx, "py-spy", "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(out), "--threads"],
+        [*spy, "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(out), "--threads", "--gil"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -87,22 +87,29 @@ def deliver_chunk(broadcast_id: int, chunk: int) -> int:
         )
     if claimed:
         broadcast = Broadcast.objects.get(pk=broadcast_id)
-        _send_claimed(broadcast, claim)
+        _send_claimed(broadcast, claim, ids)
         _schedule_retry(broadcast, chunk)
     finish_if_done(broadcast_id)
     return claimed
 
 
-def _send_claimed(broadcast: Broadcast, claim: uuid.UUID) -> None:
+def _send_claimed(broadcast: Broadcast, claim: uuid.UUID, ids: list[int]) -> None:
     # One table at a time, by primary key or index: the planner has no statistics yet for a
     # broadcast written moments ago, and a join could cost a scan of all its rows per chunk.
-    rows = list(Delivery.objects.filter(claim=claim).order_by("email"))
+    # Only the fields a mail needs: timestamps cost more to read than anything else here.
+    rows = list(
+        Delivery.objects.filter(pk__in=ids)
+        .only("broadcast_id", "email", "school_id", "confirmation_token", "round", "attempts")
+        .order_by("email")
+    )
     named = list(
         Recipient.objects.filter(delivery_id__in=[row.pk for row in rows]).values_list(
             "delivery_id", "registrant_id"
         )
     )
-    registrants = Registrant.objects.in_bulk({registrant for _, registrant in named})
+    registrants = Registrant.objects.only(
+        "school_id", "child_name", "child_name_kana", "grade", "class_name"
+    ).in_bulk({registrant for _, registrant in named})
     schools = School.objects.select_related("municipality").in_bulk(
         {row.school_id for row in rows} | {r.school_id for r in registrants.values()}
     )
@@ -129,7 +136,7 @@ def _send_claimed(broadcast: Broadcast, claim: uuid.UUID) -> None:
     for sender in senders:
         sender.start()
     try:
-        _record_as_they_come(claim, results, senders)
+        _record_as_they_come(claim, ids, results, senders)
     except BaseException:
         # Outcomes can no longer be recorded (the database went away): let the senders stop
         # after the mail in hand, as no more should go out unrecorded; the lease hands the
@@ -179,7 +186,7 @@ def _sender(
 
 
 def _record_as_they_come(
-    claim: uuid.UUID, results: queue.Queue[Attempt], senders: list[threading.Thread]
+    claim: uuid.UUID, ids: list[int], results: queue.Queue[Attempt], senders: list[threading.Thread]
 ) -> None:
     batch: list[Attempt] = []
     last_flush = last_heartbeat = time.monotonic()
@@ -196,7 +203,7 @@ def _record_as_they_come(
             batch = []
             last_flush = moment
         if moment - last_heartbeat >= lease / 3:
-            Delivery.objects.filter(claim=claim, status=DeliveryStatus.SENDING).update(
+            Delivery.objects.filter(pk__in=ids, claim=claim, status=DeliveryStatus.SENDING).update(
                 claimed_at=timezone.now()
             )
             last_heartbeat = moment

@@ -90,15 +90,28 @@ class DeliveryStatus(models.TextChoices):
 
 
 OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
+OPEN = Q(status__in=["pending", "sending", "deferred"])
 
 
 class Delivery(models.Model):
-    """One mail of a broadcast to one address, naming every child it is sent for (B5)."""
+    """One mail of a broadcast to one address, naming every child it is sent for (B5).
 
-    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="deliveries")
+    A row is written once and updated twice (claimed, then its outcome) at the rate mail
+    leaves, and each update of an indexed column writes a new entry in every index but those
+    whose condition the row no longer meets. So the indexes are few, and those for the work
+    still to do hold open rows only: an accepted mail is in three (docs/performance.md).
+    """
+
+    # Both found through one_delivery_per_address (broadcast first) or not at all: a school
+    # with mail is never deleted (PROTECT), and the rare check may scan.
+    broadcast = models.ForeignKey(
+        Broadcast, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     chunk = models.PositiveIntegerField()
     email = models.CharField(max_length=254)
-    school = models.ForeignKey(School, on_delete=models.PROTECT, related_name="+")  # the sender (S2)
+    school = models.ForeignKey(  # the sender (S2)
+        School, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     # When the row is (or was) due: set when its chunk is queued or a retry is planned. An open
@@ -110,8 +123,9 @@ class Delivery(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
     reply = models.CharField(max_length=500, blank=True)  # the SMTP server's last word
-    # Room for the read confirmation: one opaque token per mail (the next issue fills it).
-    confirmation_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # The read confirmation's opaque token, one per mail (receipts/confirming.py); NULL, not "",
+    # where there is none, so that the unique constraint lets any number of rows go without.
+    confirmation_token = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     # 0 for the first sending; n while (and after) the row is re-sent by the nth reminder,
     # whose mail says so in its subject.
     round = models.PositiveSmallIntegerField(default=0, db_default=0)  # db_default: the fan-out INSERTs
@@ -122,16 +136,15 @@ class Delivery(models.Model):
         constraints = [
             # One mail per address per broadcast (B5), whatever a retried fan-out does.
             models.UniqueConstraint("broadcast", Lower("email"), name="one_delivery_per_address"),
+            # A constraint rather than unique=True, which would add a second, LIKE-able index.
+            models.UniqueConstraint(fields=["confirmation_token"], name="one_delivery_per_token"),
         ]
         indexes = [
-            models.Index(fields=["broadcast", "chunk", "status"]),
-            models.Index(fields=["broadcast", "status"]),
-            models.Index(fields=["claim"]),
-            models.Index(
-                fields=["status", "next_attempt_at"],
-                name="open_delivery_idx",
-                condition=Q(status__in=["pending", "sending", "deferred"]),
-            ),
+            # A chunk's work (claims, retries, "is anything left?"), per broadcast.
+            models.Index(fields=["broadcast", "chunk"], name="open_delivery_chunk_idx", condition=OPEN),
+            # The sweep: leases run out, mails long overdue.
+            models.Index(fields=["status", "next_attempt_at"], name="open_delivery_idx", condition=OPEN),
+            models.Index(fields=["broadcast"], name="failed_delivery_idx", condition=Q(status="failed")),
         ]
 
     def __str__(self) -> str:
@@ -168,8 +181,13 @@ class AudienceGroup(models.Model):
 class Recipient(models.Model):
     """A registrant a delivery is sent for, and the slot the address sits in."""
 
-    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="recipients")
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="recipients")
+    # Found through the indexes below, which start with them.
+    broadcast = models.ForeignKey(
+        Broadcast, on_delete=models.CASCADE, related_name="recipients", db_index=False
+    )
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="recipients", db_index=False
+    )
     registrant = models.ForeignKey(Registrant, on_delete=models.PROTECT, related_name="+")
     slot = models.PositiveSmallIntegerField()
     group = models.ForeignKey(AudienceGroup, on_delete=models.CASCADE, related_name="+")

@@ -17,6 +17,7 @@ from mimamori.audit import log as audit
 from mimamori.broadcasts import lanes
 from mimamori.broadcasts.models import (
     BODY_MAX,
+    OPEN,
     SUBJECT_MAX,
     Broadcast,
     BroadcastStatus,
@@ -146,19 +147,22 @@ class Progress:
 
 
 def progress(broadcast: Broadcast) -> Progress:
-    """Counts for the console and the API: one grouped query over the broadcast's deliveries."""
+    """Counts for the console and the API, from the indexes of open and failed mails only:
+    whatever is written and neither is sent."""
     counts = Delivery.objects.filter(broadcast=broadcast).aggregate(
-        sent=Count("pk", filter=Q(status=DeliveryStatus.ACCEPTED)),
-        failed=Count("pk", filter=Q(status=DeliveryStatus.FAILED)),
-        written=Count("pk"),
+        open=Count("pk", filter=OPEN), failed=Count("pk", filter=Q(status=DeliveryStatus.FAILED))
     )
     # While the fan-out is still writing (its first chunk may be out already), count what is there.
-    messages = broadcast.message_count if broadcast.fanned_out_at is not None else counts["written"]
+    messages = (
+        broadcast.message_count
+        if broadcast.fanned_out_at is not None
+        else Delivery.objects.filter(broadcast=broadcast).count()
+    )
     return Progress(
         status=broadcast.status,
         registrants=broadcast.registrant_count,
         messages=messages,
-        sent=counts["sent"],
+        sent=messages - counts["open"] - counts["failed"],
         failed=counts["failed"],
-        pending=messages - counts["sent"] - counts["failed"],
+        pending=counts["open"],
     )
