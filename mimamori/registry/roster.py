@@ -252,23 +252,27 @@ def read_roster(school: School, data: bytes, progress: Progress | None = None) -
         result.errors.append(RosterError(error.line, "", str(error)))
         return result
     try:
-        records = list(_records(text))
+        # Counted first for the progress bar, then read one record at a time: keeping every
+        # record's cells as well as the rows made of them doubled the memory a large roster took.
+        count = sum(1 for _record in _records(text))
     except csv.Error as error:
         result.errors.append(RosterError(0, "", _("The file is not a valid CSV file: %s") % error))
         return result
-    if not records:
+    if not count:
         result.errors.append(RosterError(1, "", _("The file is empty: a header row is needed.")))
         return result
-    reader = _Reader(school, records[0][1], result)
+    records = iter(_records(text))
+    _first_line, header = next(records)
+    reader = _Reader(school, header, result)
     if result.errors:
         return result
-    body = records[1:]
-    for done, (line, cells) in enumerate(body, start=1):
+    total = count - 1
+    for done, (line, cells) in enumerate(records, start=1):
         # Excel leaves rows of bare commas after the data; they are not children.
         if any(cell.strip() for cell in cells):
             reader.read(line, cells)
-        if progress and (done % BATCH_SIZE == 0 or done == len(body)):
-            progress(done, len(body))
+        if progress and (done % BATCH_SIZE == 0 or done == total):
+            progress(done, total)
     if not result.errors and not result.rows:
         result.errors.append(RosterError(2, "", _("The file has a header row but no children.")))
     return result
