@@ -53,7 +53,9 @@ class LettersWriter:
     def __init__(self, out: TextIO, count: int) -> None:
         self.out = out
         context = {"letter_count": count, "letters": _LETTERS_MARK}
-        head, _mark, self.tail = render_to_string("registry/letters.html", context).partition(_LETTERS_MARK)
+        head, mark, self.tail = render_to_string("registry/letters.html", context).partition(_LETTERS_MARK)
+        if not mark:
+            raise ValueError("registry/letters.html must show {{ letters }}, where the letters go")
         self._frames: dict[tuple[int, bool], list[str] | None] = {}
         out.write(head)
 
