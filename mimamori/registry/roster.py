@@ -302,6 +302,8 @@ def create_registrants(
                 if progress:
                     progress(start + len(batch), len(rows))
             writer.finish()
+            # Once the outermost transaction (this one, or the command's around it) has
+            # committed; robust: the import stands even if ANALYZE fails.
             transaction.on_commit(refresh_planner_statistics, robust=True)
     except InvalidChild as error:
         # Only a rule the reader does not know about ends up here; report it like the others.
