@@ -91,20 +91,18 @@ class UndecodableRoster(ValueError):
         self.line = line
 
 
-def decode_roster(data: bytes) -> str:
-    """Text of the file; UndecodableRoster when it is neither UTF-8 nor CP932."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        try:
-            return data[3:].decode("utf-8")
-        except UnicodeDecodeError:
-            pass
+def roster_encoding(data: bytes) -> str:
+    """The file's codec; UndecodableRoster when it is neither UTF-8 nor CP932."""
     try:
-        return data.decode("utf-8")
+        data.decode("utf-8")
+        # utf-8-sig reads UTF-8 with or without the BOM that Excel writes first.
+        return "utf-8-sig"
     except UnicodeDecodeError:
         pass
     try:
         # Excel on Japanese Windows saves "CSV" as CP932, a superset of Shift_JIS.
-        return data.decode("cp932")
+        data.decode("cp932")
+        return "cp932"
     except UnicodeDecodeError as error:
         raise UndecodableRoster(
             data[: error.start].count(b"\n") + 1,
@@ -231,9 +229,12 @@ class _Reader:
         )
 
 
-def _records(text: str) -> Iterable[tuple[int, list[str]]]:
-    """(first line number, cells) per CSV record; a quoted cell may span lines."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _records(data: bytes, encoding: str) -> Iterable[tuple[int, list[str]]]:
+    """(first line number, cells) per CSV record; a quoted cell may span lines.
+
+    Decoded as it is read: the whole text and its StringIO took about five times the file's size.
+    """
+    reader = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline=""))
     start = 1
     for cells in reader:
         yield start, cells
@@ -247,21 +248,21 @@ def read_roster(school: School, data: bytes, progress: Progress | None = None) -
         result.errors.append(RosterError(0, "", _("The file is too large (at most 5 MB).")))
         return result
     try:
-        text = decode_roster(data)
+        encoding = roster_encoding(data)
     except UndecodableRoster as error:
         result.errors.append(RosterError(error.line, "", str(error)))
         return result
     try:
         # Counted first for the progress bar, then read one record at a time: keeping every
         # record's cells as well as the rows made of them doubled the memory a large roster took.
-        count = sum(1 for _record in _records(text))
+        count = sum(1 for _record in _records(data, encoding))
     except csv.Error as error:
         result.errors.append(RosterError(0, "", _("The file is not a valid CSV file: %s") % error))
         return result
     if not count:
         result.errors.append(RosterError(1, "", _("The file is empty: a header row is needed.")))
         return result
-    records = iter(_records(text))
+    records = iter(_records(data, encoding))
     _first_line, header = next(records)
     reader = _Reader(school, header, result)
     if result.errors:
