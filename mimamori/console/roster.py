@@ -6,6 +6,7 @@ clear text only in that response, so there is no page to come back to for them l
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from django import forms
@@ -77,7 +78,8 @@ def roster_upload(request: HttpRequest, school_id: int) -> HttpResponse:
     if upload.size > MAX_ROSTER_BYTES:
         too_large = RosterError(0, "", str(_("The file is too large (at most 5 MB).")))
         return _page(request, school, form, [too_large], status=400)
-    roster = import_roster(school, upload.read())
+    letters = io.StringIO()
+    roster = import_roster(school, upload.read(), letters=letters)
     if not roster.ok:
         return _page(request, school, form, roster.errors, status=400)
     # One event per import, not per child: the count says how many were created.
@@ -87,9 +89,9 @@ def roster_upload(request: HttpRequest, school_id: int) -> HttpResponse:
         target=f"school {school.pk}",
         municipality=school.municipality,
         request=request,
-        count=len(roster.enrolments),
+        count=roster.created,
     )
-    return HttpResponse(letters_html(roster.enrolments))
+    return HttpResponse(letters.getvalue())
 
 
 @staff_required
