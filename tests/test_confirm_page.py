@@ -231,3 +231,32 @@ def test_private_headers_on_every_answer(smtp_sink: Sink, settings: Any) -> None
         assert answer["Referrer-Policy"] == "no-referrer"
         assert answer["Cache-Control"] == "no-store"
         assert answer["X-Robots-Tag"] == "noindex"
+
+
+def test_a_fresh_confirmation_is_answered_before_the_rest_of_the_middleware(smtp_sink: Sink) -> None:
+    from django.conf import settings
+    from django.test import RequestFactory
+
+    from mimamori.portal.confirm import ConfirmButtonMiddleware
+
+    school = make_school()
+    registrant = make_registrant(school, ["one@docomo.ne.jp"])
+    send_with_confirmation(school)
+    url = link_in_mail(smtp_sink, "one@docomo.ne.jp")
+    passed_on: list[str] = []
+
+    def rest_of_the_stack(request: Any) -> Any:
+        passed_on.append(f"{request.method} {request.path}")
+        return "the view's answer"
+
+    button = ConfirmButtonMiddleware(rest_of_the_stack)
+    answer = button(RequestFactory().post(url))
+    assert (answer.status_code, answer["Location"]) == (303, f"{url}?done=1")
+    assert answer["Cache-Control"] == "no-store"
+    assert receipts() == [(registrant.pk, Delivery.objects.get().pk)]
+    # Everything else is the view's: pages to draw, nothing recorded twice.
+    for request in (RequestFactory().post(url), RequestFactory().get(url), RequestFactory().post("/c/00/")):
+        assert button(request) == "the view's answer"
+    assert passed_on == [f"POST {url}", f"GET {url}", "POST /c/00/"]
+    assert receipts() == [(registrant.pk, Delivery.objects.get().pk)]
+    assert settings.MIDDLEWARE.index("mimamori.portal.confirm.ConfirmButtonMiddleware") == 1

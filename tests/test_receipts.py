@@ -120,3 +120,29 @@ def test_unknown_tampered_and_expired_tokens(smtp_sink: Sink, settings: Any) -> 
     with pytest.raises(LinkExpired):
         record_confirmation(expired)
     assert not Receipt.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_prepared_confirmation_survives_a_session_that_lost_it(smtp_sink: Sink) -> None:
+    """PostgreSQL plans the confirmation once per connection; behind a pooler that hands the
+    connection's statements to another server session, the statement is not there."""
+    from django.db import connection
+
+    from mimamori.receipts.confirming import confirm_link
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    school = make_school()
+    make_registrant(school, ["one@docomo.ne.jp"])
+    make_registrant(school, ["two@ezweb.ne.jp"])
+    send_with_confirmation(school)
+    first, second = token_in_mail(smtp_sink, "one@docomo.ne.jp"), token_in_mail(smtp_sink, "two@ezweb.ne.jp")
+
+    assert confirm_link(first) is Outcome.CONFIRMED
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE mimamori_confirm")  # as another server session would lack it
+    assert confirm_link(second) is Outcome.CONFIRMED
+    assert confirm_link(second) is Outcome.ALREADY
+    assert confirm_link("f" * 60) is None
+    assert Receipt.objects.count() == 2
+    assert sum(AudienceGroup.objects.values_list("confirmed", flat=True)) == 2

@@ -8,6 +8,7 @@ every link, so only the POST from the 「確認しました」 button records.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -15,7 +16,6 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -85,14 +85,20 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "portal/confirm.html", {**context, "confirmed": confirmed})
 
 
+def _confirmed(request: HttpRequest) -> HttpResponse:
+    # Post/redirect/get: reloading the thank-you page must not ask to resend a form.
+    response = HttpResponseSeeOther(f"{request.path}?done=1")
+    for header, value in PRIVATE_HEADERS.items():
+        response[header] = value
+    return response
+
+
 def _confirm(request: HttpRequest, token: str) -> HttpResponse:
     """The 「確認しました」 button. Its usual answer, a redirect, needs nothing but the token;
     the mail is loaded only when there is a page to show."""
     outcome = confirm_link(token)  # committed when it returns
     if outcome is Outcome.CONFIRMED:
-        # Post/redirect/get: reloading the thank-you page must not ask to resend a form.
-        url = reverse("confirm", kwargs={"token": token})
-        return HttpResponseSeeOther(f"{url}?done=1")
+        return _confirmed(request)
     delivery = find_delivery(token)
     if delivery is None:
         # One page for unknown, malformed and tampered tokens: no hint how close a guess was.
@@ -100,3 +106,28 @@ def _confirm(request: HttpRequest, token: str) -> HttpResponse:
     if outcome is None:  # known, so its link has expired
         return render(request, "portal/confirm_expired.html", _context(delivery), status=410)
     return render(request, "portal/confirm_done.html", {**_context(delivery), "already": True})
+
+
+class ConfirmButtonMiddleware:
+    """Answers the 「確認しました」 POST that confirms a mail before the rest of the middleware.
+
+    That POST is what a whole city sends within minutes of an emergency mail, and none of the
+    middleware after this one has anything to do for it: it carries no session, login or
+    CSRF token (see confirm()), its answer is a redirect without a body in any language, the
+    links stay open during maintenance, and it is no static file. Running them and resolving
+    the URL cost more CPU than recording the confirmation (docs/performance.md). Anything
+    else (a GET, a mail confirmed already, an unknown or expired link) goes on to confirm(),
+    which draws the page; confirm_link is idempotent, so asking it twice changes nothing.
+    Placed right after SecurityMiddleware, whose headers every answer gets.
+    """
+
+    PATH = re.compile(r"/c/([0-9a-f]{40,64})/")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        match = self.PATH.fullmatch(request.path_info) if request.method == "POST" else None
+        if match and confirm_link(match[1]) is Outcome.CONFIRMED:
+            return _confirmed(request)
+        return self.get_response(request)
