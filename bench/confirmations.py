@@ -27,6 +27,7 @@ from typing import Any
 from bench import common
 
 SECRET = "bench-secret-key-not-for-production-0123456789abcdefghij"  # noqa: S105
+SERVERS: dict[int, int] = {}  # port -> pid of the server(): gunicorn's master, or waitress
 SCHOOLS, GRADES, CLASSES = 20, 6, 4
 
 
@@ -88,6 +89,7 @@ def server(
     )
     try:
         common.wait_for_port(port, 30)
+        SERVERS[port] = process.pid
         yield port
     finally:
         process.terminate()
@@ -253,11 +255,36 @@ def warm_up(port: int, workers: int) -> None:
     load(port, [http("GET", "/healthz"), http("GET", "/c/" + "0" * 60 + "/")] * workers * 8, workers)
 
 
+def cpu_split(port: int) -> tuple[float, float, float]:
+    """CPU seconds so far of the web server (its master and workers), of every PostgreSQL
+    process and of this process, which is the load generator."""
+    import resource
+
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return (
+        common.cpu_seconds(SERVERS[port]),
+        sum(common.postgres_cpu_seconds().values()),
+        me.ru_utime + me.ru_stime,
+    )
+
+
 def storm(port: int, broadcast: Any, *, connections: int) -> dict[str, Any]:
     from mimamori.broadcasts.models import Delivery
 
     tokens = list(Delivery.objects.filter(broadcast=broadcast).values_list("confirmation_token", flat=True))
-    result = load(port, [http("POST", f"/c/{token}/") for token in tokens], connections)
+    requests = [http("POST", f"/c/{token}/") for token in tokens]
+    before = cpu_split(port)
+    result = load(port, requests, connections)
+    after = cpu_split(port)
+    # Per confirmation, in ms. PostgreSQL backends that ended during the storm are not counted;
+    # the web workers keep theirs (CONN_MAX_AGE) for the length of a storm.
+    result["cpu_ms"] = dict(
+        zip(
+            ("web", "postgres", "load generator"),
+            (round((b - a) * 1000 / len(tokens), 3) for a, b in zip(before, after, strict=True)),
+            strict=True,
+        )
+    )
     result["confirmations"] = len(tokens)
     result["receipts"], result["confirmed"] = stored(broadcast)
     result["lost"] = len(tokens) - result["receipts"]
@@ -353,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"run {run + 1}: {result['rps']:.0f} confirmations/s"
                 f" (healthz {result['baseline']['rps']:.0f}/s),"
-                f" p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, lost {result['lost']}",
+                f" p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, lost {result['lost']};"
+                f" CPU ms per confirmation {result['cpu_ms']}",
                 flush=True,
             )
 
@@ -371,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         "errors": sum(r["errors"] + r["baseline"]["errors"] for r in runs),
         "lost": sum(r["lost"] for r in runs),
         "counter_mismatch": sum(r["confirmations"] - r["confirmed"] for r in runs),
+        "cpu_ms": {part: common.median([r["cpu_ms"][part] for r in runs]) for part in runs[0]["cpu_ms"]},
     }
     mode = (
         "embedded (SQLite, waitress)"
@@ -400,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"ratio {summary['ratio']:.3f}; errors {summary['errors']}; lost {summary['lost']};"
-        f" counter mismatch {summary['counter_mismatch']}"
+        f" counter mismatch {summary['counter_mismatch']}; CPU ms per confirmation {summary['cpu_ms']}"
     )
     path = common.write_results(
         "confirmations-embedded" if args.embedded else "confirmations",

@@ -255,58 +255,6 @@ def wait_until_polling(workers: list[subprocess.Popen[bytes]], logs: Path, timeo
     raise TimeoutError("workers did not start")
 
 
-def _family(pid: int) -> list[int]:
-    """pid and its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def peak_rss_kb(pid: int) -> int:
-    """VmHWM (peak resident set) of a process and its descendants, summed."""
-    total = 0
-    for member in _family(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-    return total
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its descendants so far."""
-    return _cpu(_family(pid))
-
-
-def _cpu(pids: list[int]) -> float:
-    total = 0
-    for member in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu_seconds() -> dict[int, float]:
-    """CPU time so far of every PostgreSQL process on this machine, by pid (the server is local)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == "postgres":
-                    found[int(entry.name)] = _cpu([int(entry.name)])
-    return found
-
-
 def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
     for process in workers:
         process.send_signal(signal.SIGTERM)
@@ -381,8 +329,9 @@ class Meter:
         self.before = self._read()
 
     def _read(self) -> tuple[float, float, dict[int, float], float]:
-        web = _cpu([self.web]) if self.web else 0.0
-        return (sum(_cpu([pid]) for pid in self.workers), web, postgres_cpu_seconds(), _cpu([self.sink]))
+        web = common.cpu_of([self.web]) if self.web else 0.0
+        workers = sum(common.cpu_of([pid]) for pid in self.workers)
+        return (workers, web, common.postgres_cpu_seconds(), common.cpu_of([self.sink]))
 
     def spent(self) -> tuple[float, float, float, float]:
         workers, web, postgres, sink = self._read()
@@ -409,7 +358,7 @@ def measure(
     from mimamori.broadcasts.models import Broadcast, Delivery, DeliveryStatus
 
     finished = wait_until_sent(broadcast_id, timeout)
-    peaks = [peak_rss_kb(pid) for pid in workers]
+    peaks = [common.peak_rss_kb(pid) for pid in workers]
     worker_cpu, web_cpu, postgres_cpu, sink_cpu = meter.spent()
     counted = sink.count() - sink_before
     broadcast = Broadcast.objects.get(pk=broadcast_id)

@@ -56,3 +56,12 @@ def test_an_address_that_is_not_ascii_fails_for_good(sink: Sink) -> None:
         fine = session.send("school@city.jp", "fine@au.com", MESSAGE)
     assert reply.outcome is Outcome.PERMANENT
     assert fine.outcome is Outcome.ACCEPTED
+
+
+def test_an_address_with_a_line_break_fails_for_good_and_sends_no_command(sink: Sink) -> None:
+    with SmtpSession() as session:
+        reply = session.send("school@city.jp", "a@au.com>\r\nRCPT TO:<b@au.com", MESSAGE)
+        fine = session.send("school@city.jp", "fine@au.com", MESSAGE)
+    assert (reply.outcome, reply.text) == (Outcome.PERMANENT, "line break in address")
+    assert fine.outcome is Outcome.ACCEPTED
+    assert sink.copies() == {"fine@au.com": 1}

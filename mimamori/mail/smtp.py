@@ -44,6 +44,17 @@ def _reply(code: int, message: bytes | str) -> Reply:
     return Reply(Outcome.PERMANENT, text)
 
 
+class UnsendableAddress(ValueError):
+    pass
+
+
+def _path(address: str) -> str:
+    """An address as an SMTP path (RFC 5321 §4.1.2)."""
+    if "\r" in address or "\n" in address:
+        raise UnsendableAddress(address)  # a line break would end the command and start another
+    return f"<{address}>"
+
+
 def _dot_terminated(message: bytes) -> bytes:
     """The message as the DATA phase carries it: leading dots doubled, ended by CRLF . CRLF."""
     content = LEADING_DOT.sub(b"..", message)  # RFC 5321 §4.5.2, as smtplib.SMTP.data() does
@@ -100,6 +111,8 @@ class SmtpSession:
     def send(self, sender: str, recipient: str, message: bytes) -> Reply:
         """Offer one message for one recipient; never raises for what the server or network does."""
         try:
+            for address in (sender, recipient):
+                _path(address)  # an address that cannot be sent is refused before anything is
             if self.connection is None:
                 self.connection = self._open()
             connection = self.connection
@@ -120,16 +133,19 @@ class SmtpSession:
         except (TimeoutError, smtplib.SMTPException, OSError) as error:
             self._drop()
             return Reply(Outcome.TEMPORARY, f"connection: {error or type(error).__name__}"[:500])
-        except UnicodeEncodeError:
-            # Addresses are checked to be ASCII when they are registered (S8); one that is not
-            # cannot be written in a plain SMTP envelope, now or later.
+        except (UnicodeEncodeError, ValueError) as error:
+            # Addresses are checked when they are registered (S8); one that is not ASCII, or
+            # holds a line break (UnsendableAddress here, ValueError in smtplib's lock-step
+            # commands), cannot be written in an SMTP envelope, now or later.
             self.close()
-            return Reply(Outcome.PERMANENT, "address is not ASCII")
+            unicode = isinstance(error, UnicodeEncodeError)
+            return Reply(Outcome.PERMANENT, "address is not ASCII" if unicode else "line break in address")
 
     def _send_pipelined(self, connection: smtplib.SMTP, sender: str, recipient: str, message: bytes) -> Reply:
-        envelope = (
-            f"MAIL FROM:{smtplib.quoteaddr(sender)}\r\nRCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n"
-        )
+        # The addresses were checked when they were registered (S8) and the senders are built
+        # from checked parts, so they go in as they are: smtplib.quoteaddr parses each one
+        # again, a tenth of a worker's CPU per mail.
+        envelope = f"MAIL FROM:{_path(sender)}\r\nRCPT TO:{_path(recipient)}\r\nDATA\r\n"
         connection.send(envelope.encode("ascii"))
         replies: list[tuple[int, bytes]] = []
         for _ in range(3):
