@@ -112,7 +112,7 @@ class SmtpSession:
         """Offer one message for one recipient; never raises for what the server or network does."""
         try:
             for address in (sender, recipient):
-                _path(address)  # an address that cannot be sent is refused before anything is
+                _path(address)  # refused before anything goes out
             if self.connection is None:
                 self.connection = self._open()
             connection = self.connection
