@@ -152,9 +152,13 @@ class Delivery(models.Model):
 
     @property
     def message_id(self) -> str:
+        return self.message_id_of(self.broadcast_id, self.pk, self.school.municipality.mail_domain)
+
+    @staticmethod
+    def message_id_of(broadcast_id: int, delivery_id: int, domain: str) -> str:
         """The Message-ID header, the same on every attempt: a copy sent twice after a crash
         carries the same ID, which lets mail clients and relays drop the repeat."""
-        return f"<broadcast{self.broadcast_id}.{self.pk}@{self.school.municipality.mail_domain}>"
+        return f"<broadcast{broadcast_id}.{delivery_id}@{domain}>"
 
 
 class AudienceGroup(models.Model):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from email import base64mime
 from email.charset import BASE64, Charset
 from email.headerregistry import Address as HeaderAddress
@@ -29,6 +30,19 @@ if TYPE_CHECKING:
 # (Django would pick 8bit for short lines.)
 SEVEN_BIT_UTF8 = Charset("utf-8")
 SEVEN_BIT_UTF8.body_encoding = BASE64
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child a broadcast names, as a chunk reads it (a Registrant has the same attributes)."""
+
+    school: School
+    grade: int
+    class_name: str
+    child_name: str
+
+
+Children = Sequence[Registrant | Child]
 
 
 def school_sender(school: School) -> str:
@@ -84,7 +98,7 @@ def broadcast(
     subject: str,
     body: str,
     urgent: bool,
-    children: Sequence[Registrant],
+    children: Children,
     message_id: str,
     confirmation_url: str | None = None,
     reminder: bool = False,
@@ -104,7 +118,7 @@ def broadcast(
     )
 
 
-def child_line(child: Registrant) -> str:
+def child_line(child: Registrant | Child) -> str:
     """How a broadcast names a child it is sent for: 北小学校 3年1組 見守 太郎 さん."""
     return f"{child.school.name} {child.grade}年{child.class_name}組 {child.child_name} さん"
 
@@ -164,7 +178,7 @@ class BroadcastMail:
         *,
         school: School,
         to: str,
-        children: Sequence[Registrant],
+        children: Children,
         message_id: str,
         confirmation_url: str | None = None,
         reminder: bool = False,
@@ -196,9 +210,7 @@ class BroadcastMail:
             self._heads[key] = self._learn(content, to, message_id, str(mail.body))
         return content
 
-    def _body(
-        self, school: School, children: Sequence[Registrant], confirmation_url: str | None, reminder: bool
-    ) -> str:
+    def _body(self, school: School, children: Children, confirmation_url: str | None, reminder: bool) -> str:
         """The text, from a frame rendered once per school and kind with the children's lines
         and the link left open, when the frame proved to give exactly what the template does."""
         key = (school.pk, reminder, confirmation_url is not None)
@@ -217,7 +229,7 @@ class BroadcastMail:
             return render_to_string("mail/broadcast_body.txt", context)
 
     def _learn_frame(
-        self, school: School, children: Sequence[Registrant], confirmation_url: str | None, reminder: bool
+        self, school: School, children: Children, confirmation_url: str | None, reminder: bool
     ) -> tuple[str, str, str] | None:
         url = _URL_MARK if confirmation_url is not None else None
         text = self._render(school, [_CHILDREN_MARK], url, reminder)
@@ -230,9 +242,7 @@ class BroadcastMail:
         return frame if self._fill(frame, children, confirmation_url) == expected else None
 
     @staticmethod
-    def _fill(
-        frame: tuple[str, str, str], children: Sequence[Registrant], confirmation_url: str | None
-    ) -> str:
+    def _fill(frame: tuple[str, str, str], children: Children, confirmation_url: str | None) -> str:
         before, middle, after = frame
         lines = "".join(child_line(child) + "\n" for child in children)
         return before + lines + middle + (confirmation_url or "") + after
