@@ -434,3 +434,37 @@ def test_the_classes_are_counted_while_the_rest_is_written(
     groups = AudienceGroup.objects.filter(broadcast=broadcast)
     assert dict(groups.values_list("grade", "registrants")) == {1: 3, 2: 2}
     assert groups.aggregate(n=Sum("registrants"))["n"] == 5
+
+
+@pytest.mark.django_db(transaction=True)  # the statistics count committed rows
+def test_a_fan_out_first_analyzes_registry_tables_whose_statistics_are_out_of_date(settings: Any) -> None:
+    """Rows a roster import (or a restore) wrote that the statistics do not know of yet make
+    the fan-out read the whole audience for every slice (docs/performance.md)."""
+    from django.db import connection
+
+    from mimamori.broadcasts import fanout
+    from tests.test_engines import bulk_registrants
+
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        pytest.skip("PostgreSQL's planner statistics")
+
+    def last_analyzed() -> dict[str, Any]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT relname, COALESCE(last_analyze, last_autoanalyze) FROM pg_stat_user_tables"
+                " WHERE relname IN ('registry_address', 'registry_registrant')"
+            )
+            return dict(cursor.fetchall())
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE registry_address, registry_registrant")  # of empty tables
+    before = last_analyzed()
+    bulk_registrants(make_school(), 1500, "stale")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")  # the counts, at this transaction's end
+    fanout._plan_with_fresh_statistics()
+    after = last_analyzed()
+    assert all(after[table] > before[table] for table in before), (before, after)
+
+    fanout._plan_with_fresh_statistics()  # now they are up to date: nothing to do
+    assert last_analyzed() == after
