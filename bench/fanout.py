@@ -62,6 +62,7 @@ class Run:
     kind: str  # "urgent" or "normal"
     registrants: int
     messages: int
+    failed: int
     first_s: float
     last_s: float
     fan_out_s: float
@@ -374,12 +375,17 @@ def measure(
     first = (times["first"] - broadcast.send_requested_at).total_seconds()
     last = (times["last"] - broadcast.send_requested_at).total_seconds()
     messages = broadcast.message_count
+    failed = Delivery.objects.filter(broadcast_id=broadcast_id, status=DeliveryStatus.FAILED)
+    if failed.exists() or counted != messages:
+        replies = list(failed.values_list("reply", flat=True).distinct()[:5])
+        print(f"warning: sink counted {counted} of {messages}; {failed.count()} failed: {replies}")
     base = baseline(messages, sessions, size)
     rate, base_rate = messages / last, messages / base
     return Run(
         kind=kind,
         registrants=broadcast.registrant_count,
         messages=messages,
+        failed=failed.count(),
         first_s=round(first, 3),
         last_s=round(last, 3),
         # fanned_out_at is stamped when the last slice has been written.
@@ -485,6 +491,8 @@ def users_path(args: argparse.Namespace, database_url: str, data_dir: Path) -> t
                     stop_profiler(profiler)
     finally:
         sink.stop()
+        if os.environ.get("BENCH_KEEP_LOG"):
+            shutil.copy(data_dir / "run.log", os.environ["BENCH_KEEP_LOG"])
     return runs, imports
 
 
@@ -600,6 +608,7 @@ def report(args: argparse.Namespace, runs: list[Run], size: int, imports: list[A
         ("fan-out done s", "fan_out_s"),
         ("msg/s", "msgs_per_s"),
         ("sink", "sink_counted"),
+        ("failed", "failed"),
         ("worker RSS MB", "worker_peak_rss_mb"),
         ("CPU ms/msg workers", "worker_cpu_ms_per_msg"),
         ("web", "web_cpu_ms_per_msg"),

@@ -468,3 +468,36 @@ def test_a_fan_out_first_analyzes_registry_tables_whose_statistics_are_out_of_da
 
     fanout._plan_with_fresh_statistics()  # now they are up to date: nothing to do
     assert last_analyzed() == after
+
+
+def test_a_broadcast_is_called_sent_in_one_statement_that_sees_its_last_slice(
+    smtp_sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked and marked on one snapshot: with two statements, a slice that committed between
+    them (rows and "fanned out" together) got its broadcast called sent undelivered."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from mimamori.broadcasts import fanout
+    from mimamori.broadcasts.delivery import deliver_chunk, finish_if_done
+
+    small_slices(monkeypatch, 2)
+    school = make_school()
+    staff = make_staff(Role.SCHOOL, school=school)
+    for n in range(4):
+        make_registrant(school, [f"b{n}@docomo.ne.jp"])
+    broadcast = sending_to_all(staff)
+    _lose_queued_work()
+    assert fanout.fan_out(broadcast.pk) == 2  # chunk 0
+    deliver_chunk(broadcast.pk, 0)  # delivered before the rest is written
+    assert fanout.fan_out(broadcast.pk, 1) == 2  # the last slice, chunk 1, still open
+    assert fanout.fan_out(broadcast.pk, 2) == 0  # nothing left: fanned out
+    assert not finish_if_done(broadcast.pk)
+    deliver_chunk(broadcast.pk, 1)
+    broadcast.refresh_from_db()
+    assert broadcast.status == BroadcastStatus.SENT
+    Broadcast.objects.filter(pk=broadcast.pk).update(status=BroadcastStatus.SENDING)
+    with CaptureQueriesContext(connection) as queries:
+        assert finish_if_done(broadcast.pk)
+    assert len(queries) == 1  # nothing can commit between looking and marking
+    assert smtp_sink.copies() == {f"b{n}@docomo.ne.jp": 1 for n in range(4)}

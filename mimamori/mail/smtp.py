@@ -133,10 +133,9 @@ class SmtpSession:
         except (TimeoutError, smtplib.SMTPException, OSError) as error:
             self._drop()
             return Reply(Outcome.TEMPORARY, f"connection: {error or type(error).__name__}"[:500])
-        except (UnicodeEncodeError, ValueError) as error:
+        except (UnicodeEncodeError, UnsendableAddress) as error:
             # Addresses are checked when they are registered (S8); one that is not ASCII, or
-            # holds a line break (UnsendableAddress here, ValueError in smtplib's lock-step
-            # commands), cannot be written in an SMTP envelope, now or later.
+            # holds a line break, cannot be written in an SMTP envelope, now or later.
             self.close()
             unicode = isinstance(error, UnicodeEncodeError)
             return Reply(Outcome.PERMANENT, "address is not ASCII" if unicode else "line break in address")
