@@ -25,6 +25,7 @@ had written everything, msg/s over send-to-last, what the sink counted, each wor
 process and of the sink. Baseline in the same run: Postfix's smtp-source sending as many
 messages of the same size to a fresh sink with as many parallel, reused sessions (-d, -s
 workers × MIMAMORI_SMTP_CONNECTIONS); ratio = our msg/s ÷ smtp-source's.
+BENCH_KEEP_LOG=FILE keeps `mimamori run`'s log of the users' path (workers included) in FILE.
 """
 
 from __future__ import annotations
