@@ -90,7 +90,7 @@ class DeliveryStatus(models.TextChoices):
 
 
 OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
-OPEN = Q(status__in=["pending", "sending", "deferred"])
+OPEN = Q(status__in=[status.value for status in OPEN_STATUSES])
 
 
 class Delivery(models.Model):
