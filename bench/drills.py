@@ -493,7 +493,7 @@ def can_restart_rabbitmq() -> bool:
 
 
 def delete_queues(broker: str, prefix: str) -> None:
-    from mimamori import celery
+    from mimamori.tasking import celery
 
     app = celery._app(broker, prefix)
     try:

@@ -162,21 +162,20 @@ def reset_broadcasts() -> None:
 
 def sample_mail_size() -> int:
     """Bytes of one broadcast mail as the workers build it (one child, a confirmation link)."""
-    from mimamori.mail import messages
-    from mimamori.receipts.confirming import confirmation_url
+    from mimamori.broadcasts import mails
     from mimamori.registry.models import Registrant
 
     registrant = Registrant.objects.select_related("school__municipality").first()
     assert registrant is not None
-    mail = messages.broadcast(
+    mail = mails.broadcast(
         school=registrant.school,
         to="guardian1@example.jp",
         subject=SUBJECT,
         body=BODY,
         urgent=True,
         children=[registrant],
-        message_id=messages.new_message_id(registrant.school),
-        confirmation_url=confirmation_url("0" * 60),
+        message_id=mails.new_message_id(registrant.school),
+        confirmation_url=mails.confirmation_url("0" * 60),
     )
     return len(mail.message().as_bytes(linesep="\r\n"))
 

@@ -251,7 +251,7 @@ MIMAMORI_DELIVERY_LEASE_SECONDS = env.integer("MIMAMORI_DELIVERY_LEASE_SECONDS",
 # Distributed mode (docs/operations.md): broker queue names get this prefix, so several
 # installations (or test runs) can share one RabbitMQ or Redis without taking each other's work.
 MIMAMORI_QUEUE_PREFIX = env.string("MIMAMORI_QUEUE_PREFIX", "") or ""
-# Every worker runs the sweep (mimamori/broadcasts/sweep.py) this often; 0 turns it off.
+# Every worker runs the sweep (mimamori/tasking/sweep.py) this often; 0 turns it off.
 MIMAMORI_SWEEP_SECONDS = env.integer("MIMAMORI_SWEEP_SECONDS", 5)
 MIMAMORI_REQUEUE_AFTER_SECONDS = env.integer("MIMAMORI_REQUEUE_AFTER_SECONDS", 15 * 60)
 # Read confirmation: how long a mail's confirmation link works (issue 4).

@@ -209,7 +209,7 @@ def test_an_empty_audience_is_sent_at_once(smtp_sink: Sink) -> None:
 
 
 def test_each_staff_member_sees_only_broadcasts_wholly_in_scope() -> None:
-    from mimamori.accounts.access import broadcasts_for
+    from mimamori.broadcasts.access import broadcasts_for
 
     city = make_municipality()
     school, sibling_school = make_school(city), make_school(city)
@@ -261,7 +261,7 @@ def test_the_sweep_requeues_a_chunk_whose_task_was_lost(smtp_sink: Sink, setting
     from django.utils import timezone
 
     from mimamori.broadcasts.fanout import fan_out
-    from mimamori.broadcasts.sweep import sweep
+    from mimamori.tasking.sweep import sweep
 
     school = make_school()
     make_registrant(school, ["lost@docomo.ne.jp"])
@@ -287,7 +287,7 @@ def test_the_sweep_takes_back_rows_of_a_dead_worker(smtp_sink: Sink, settings: A
     from django.utils import timezone
 
     from mimamori.broadcasts.fanout import fan_out
-    from mimamori.broadcasts.sweep import sweep
+    from mimamori.tasking.sweep import sweep
 
     school = make_school()
     make_registrant(school, ["held@docomo.ne.jp"])

@@ -16,7 +16,6 @@ from mimamori.accounts.models import Role, User
 from mimamori.audit.models import AuditEvent
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.models import AudienceGroup, Broadcast, Delivery
-from mimamori.broadcasts.sweep import sweep
 from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.receipts.confirming import find_delivery, record_confirmation
 from mimamori.receipts.models import Receipt
@@ -31,6 +30,7 @@ from mimamori.registry.models import (
 )
 from mimamori.registry.registrants import find_first_login
 from mimamori.registry.retention import ERASED_NAME, erase_expired
+from mimamori.tasking.sweep import sweep
 from tests.cast import PASSWORD, make_municipality, make_registrant, make_school, make_staff
 from tests.mailsink import Sink
 from tests.tasks import run_queued_tasks

@@ -146,7 +146,7 @@ def _reachable(url: str) -> bool:
 
 
 def _delete_queues(broker: str, prefix: str) -> None:
-    from mimamori import celery
+    from mimamori.tasking import celery
 
     app = celery._app(broker, prefix)
     with app.connection_for_write() as connection:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mimamori.mail import messages
+from mimamori.broadcasts import mails as messages
 from tests.cast import make_municipality, make_registrant, make_school
 
 pytestmark = pytest.mark.django_db

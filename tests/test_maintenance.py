@@ -24,7 +24,6 @@ from mimamori.accounts.models import Role, User
 from mimamori.audit.models import AuditEvent
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.models import Broadcast, BroadcastKind, BroadcastStatus
-from mimamori.broadcasts.sweep import sweep
 from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.maintenance import windows
 from mimamori.maintenance.models import MaintenanceNotice, MaintenanceWindow
@@ -32,6 +31,7 @@ from mimamori.maintenance.notices import due_notices
 from mimamori.receipts.models import Receipt
 from mimamori.registry.models import Municipality, Registrant, School
 from mimamori.registry.registrants import deregister
+from mimamori.tasking.sweep import sweep
 from tests.cast import make_municipality, make_registrant, make_school, make_staff
 from tests.mailsink import Sink
 from tests.tasks import run_until_quiet

@@ -15,13 +15,13 @@ from django.utils import timezone
 from mimamori.accounts.models import Role, User
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.models import Broadcast, BroadcastStatus, Delivery
-from mimamori.broadcasts.sweep import sweep
 from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.receipts.confirming import find_delivery, record_confirmation
 from mimamori.receipts.models import Reminder
 from mimamori.receipts.reminders import ReminderRefused, send_reminder
 from mimamori.registry.models import Address, School
 from mimamori.registry.registrants import deregister
+from mimamori.tasking.sweep import sweep
 from tests.cast import make_municipality, make_registrant, make_school, make_staff
 from tests.mailsink import Sink
 from tests.tasks import run_until_quiet

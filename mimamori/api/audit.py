@@ -16,11 +16,11 @@ from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 from ninja.pagination import LimitOffsetPagination, paginate
 
-from mimamori.accounts import access
+from mimamori.accounts.access import audit_events_for, can_read_audit_log
 from mimamori.api.auth import staff_of
 from mimamori.api.schemas import Error, LocalTime
 from mimamori.audit.models import AuditEvent
-from mimamori.console.audit import search
+from mimamori.audit.search import search
 
 router = Router(tags=["audit"])
 
@@ -56,7 +56,7 @@ class AuditFilter(Schema):
 @paginate(LimitOffsetPagination)
 def list_audit_events(request: HttpRequest, filters: Query[AuditFilter]) -> QuerySet[AuditEvent]:
     user = staff_of(request)
-    if not access.can_read_audit_log(user):
+    if not can_read_audit_log(user):
         raise HttpError(403, _("Only the support centre and municipalities can read the audit log."))
     wanted = {name: value for name, value in filters.dict().items() if value not in (None, "")}
-    return search(access.audit_events_for(user), wanted).select_related("municipality").order_by("-at", "-pk")
+    return search(audit_events_for(user), wanted).select_related("municipality").order_by("-at", "-pk")

@@ -17,12 +17,12 @@ from ninja.errors import HttpError
 from ninja.errors import ValidationError as RequestValidationError
 from ninja.pagination import LimitOffsetPagination, paginate
 
-from mimamori.accounts import access
 from mimamori.api.auth import staff_of
 from mimamori.api.schemas import Error, LocalTime
-from mimamori.broadcasts import sending, targeting
+from mimamori.broadcasts import access, sending, targeting
 from mimamori.broadcasts.models import Broadcast, Delivery, DeliveryStatus
 from mimamori.receipts import statistics
+from mimamori.registry.access import schools_for
 
 router = Router(tags=["broadcasts"])
 
@@ -237,7 +237,7 @@ def list_receipts(request: HttpRequest, broadcast_id: int) -> QuerySet[Any, Any]
     """Every registrant the broadcast reached, by school, grade, class and name."""
     user = staff_of(request)
     broadcast = access.get_broadcast(user, broadcast_id)
-    return statistics.with_confirmed_at(statistics.targeted(broadcast, access.schools_for(user)), broadcast)
+    return statistics.with_confirmed_at(statistics.targeted(broadcast, schools_for(user)), broadcast)
 
 
 @router.post("/broadcasts/{broadcast_id}/retry", response={200: RetryOut, **ERRORS})

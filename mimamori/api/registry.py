@@ -12,7 +12,6 @@ from ninja import Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.pagination import LimitOffsetPagination, paginate
 
-from mimamori.accounts import access
 from mimamori.api.auth import staff_of
 from mimamori.api.schemas import (
     Enrolled,
@@ -28,9 +27,10 @@ from mimamori.api.schemas import (
     ServiceSettings,
 )
 from mimamori.audit import log as audit
+from mimamori.registry import access
 from mimamori.registry.addresses import set_addresses
 from mimamori.registry.models import Municipality, Registrant, School
-from mimamori.registry.registrants import deregister, enrol
+from mimamori.registry.registrants import deregister, enrol, registrant_target
 
 router = Router()
 
@@ -112,7 +112,7 @@ def create_registrant(request: HttpRequest, data: RegistrantIn) -> Status[Enroll
     audit.record(
         "registrant.created",
         actor=user,
-        target=audit.registrant_target(enrolment.registrant),
+        target=registrant_target(enrolment.registrant),
         municipality=school.municipality,
         request=request,
         school=school.pk,
@@ -168,7 +168,7 @@ def _audit_change(request: HttpRequest, registrant: Registrant, action: str, **d
     audit.record(
         action,
         actor=staff_of(request),
-        target=audit.registrant_target(registrant),
+        target=registrant_target(registrant),
         municipality=registrant.school.municipality,
         request=request,
         **details,

@@ -10,9 +10,9 @@ from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
-from mimamori.accounts import access
 from mimamori.api.auth import staff_of
 from mimamori.api.schemas import Error, LocalTime
+from mimamori.broadcasts.access import get_broadcast
 from mimamori.receipts.models import Reminder
 from mimamori.receipts.reminders import ReminderRefused, send_reminder
 
@@ -45,7 +45,7 @@ class ReminderOut(Schema):
 @router.post("/broadcasts/{broadcast_id}/reminders", response={202: ReminderSent, **ERRORS})
 def send_broadcast_reminder(request: HttpRequest, broadcast_id: int) -> Status[ReminderSent]:
     user = staff_of(request)
-    broadcast = access.get_broadcast(user, broadcast_id)
+    broadcast = get_broadcast(user, broadcast_id)
     try:
         count = send_reminder(broadcast, user)
     except ReminderRefused as refusal:
@@ -55,5 +55,5 @@ def send_broadcast_reminder(request: HttpRequest, broadcast_id: int) -> Status[R
 
 @router.get("/broadcasts/{broadcast_id}/reminders", response={200: list[ReminderOut], **ERRORS})
 def list_broadcast_reminders(request: HttpRequest, broadcast_id: int) -> list[Reminder]:
-    broadcast = access.get_broadcast(staff_of(request), broadcast_id)
+    broadcast = get_broadcast(staff_of(request), broadcast_id)
     return list(Reminder.objects.filter(broadcast=broadcast).select_related("created_by").order_by("number"))

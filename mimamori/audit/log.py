@@ -1,20 +1,20 @@
-"""record(): the one way to write the audit log."""
+"""record(): the one way to write the audit log.
+
+The log sits below every app that writes to it and knows none of them: the caller names the
+target (a short description such as "broadcast 12") and the municipality the event belongs to.
+"""
 
 from __future__ import annotations
 
 import getpass
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 
 from mimamori.audit.models import AuditEvent
-from mimamori.registry.models import Municipality
-
-if TYPE_CHECKING:
-    from mimamori.broadcasts.models import Broadcast
-    from mimamori.registry.models import Registrant
 
 # The request being answered, so that verbs deep below a view (a reminder, an address
 # change) record the client address without every signature carrying the request.
@@ -49,11 +49,12 @@ def record(
     actor: Any = None,
     actor_name: str = "",
     target: str = "",
-    municipality: Municipality | int | None = None,
+    municipality: Model | int | None = None,
     request: HttpRequest | None = None,
     **details: Any,
 ) -> AuditEvent:
-    """Append one event. ``actor`` is a User (or None for the system); ``details`` is JSON."""
+    """Append one event. ``actor`` is a User (or None for the system); ``municipality`` a
+    Municipality or its id (by default the actor's own); ``details`` is JSON."""
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
     name = actor_name or (actor.get_username() if actor is not None else "")
@@ -61,7 +62,7 @@ def record(
         municipality = getattr(actor, "municipality", None) or getattr(
             getattr(actor, "school", None), "municipality", None
         )
-    municipality_id = municipality.pk if isinstance(municipality, Municipality) else municipality
+    municipality_id = municipality.pk if isinstance(municipality, Model) else municipality
     return AuditEvent.objects.create(
         action=action,
         actor=actor,
@@ -71,20 +72,6 @@ def record(
         ip_address=client_address(request),
         details=details,
     )
-
-
-def broadcast_municipality(broadcast: Broadcast) -> Municipality | None:
-    """The one municipality a broadcast reaches; None (centre only) when it spans several."""
-    from mimamori.broadcasts.targeting import target_schools
-
-    cities = {school.municipality for school in target_schools(broadcast)}
-    return cities.pop() if len(cities) == 1 else None
-
-
-def registrant_target(registrant: Registrant) -> str:
-    # The login ID, never the child's name or an address: the log outlives the erasure of
-    # a deregistered registrant's personal data.
-    return f"registrant {registrant.pk} ({registrant.account.username})"
 
 
 def command_actor() -> str:

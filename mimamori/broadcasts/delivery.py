@@ -25,6 +25,7 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from mimamori.broadcasts import lanes
+from mimamori.broadcasts import mails as broadcast_mails
 from mimamori.broadcasts.models import (
     OPEN_STATUSES,
     Broadcast,
@@ -33,9 +34,7 @@ from mimamori.broadcasts.models import (
     DeliveryStatus,
     Recipient,
 )
-from mimamori.mail import messages
 from mimamori.mail.smtp import Outcome, Reply, SmtpSession
-from mimamori.receipts.confirming import confirmation_url
 from mimamori.registry.models import School
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class Mail:
     round: int
     attempts: int
     message_id: str
-    children: list[messages.Child] = field(default_factory=list)
+    children: list[broadcast_mails.Child] = field(default_factory=list)
 
 
 @dataclass
@@ -149,7 +148,7 @@ def _mails(broadcast_id: int, claimed: list[tuple[Any, ...]]) -> list[Mail]:
         mails[pk] = Mail(pk, email, school, token, round_, attempts, message_id)
     # In the order the mail lists them: by grade, class and the reading of the name.
     for delivery_id, school_id, grade, class_name, _kana, name in sorted(named, key=lambda n: n[2:5]):
-        mails[delivery_id].children.append(messages.Child(schools[school_id], grade, class_name, name))
+        mails[delivery_id].children.append(broadcast_mails.Child(schools[school_id], grade, class_name, name))
     return sorted(mails.values(), key=lambda mail: mail.email)
 
 
@@ -159,7 +158,9 @@ def _send_claimed(broadcast: Broadcast, claim: uuid.UUID, rows: list[Mail]) -> N
         work.put(row)
     results: queue.Queue[Attempt] = queue.Queue()
     # One builder for the chunk: it learns each school's header block once (see BroadcastMail).
-    mails = messages.BroadcastMail(subject=broadcast.subject, body=broadcast.body, urgent=broadcast.urgent)
+    mails = broadcast_mails.BroadcastMail(
+        subject=broadcast.subject, body=broadcast.body, urgent=broadcast.urgent
+    )
     senders = [
         threading.Thread(target=_sender, args=(mails, work, results), daemon=True)
         for _ in range(min(settings.MIMAMORI_SMTP_CONNECTIONS, len(rows)))
@@ -184,7 +185,9 @@ def _drain(work: queue.Queue[Mail]) -> None:
             return
 
 
-def _sender(mails: messages.BroadcastMail, work: queue.Queue[Mail], results: queue.Queue[Attempt]) -> None:
+def _sender(
+    mails: broadcast_mails.BroadcastMail, work: queue.Queue[Mail], results: queue.Queue[Attempt]
+) -> None:
     with SmtpSession() as session:
         while True:
             try:
@@ -197,7 +200,7 @@ def _sender(mails: messages.BroadcastMail, work: queue.Queue[Mail], results: que
                     to=row.email,
                     children=row.children,
                     message_id=row.message_id,
-                    confirmation_url=confirmation_url(row.confirmation_token)
+                    confirmation_url=broadcast_mails.confirmation_url(row.confirmation_token)
                     if row.confirmation_token
                     else None,
                     reminder=row.round > 0,

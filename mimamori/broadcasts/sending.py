@@ -24,7 +24,7 @@ from mimamori.broadcasts.models import (
     Delivery,
     DeliveryStatus,
 )
-from mimamori.broadcasts.targeting import Scope, save_scope, target_schools
+from mimamori.broadcasts.targeting import Scope, broadcast_municipality, save_scope, target_schools
 
 REMINDER_MINUTES_MAX = 7 * 24 * 60
 
@@ -108,7 +108,7 @@ def send(broadcast: Broadcast, by: User | None = None) -> bool:
                 "broadcast.sent",
                 actor=by,
                 target=f"broadcast {broadcast.pk}",
-                municipality=audit.broadcast_municipality(broadcast),
+                municipality=broadcast_municipality(broadcast),
                 subject=broadcast.subject,
                 urgent=broadcast.urgent,
             )
@@ -130,7 +130,7 @@ def retry_failed(broadcast: Broadcast, by: User | None = None) -> int:
                 "broadcast.retried",
                 actor=by,
                 target=f"broadcast {broadcast.pk}",
-                municipality=audit.broadcast_municipality(broadcast),
+                municipality=broadcast_municipality(broadcast),
                 messages=count,
             )
     return count

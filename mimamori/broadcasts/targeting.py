@@ -14,9 +14,9 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils.translation import gettext as _
 
-from mimamori.accounts import access
 from mimamori.accounts.models import User
 from mimamori.broadcasts.models import Broadcast, BroadcastKind
+from mimamori.registry.access import municipalities_for, schools_for
 from mimamori.registry.models import Address, Municipality, RegistrantStatus, School
 
 
@@ -46,11 +46,11 @@ def resolve_scope(
     class_list = sorted({c.strip() for c in classes if c.strip()})
     errors: dict[str, str] = {}
 
-    allowed_municipalities = access.municipalities_for(user)
+    allowed_municipalities = municipalities_for(user)
     municipalities = list(allowed_municipalities.filter(code__in=codes))
     if len(municipalities) != len(codes):
         errors["municipalities"] = _("You can only send to municipalities in your own scope.")
-    schools = list(access.schools_for(user).filter(pk__in=ids))
+    schools = list(schools_for(user).filter(pk__in=ids))
     if len(schools) != len(ids):
         errors["schools"] = _("You can only send to schools in your own scope.")
     elif municipalities and any(s.municipality not in municipalities for s in schools):
@@ -63,7 +63,7 @@ def resolve_scope(
         elif user.role == "municipality":
             municipalities = list(allowed_municipalities)
         else:
-            schools = list(access.schools_for(user))
+            schools = list(schools_for(user))
     if errors:
         raise ValidationError(errors)
     return Scope(tuple(municipalities), tuple(schools), tuple(grade_list), tuple(class_list))
@@ -83,6 +83,13 @@ def target_schools(broadcast: Broadcast) -> QuerySet[School]:
     if named:
         return schools.filter(pk__in=named)
     return schools.filter(municipality__in=broadcast.municipalities.all())
+
+
+def broadcast_municipality(broadcast: Broadcast) -> Municipality | None:
+    """The one municipality a broadcast reaches, whose audit log its events go to; None
+    (the centre's only) when it spans several."""
+    cities = {school.municipality for school in target_schools(broadcast)}
+    return cities.pop() if len(cities) == 1 else None
 
 
 def audience(broadcast: Broadcast) -> QuerySet[Address]:

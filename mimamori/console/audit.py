@@ -1,26 +1,24 @@
 """Console: the audit log (P9), read-only, searchable by action, who, target and date.
 
 Centre staff read every event, municipality staff their own municipality's (through
-accounts.access.audit_events_for); school staff get a 404, as for any page outside their
+accounts.audit_events_for); school staff get a 404, as for any page outside their
 scope. GET only: nothing here, or anywhere, changes or removes an event.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
-from mimamori.accounts import access
+from mimamori.accounts.access import audit_events_for, can_read_audit_log
 from mimamori.audit.models import AuditEvent
+from mimamori.audit.search import search
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _render, _staff
 
@@ -73,25 +71,6 @@ def action_label(action: str) -> str:
     return f"{label} ({action})" if label else action
 
 
-def _day_start(day: date) -> datetime:
-    # Dates are the staff's local days, not UTC ones.
-    return timezone.make_aware(datetime.combine(day, time.min))
-
-
-def search(events: QuerySet[AuditEvent], filters: dict[str, Any]) -> QuerySet[AuditEvent]:
-    if "action" in filters:
-        events = events.filter(action=filters["action"])
-    if "actor" in filters:
-        events = events.filter(actor_name__icontains=filters["actor"].strip())
-    if "target" in filters:
-        events = events.filter(target__icontains=filters["target"].strip())
-    if "date_from" in filters:
-        events = events.filter(at__gte=_day_start(filters["date_from"]))
-    if "date_to" in filters:
-        events = events.filter(at__lt=_day_start(filters["date_to"] + timedelta(days=1)))
-    return events
-
-
 def _row(event: AuditEvent) -> dict[str, Any]:
     return {
         "event": event,
@@ -104,9 +83,9 @@ def _row(event: AuditEvent) -> dict[str, Any]:
 @require_GET
 def audit_log(request: HttpRequest) -> HttpResponse:
     user = _staff(request)
-    if not access.can_read_audit_log(user):
+    if not can_read_audit_log(user):
         raise Http404
-    events = access.audit_events_for(user)
+    events = audit_events_for(user)
     actions = sorted(set(events.order_by().values_list("action", flat=True).distinct()))
     form = AuditSearchForm(request.GET, actions=actions)
     found = search(events, form.applicable()).select_related("municipality").order_by("-at", "-pk")

@@ -15,9 +15,9 @@ from django.db.models import Max
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from mimamori.accounts import access
 from mimamori.accounts.models import Role, User
 from mimamori.broadcasts.models import BODY_MAX, SUBJECT_MAX
+from mimamori.registry.access import municipalities_for, registrants_for, schools_for
 from mimamori.registry.models import RegistrantStatus
 
 # Class lists are typed on phones too: accept the Japanese comma and spaces as separators.
@@ -94,8 +94,8 @@ class BroadcastForm(forms.Form):
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        municipalities = access.municipalities_for(user)
-        schools = access.schools_for(user)
+        municipalities = municipalities_for(user)
+        schools = schools_for(user)
         self.choose_municipalities = user.role == Role.CENTRE
         self.choose_schools = user.role in (Role.CENTRE, Role.MUNICIPALITY)
         self.fields["municipalities"].choices = [(m.code, m.name) for m in municipalities]  # type: ignore[attr-defined]
@@ -106,11 +106,7 @@ class BroadcastForm(forms.Form):
         if user.role == Role.MUNICIPALITY:
             self.fields["schools"].help_text = _("None chosen: every school of the municipality.")
         # Grades 7–9 only where a school has them (義務教育学校); elementary schools stop at 6.
-        top = (
-            access.registrants_for(user)
-            .filter(status=RegistrantStatus.ACTIVE)
-            .aggregate(top=Max("grade"))["top"]
-        )
+        top = registrants_for(user).filter(status=RegistrantStatus.ACTIVE).aggregate(top=Max("grade"))["top"]
         self.fields["grades"].choices = [(g, str(g)) for g in range(1, max(6, top or 0) + 1)]  # type: ignore[attr-defined]
         # Municipality setting (S12): no confirmation links where a municipality turned them off.
         self.offers_confirmation = (

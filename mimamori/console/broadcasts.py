@@ -21,13 +21,12 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
-from mimamori.accounts import access
-from mimamori.broadcasts import sending, targeting
+from mimamori.broadcasts import mails, sending, targeting
+from mimamori.broadcasts.access import broadcasts_for, get_broadcast
 from mimamori.broadcasts.models import OPEN, Broadcast, Delivery, DeliveryStatus
 from mimamori.console.broadcast_forms import BroadcastForm
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _page, _render, _staff
-from mimamori.mail import messages
 from mimamori.registry.models import Address
 
 
@@ -48,7 +47,7 @@ def _count(condition: Q) -> Subquery:
 @require_GET
 def broadcasts(request: HttpRequest) -> HttpResponse:
     found = (
-        access.broadcasts_for(_staff(request))
+        broadcasts_for(_staff(request))
         .annotate(open=_count(OPEN), failed=_count(Q(status=DeliveryStatus.FAILED)))
         # Counted from the (small) indexes of open and failed mails once every mail is written.
         .annotate(
@@ -107,14 +106,14 @@ def _sample_mail(broadcast: Broadcast) -> dict[str, Any] | None:
     children = [row.registrant for row in rows]
     # As the fan-out: the sender is the lowest-numbered school among the children.
     school = min((child.school for child in children), key=lambda s: s.pk)
-    mail = messages.broadcast(
+    mail = mails.broadcast(
         school=school,
         to=rows[0].email,
         subject=broadcast.subject,
         body=broadcast.body,
         urgent=broadcast.urgent,
         children=children,
-        message_id=messages.new_message_id(school),
+        message_id=mails.new_message_id(school),
     )
     # The text body comes from render_to_string, which marks it safe for HTML; it is plain text
     # holding staff input and sender addresses in <…>, so escape it for the page.
@@ -139,7 +138,7 @@ def _scope_words(broadcast: Broadcast) -> dict[str, list[str]]:
 @staff_required
 @require_GET
 def broadcast(request: HttpRequest, broadcast_id: int) -> HttpResponse:
-    found = access.get_broadcast(_staff(request), broadcast_id)
+    found = get_broadcast(_staff(request), broadcast_id)
     context: dict[str, Any] = {"broadcast": found, "scope": _scope_words(found)}
     if found.is_draft:
         context["sample"] = _sample_mail(found)
@@ -157,7 +156,7 @@ def broadcast(request: HttpRequest, broadcast_id: int) -> HttpResponse:
 @require_POST
 def broadcast_send(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     user = _staff(request)
-    found = access.get_broadcast(user, broadcast_id)
+    found = get_broadcast(user, broadcast_id)
     if sending.send(found, by=user):
         flash.success(request, _("Sending has started."))
     else:
@@ -169,7 +168,7 @@ def broadcast_send(request: HttpRequest, broadcast_id: int) -> HttpResponse:
 @require_POST
 def broadcast_retry(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     user = _staff(request)
-    found = access.get_broadcast(user, broadcast_id)
+    found = get_broadcast(user, broadcast_id)
     if found.is_draft:
         flash.info(request, _("This broadcast has not been sent yet."))
     elif count := sending.retry_failed(found, by=user):
@@ -187,5 +186,5 @@ def broadcast_retry(request: HttpRequest, broadcast_id: int) -> HttpResponse:
 @staff_required
 @require_GET
 def broadcast_progress(request: HttpRequest, broadcast_id: int) -> JsonResponse:
-    found = access.get_broadcast(_staff(request), broadcast_id)
+    found = get_broadcast(_staff(request), broadcast_id)
     return JsonResponse(asdict(sending.progress(found)))

@@ -1,6 +1,6 @@
 """Console pages for 登録解除届 (S10) and 転入登録 (S11).
 
-Requests are reached through the registrant they concern (access.get_registrant), so staff of
+Requests are reached through the registrant they concern (get_registrant), so staff of
 another school get a 404 for approve and reject exactly as for the registrant page.
 """
 
@@ -20,11 +20,16 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
-from mimamori.accounts import access
 from mimamori.accounts.models import User
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _render, _staff
 from mimamori.registry import deregistration
+from mimamori.registry.access import (
+    deregistration_requests_for,
+    get_registrant,
+    get_school,
+    incoming_transfers_for,
+)
 from mimamori.registry.letters import letters_html
 from mimamori.registry.models import (
     DeregistrationReason,
@@ -100,9 +105,7 @@ def deregistrations(request: HttpRequest) -> HttpResponse:
         default=Value(1),
         output_field=IntegerField(),
     )
-    found = access.deregistration_requests_for(_staff(request)).order_by(
-        pending_first, "-submitted_at", "-pk"
-    )
+    found = deregistration_requests_for(_staff(request)).order_by(pending_first, "-submitted_at", "-pk")
     page = Paginator(found, 50).get_page(request.GET.get("page"))
     return _render(request, "deregistrations.html", {"page": page})
 
@@ -112,7 +115,7 @@ def deregistrations(request: HttpRequest) -> HttpResponse:
 def registrant_deregistration(request: HttpRequest, registrant_id: int) -> HttpResponse:
     """The registrant's requests; approve or reject the waiting one, or enter a paper form."""
     user = _staff(request)
-    registrant = access.get_registrant(user, registrant_id)
+    registrant = get_registrant(user, registrant_id)
     pending = deregistration.pending_request(registrant)
     form = DeregistrationForm(
         request.POST or None,
@@ -145,7 +148,7 @@ def registrant_deregistration(request: HttpRequest, registrant_id: int) -> HttpR
         "registrant": registrant,
         "pending": pending,
         "form": form,
-        "history": access.deregistration_requests_for(user).filter(registrant=registrant),
+        "history": deregistration_requests_for(user).filter(registrant=registrant),
         "transfer_within": DeregistrationReason.TRANSFER_WITHIN,
     }
     return _render(request, "registrant_deregistration.html", context, status=status)
@@ -153,8 +156,8 @@ def registrant_deregistration(request: HttpRequest, registrant_id: int) -> HttpR
 
 def _pending_or_404(request: HttpRequest, registrant_id: int) -> tuple[User, DeregistrationRequest | None]:
     user = _staff(request)
-    registrant = access.get_registrant(user, registrant_id)
-    found = access.deregistration_requests_for(user).filter(
+    registrant = get_registrant(user, registrant_id)
+    found = deregistration_requests_for(user).filter(
         registrant=registrant, status=DeregistrationStatus.PENDING
     )
     return user, found.first()
@@ -194,8 +197,8 @@ def reject(request: HttpRequest, registrant_id: int) -> HttpResponse:
 def school_transfer_in(request: HttpRequest, school_id: int) -> HttpResponse:
     """転入登録: register a child who moved here; the answer is the registration letter."""
     user = _staff(request)
-    school = access.get_school(user, school_id)
-    incoming = access.incoming_transfers_for(user, school)
+    school = get_school(user, school_id)
+    incoming = incoming_transfers_for(user, school)
     form = TransferInForm(request.POST or None, incoming=incoming)
     status = 200
     if request.method == "POST":

@@ -16,9 +16,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
-from mimamori.accounts import access
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _render, _staff
+from mimamori.registry.access import can_manage_municipalities, get_municipality, municipalities_for
 from mimamori.registry.models import SLOTS, Municipality
 from mimamori.registry.municipalities import change_settings
 
@@ -58,8 +58,8 @@ def municipalities(request: HttpRequest) -> HttpResponse:
         request,
         "municipalities.html",
         {
-            "municipalities": access.municipalities_for(user),
-            "can_edit": access.can_manage_municipalities(user),
+            "municipalities": municipalities_for(user),
+            "can_edit": can_manage_municipalities(user),
         },
     )
 
@@ -68,8 +68,8 @@ def municipalities(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def municipality_settings(request: HttpRequest, code: str) -> HttpResponse:
     user = _staff(request)
-    municipality = access.get_municipality(user, code)
-    if not access.can_manage_municipalities(user):
+    municipality = get_municipality(user, code)
+    if not can_manage_municipalities(user):
         raise Http404
     # The form edits a copy: on a failed save the page must not show half-applied values.
     form = MunicipalitySettingsForm(

@@ -1,8 +1,8 @@
 """Console pages for read confirmations: the statistics with their live curve (S15), and the
 unconfirmed registrants on screen, in print and as CSV for Japanese Excel (P2).
 
-The broadcast is fetched through accounts.access.get_broadcast, and every count or row is
-limited to the schools of accounts.access.schools_for; the numbers come from
+The broadcast is fetched through accounts.get_broadcast, and every count or row is
+limited to the schools of accounts.schools_for; the numbers come from
 mimamori.receipts.statistics, which reads counters, never deliveries.
 """
 
@@ -20,12 +20,14 @@ from django.template.loader import render_to_string
 from django.utils import formats, timezone
 from django.views.decorators.http import require_GET
 
-from mimamori.accounts import access
 from mimamori.audit import log as audit
+from mimamori.broadcasts import targeting
+from mimamori.broadcasts.access import get_broadcast
 from mimamori.broadcasts.models import Broadcast
 from mimamori.console.decorators import View, staff_required
 from mimamori.console.views import _render, _staff
 from mimamori.receipts import statistics
+from mimamori.registry.access import schools_for
 from mimamori.registry.models import School
 
 UNCONFIRMED_PAGE_SIZE = 100
@@ -55,7 +57,7 @@ def percent(value: float) -> str:
 
 def _scope(request: HttpRequest, broadcast_id: int) -> tuple[Broadcast, QuerySet[School]]:
     user = _staff(request)
-    return access.get_broadcast(user, broadcast_id), access.schools_for(user)
+    return get_broadcast(user, broadcast_id), schools_for(user)
 
 
 def _opened(request: HttpRequest) -> int | None:
@@ -251,7 +253,7 @@ def _unconfirmed_csv(request: HttpRequest, broadcast_id: int) -> StreamingHttpRe
         "export.unconfirmed_csv",
         actor=request.user,
         target=f"broadcast {broadcast.pk}",
-        municipality=audit.broadcast_municipality(broadcast),
+        municipality=targeting.broadcast_municipality(broadcast),
         request=request,
     )
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")

@@ -12,7 +12,7 @@ from django.shortcuts import redirect
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from mimamori.accounts import access
+from mimamori.broadcasts.access import get_broadcast
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _staff
 from mimamori.receipts.reminders import ReminderRefused, send_reminder
@@ -22,7 +22,7 @@ from mimamori.receipts.reminders import ReminderRefused, send_reminder
 @require_POST
 def broadcast_remind(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     user = _staff(request)
-    found = access.get_broadcast(user, broadcast_id)
+    found = get_broadcast(user, broadcast_id)
     try:
         count = send_reminder(found, user)
     except ReminderRefused as refusal:

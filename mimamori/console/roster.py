@@ -16,10 +16,10 @@ from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from mimamori.accounts import access
 from mimamori.accounts.models import User
 from mimamori.audit import log as audit
 from mimamori.console.decorators import staff_required
+from mimamori.registry.access import get_school
 from mimamori.registry.letters import letters_html, reissue_registration_codes
 from mimamori.registry.models import RegistrantStatus, School
 from mimamori.registry.roster import MAX_ROSTER_BYTES, RosterError, import_roster
@@ -68,7 +68,7 @@ def _page(
 @require_http_methods(["GET", "POST"])
 def roster_upload(request: HttpRequest, school_id: int) -> HttpResponse:
     user = _staff(request)
-    school = access.get_school(user, school_id)
+    school = get_school(user, school_id)
     if request.method != "POST":
         return _page(request, school, RosterForm(), [])
     form = RosterForm(request.POST, request.FILES)
@@ -98,7 +98,7 @@ def roster_upload(request: HttpRequest, school_id: int) -> HttpResponse:
 @require_POST
 def letters(request: HttpRequest, school_id: int) -> HttpResponse:
     user = _staff(request)
-    school = access.get_school(user, school_id)
+    school = get_school(user, school_id)
     ids = [value for value in request.POST.getlist("registrant") if value.isdigit()]
     # Only this school's registrants: ids of other schools are ignored, never revealed.
     chosen = list(_pending(school).filter(pk__in=ids).select_related("school__municipality"))

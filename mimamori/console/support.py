@@ -15,9 +15,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
-from mimamori.accounts import access
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _page, _render, _staff
+from mimamori.support.access import get_inquiry, inquiries_for
 from mimamori.support.desk import AlreadyAnswered, answer
 from mimamori.support.models import InquiryStatus
 
@@ -38,12 +38,12 @@ class AnswerForm(forms.Form):
 def inquiries(request: HttpRequest) -> HttpResponse:
     user = _staff(request)
     form = StatusFilterForm(request.GET)
-    found = access.inquiries_for(user)
+    found = inquiries_for(user)
     status = form.cleaned_data["status"] if form.is_valid() else ""
     if status:
         found = found.filter(status=status)
     counts = {
-        "open": access.inquiries_for(user).filter(status=InquiryStatus.OPEN).count(),
+        "open": inquiries_for(user).filter(status=InquiryStatus.OPEN).count(),
     }
     return _render(request, "inquiries.html", {"form": form, "page": _page(request, found), "counts": counts})
 
@@ -52,7 +52,7 @@ def inquiries(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def inquiry(request: HttpRequest, inquiry_id: int) -> HttpResponse:
     user = _staff(request)
-    found = access.get_inquiry(user, inquiry_id)
+    found = get_inquiry(user, inquiry_id)
     form = AnswerForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

@@ -20,11 +20,11 @@ from django.shortcuts import render
 from django.urls import reverse_lazy
 from django.utils.translation import gettext as _
 
-from mimamori.accounts import access
 from mimamori.accounts.models import Role, User
 from mimamori.console.decorators import View, staff_required
 from mimamori.console.forms import RegistrantFilterForm, SchoolSearchForm, StaffAuthenticationForm
 from mimamori.mail.devmailbox import StoredMail, find_mail, list_mail
+from mimamori.registry.access import get_registrant, get_school, registrants_for, schools_for
 from mimamori.registry.models import Address, Registrant, RegistrantStatus
 
 PAGE_SIZE = 50
@@ -76,8 +76,8 @@ def home(request: HttpRequest) -> HttpResponse:
         "home.html",
         {
             "scope": scope_label(user),
-            "school_count": access.schools_for(user).count(),
-            "registrant_count": access.registrants_for(user).filter(status=RegistrantStatus.ACTIVE).count(),
+            "school_count": schools_for(user).count(),
+            "registrant_count": registrants_for(user).filter(status=RegistrantStatus.ACTIVE).count(),
         },
     )
 
@@ -86,7 +86,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def schools(request: HttpRequest) -> HttpResponse:
     user = _staff(request)
     form = SchoolSearchForm(request.GET)
-    found = access.schools_for(user).annotate(
+    found = schools_for(user).annotate(
         registrant_count=Count("registrants", filter=Q(registrants__status=RegistrantStatus.ACTIVE))
     )
     if form.is_valid() and form.cleaned_data["q"]:
@@ -99,9 +99,9 @@ def schools(request: HttpRequest) -> HttpResponse:
 @staff_required
 def school(request: HttpRequest, school_id: int) -> HttpResponse:
     user = _staff(request)
-    found = access.get_school(user, school_id)
+    found = get_school(user, school_id)
     by_grade = (
-        access.registrants_for(user)
+        registrants_for(user)
         .filter(school=found, status=RegistrantStatus.ACTIVE)
         .order_by("grade")
         .values("grade")
@@ -125,8 +125,8 @@ def _search(registrants: QuerySet[Registrant], text: str) -> QuerySet[Registrant
 @staff_required
 def registrants(request: HttpRequest) -> HttpResponse:
     user = _staff(request)
-    form = RegistrantFilterForm(request.GET, schools=access.schools_for(user))
-    found = access.registrants_for(user)
+    form = RegistrantFilterForm(request.GET, schools=schools_for(user))
+    found = registrants_for(user)
     filters = form.applicable()
     if "q" in filters:
         found = _search(found, filters["q"])
@@ -147,7 +147,7 @@ def registrants(request: HttpRequest) -> HttpResponse:
 @staff_required
 def registrant(request: HttpRequest, registrant_id: int) -> HttpResponse:
     user = _staff(request)
-    found = access.get_registrant(user, registrant_id)
+    found = get_registrant(user, registrant_id)
     addresses = {a.slot: a for a in found.addresses.all()}
     broadcast_slots = found.school.municipality.broadcast_slots
     slots = [
@@ -170,7 +170,7 @@ def _visible_mail(user: User, mails: list[StoredMail]) -> list[StoredMail]:
     """Centre staff read every mail; others only mail sent from their schools' addresses."""
     if user.role == Role.CENTRE:
         return mails
-    senders = {school.sender_address.lower() for school in access.schools_for(user)}
+    senders = {school.sender_address.lower() for school in schools_for(user)}
     return [mail for mail in mails if parseaddr(mail.sender)[1].lower() in senders]
 
 

@@ -6,3 +6,10 @@ class MaintenanceConfig(AppConfig):
 
     name = "mimamori.maintenance"
     label = "maintenance"
+
+    def ready(self) -> None:
+        from mimamori.maintenance import notices
+        from mimamori.tasking import sweep
+
+        # Maintenance notices (S9) whose time has come.
+        sweep.register("maintenance_notices", notices.due_notices)

@@ -10,7 +10,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
-from mimamori.accounts.access import guardian_registrant
+from mimamori.registry.access import guardian_registrant
 
 View = Callable[..., HttpResponse]
 

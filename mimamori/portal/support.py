@@ -17,8 +17,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
-from mimamori.accounts.access import guardian_registrant
 from mimamori.audit.log import client_address
+from mimamori.registry.access import guardian_registrant
 from mimamori.registry.models import SLOTS, Municipality, Registrant
 from mimamori.support.desk import Draft, InquiryRefused, submit_inquiry
 from mimamori.support.models import MAX_BODY, MAX_NAME, MAX_SUBJECT

@@ -26,7 +26,7 @@ from mimamori.portal.decorators import guardian_required
 from mimamori.portal.forms import AddressForm, FirstLoginForm, GuardianLoginForm, OptionsForm
 from mimamori.registry.addresses import set_addresses
 from mimamori.registry.models import SLOTS, Registrant
-from mimamori.registry.registrants import complete_first_login, find_first_login
+from mimamori.registry.registrants import complete_first_login, find_first_login, registrant_target
 
 # authenticate() and the axes backend do the counting and the lockout page for the login form.
 login_view = auth_views.LoginView.as_view(
@@ -116,7 +116,7 @@ def addresses(request: HttpRequest, registrant: Registrant) -> HttpResponse:
                     audit.record(
                         "registrant.addresses_changed",
                         actor=request.user,
-                        target=audit.registrant_target(registrant),
+                        target=registrant_target(registrant),
                         municipality=registrant.school.municipality,
                         request=request,
                         slots=[c.slot for c in changes],
@@ -166,7 +166,7 @@ def options(request: HttpRequest, registrant: Registrant) -> HttpResponse:
                 audit.record(
                     "registrant.option_changed",
                     actor=request.user,
-                    target=audit.registrant_target(registrant),
+                    target=registrant_target(registrant),
                     municipality=registrant.school.municipality,
                     request=request,
                     receive_broadcasts=registrant.receive_broadcasts,

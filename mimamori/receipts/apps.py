@@ -6,3 +6,10 @@ class ReceiptsConfig(AppConfig):
 
     name = "mimamori.receipts"
     label = "receipts"
+
+    def ready(self) -> None:
+        from mimamori.receipts import reminders
+        from mimamori.tasking import sweep
+
+        # Automatic reminders to the unconfirmed (P3) whose time has come.
+        sweep.register("reminders", reminders.due_reminders)

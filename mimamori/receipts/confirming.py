@@ -1,9 +1,10 @@
 """Recording a read confirmation (S5): the verb behind the 「確認しました」 button.
 
-A mail's link carries an opaque random token (see broadcasts/fanout.py). Only a POST reaches
-record_confirmation; the GET page merely shows the message, because mail scanners open every
-link. A registrant is confirmed by the first confirmation from any of its mails (slot 1 or 2,
-or a shared sibling address, which confirms every child it names); later ones change nothing.
+A mail's link carries an opaque random token (made by broadcasts/fanout.py, put in the mail
+by broadcasts/mails.py). Only a POST reaches record_confirmation; the GET page merely shows the
+message, because mail scanners open every link. A registrant is confirmed by the first
+confirmation from any of its mails (slot 1 or 2, or a shared sibling address, which confirms
+every child it names); later ones change nothing.
 """
 
 from __future__ import annotations
@@ -51,11 +52,6 @@ class Link:
     @property
     def expires_at(self) -> datetime:
         return self.sent_at + timedelta(days=settings.MIMAMORI_CONFIRMATION_DAYS)
-
-
-def confirmation_url(token: str) -> str:
-    # Short, so that it survives carriers' line wrapping; the guardian page lives under /c/.
-    return f"{settings.BASE_URL}/c/{token}/"
 
 
 def _well_formed(token: str) -> bool:

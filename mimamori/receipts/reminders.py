@@ -28,7 +28,7 @@ from mimamori.accounts.models import User
 from mimamori.audit import log as audit
 from mimamori.broadcasts import lanes
 from mimamori.broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus, Recipient
-from mimamori.broadcasts.targeting import target_schools
+from mimamori.broadcasts.targeting import broadcast_municipality, target_schools
 from mimamori.receipts.models import Receipt, Reminder
 from mimamori.registry.models import Address, RegistrantStatus
 
@@ -113,7 +113,7 @@ def _remind(broadcast: Broadcast, user: User | None, *, allow_empty: bool) -> in
         "reminder.sent",
         actor=user,
         target=f"broadcast {broadcast.pk}",
-        municipality=audit.broadcast_municipality(broadcast),
+        municipality=broadcast_municipality(broadcast),
         reminder=number,
         automatic=user is None,
         messages=count,

@@ -139,7 +139,7 @@ def set_addresses(registrant: Registrant, values: Sequence[str | None]) -> list[
     Each newly set or changed address gets the 登録完了メール (S7); it is enqueued in the same
     transaction, so the mail exists exactly when the change does.
     """
-    from mimamori.mail.tasks import send_registration_complete
+    from mimamori.registry.tasks import send_registration_complete
 
     cleaned = clean_address_slots(values)
     changes: list[AddressChange] = []

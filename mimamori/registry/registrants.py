@@ -206,3 +206,9 @@ def complete_first_login(registrant: Registrant, code: str, password: str) -> Us
         locked.registration_code_digest = ""
         locked.save(update_fields=["registration_code_digest", "updated_at"])
     return account
+
+
+def registrant_target(registrant: Registrant) -> str:
+    """How the audit log names a registrant: by login ID, never the child's name or an address,
+    because the log outlives the erasure of a deregistered registrant's personal data."""
+    return f"registrant {registrant.pk} ({registrant.account.username})"

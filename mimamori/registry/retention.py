@@ -4,7 +4,9 @@ The registrant row itself stays: past broadcasts' Recipient and Receipt rows poi
 their counters (Broadcast.registrant_count, AudienceGroup) were written when the broadcast went
 out, so the statistics stay exactly as they were. What goes is everything that names a person:
 the child's name, the addresses (also the copies in past deliveries that served nobody else),
-the free-text notes of the requests, and the login ID of the guardian account.
+the free-text notes of the requests, and the login ID of the guardian account. Apps above the
+registry that keep copies of a child's data (a delivery's address) erase theirs when told by
+the ``erasing`` signal, in the same transaction.
 """
 
 from __future__ import annotations
@@ -14,17 +16,18 @@ import secrets
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import CharField, Exists, OuterRef, Value
-from django.db.models.functions import Cast, Concat
+from django.dispatch import Signal
 from django.utils import timezone
 
 from mimamori.accounts.models import User
 from mimamori.audit.log import record
-from mimamori.broadcasts.models import Delivery, Recipient
 from mimamori.registry.models import Address, DeregistrationRequest, Registrant, RegistrantStatus
 
 ERASED_NAME = "（削除済み）"
 BATCH = 200
+
+# Sent with ``registrant`` while it is being erased, inside the erasing transaction.
+erasing = Signal()
 
 
 def erasable(now: datetime.datetime | None = None) -> list[int]:
@@ -57,7 +60,7 @@ def erase(registrant_id: int) -> None:
         )
         if registrant is None:
             return  # another sweep erased it meanwhile
-        _erase_deliveries(registrant)
+        erasing.send(sender=Registrant, registrant=registrant)
         Address.objects.filter(registrant=registrant).delete()
         DeregistrationRequest.objects.filter(registrant=registrant).update(note="")
         registrant.child_name = ERASED_NAME
@@ -88,13 +91,3 @@ def _anonymise(account: User) -> None:
     account.set_unusable_password()
     account.is_active = False
     account.save(update_fields=["username", "first_name", "last_name", "email", "password", "is_active"])
-
-
-def _erase_deliveries(registrant: Registrant) -> None:
-    """Blank the address on past deliveries sent for this child only (a shared address stays:
-    it is still a living sibling's). Rows and statuses stay, so sent/failed counts do too."""
-    others = Recipient.objects.filter(delivery=OuterRef("pk")).exclude(registrant=registrant)
-    # Unique per broadcast (one mail per address): "erased-<id>" keeps the rows distinct.
-    Delivery.objects.filter(recipients__registrant=registrant).exclude(Exists(others)).update(
-        email=Concat(Value("erased-"), Cast("pk", output_field=CharField()))
-    )

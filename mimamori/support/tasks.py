@@ -8,7 +8,7 @@ import logging
 from django.utils import timezone
 from django_tasks import task
 
-from mimamori.mail import messages
+from mimamori.support import mails
 from mimamori.support.models import Inquiry, InquiryStatus
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def send_inquiry_copy(inquiry_id: int) -> bool:
     inquiry = _inquiry(inquiry_id)
     if inquiry is None or inquiry.copied_at is not None or not inquiry.municipality.support_email:
         return False
-    messages.inquiry_copy(inquiry).send()
+    mails.inquiry_copy(inquiry).send()
     Inquiry.objects.filter(pk=inquiry.pk).update(copied_at=timezone.now())
     return True
 
@@ -43,6 +43,6 @@ def send_inquiry_answer(inquiry_id: int) -> bool:
     if not to:
         log.info("inquiry %s answered but has no address to send to", inquiry.pk)
         return False
-    messages.inquiry_answer(inquiry, to).send()
+    mails.inquiry_answer(inquiry, to).send()
     Inquiry.objects.filter(pk=inquiry.pk).update(answer_mailed_at=timezone.now())
     return True

@@ -1,8 +1,8 @@
 """`mimamori worker`: one background worker in the foreground, for either engine.
 
 Embedded mode (no BROKER_URL): the database-backed django-tasks worker. Distributed mode:
-a Celery worker on the broker (mimamori/celery.py). Either way the worker also runs the
-periodic sweep (mimamori/broadcasts/sweep.py) in a thread of its own, so work that a crash
+a Celery worker on the broker (mimamori/tasking/celery.py). Either way the worker also runs the
+periodic sweep (mimamori/tasking/sweep.py) in a thread of its own, so work that a crash
 or a lost message left behind is picked up again by whichever worker is still alive.
 """
 
@@ -43,7 +43,7 @@ class Sweeper(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        from mimamori.broadcasts.sweep import sweep
+        from mimamori.tasking.sweep import sweep
 
         try:
             while not self.stopping.is_set():
@@ -159,7 +159,7 @@ class Command(BaseCommand):
             time.sleep(delay)
 
     def _celery(self, queues: list[str], options: dict[str, Any]) -> None:
-        from mimamori import celery
+        from mimamori.tasking import celery
 
         if options["batch"]:
             raise CommandError("--batch works on the database queue only; unset BROKER_URL.")

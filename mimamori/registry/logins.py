@@ -1,7 +1,9 @@
 """Logins into the audit log: succeeded, failed (with the login ID tried) and locked out.
 
-Connected in AuditConfig.ready. Django sends these signals for the staff console, the
-guardian portal, the guardian's first login and the admin alike; ``site`` tells them apart.
+Connected in RegistryConfig.ready: each event is filed under the municipality the person
+belongs to (a staff member's own, a guardian's child's), which the registry knows. Django sends
+these signals for the staff console, the guardian portal, the guardian's first login and the
+admin alike; ``site`` tells them apart.
 """
 
 from __future__ import annotations
@@ -85,6 +87,6 @@ def locked_out(
 
 
 def connect() -> None:
-    user_logged_in.connect(logged_in, dispatch_uid="mimamori.audit.logged_in")
-    user_login_failed.connect(login_failed, dispatch_uid="mimamori.audit.login_failed")
-    user_locked_out.connect(locked_out, dispatch_uid="mimamori.audit.locked_out")
+    user_logged_in.connect(logged_in, dispatch_uid="mimamori.registry.logged_in")
+    user_login_failed.connect(login_failed, dispatch_uid="mimamori.registry.login_failed")
+    user_locked_out.connect(locked_out, dispatch_uid="mimamori.registry.locked_out")

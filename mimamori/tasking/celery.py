@@ -1,7 +1,8 @@
 """The distributed engine: Celery on RabbitMQ or Redis, used when BROKER_URL is set.
 
-It runs the very same task functions as the embedded engine: every django-tasks ``Task`` named
-in TASKS gets a Celery task of the same name (its module path) whose body is ``task.func``.
+It runs the very same task functions as the embedded engine: every django-tasks ``Task`` in an
+app's ``tasks`` module gets a Celery task of the same name (its module path) whose body is
+``task.func``.
 Messages carry IDs only; the database stays the truth, so a lost or repeated message costs
 nothing but a no-op (each task claims its rows with a conditional UPDATE) and the periodic
 sweep re-queues what a crash left behind.
@@ -13,33 +14,45 @@ takes one message at a time (prefetch 1), and a task whose worker died is handed
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import socket
 from typing import Any
 
 from celery import Celery
+from django.apps import apps
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
-from django.utils.module_loading import import_string
+from django.utils.module_loading import module_has_submodule
+from django_tasks.base import Task
 from kombu import Queue
 
-from mimamori import tasking
-
-# Every background task of the project, by module path. A task missing here would be
-# refused by the workers, so tasking.enqueue refuses to publish it in the first place.
-TASKS = (
-    "mimamori.broadcasts.tasks.fan_out_broadcast",
-    "mimamori.broadcasts.tasks.deliver_chunk",
-    "mimamori.mail.tasks.send_registration_complete",
-    "mimamori.support.tasks.send_inquiry_copy",
-    "mimamori.support.tasks.send_inquiry_answer",
-)
+from mimamori.tasking.queues import DEFAULT, QUEUES
 
 # Celery priorities run 0-9. RabbitMQ serves the highest number first (with x-max-priority
 # on the queue); Redis emulates priorities with one list per step and serves 0 first.
 PRIORITY_STEPS = 10
 # How long a task that found the database away waits before it is tried again.
 DATABASE_RETRY_SECONDS = 3
+
+
+@functools.cache
+def project_tasks() -> dict[str, Task[Any, Any]]:
+    """Every background task of the project, by module path: the django-tasks Tasks defined in
+    the ``tasks`` module of each mimamori app (found as Django's admin finds ``admin`` modules).
+
+    A task defined anywhere else would be refused by the workers, so tasking.enqueue refuses to
+    publish it in the first place.
+    """
+    found: dict[str, Task[Any, Any]] = {}
+    for config in apps.get_app_configs():
+        if not config.name.startswith("mimamori.") or not module_has_submodule(config.module, "tasks"):
+            continue
+        module = importlib.import_module(f"{config.name}.tasks")
+        for value in vars(module).values():
+            if isinstance(value, Task) and value.module_path.startswith(f"{module.__name__}."):
+                found[value.module_path] = value
+    return found
 
 
 def broker_queue(name: str) -> str:
@@ -74,9 +87,9 @@ def _app(broker_url: str, prefix: str) -> Celery:
         task_ignore_result=True,
         task_queues=[
             Queue(f"{prefix}{name}", routing_key=f"{prefix}{name}", queue_arguments=queue_arguments)
-            for name in tasking.QUEUES
+            for name in QUEUES
         ],
-        task_default_queue=f"{prefix}{tasking.DEFAULT}",
+        task_default_queue=f"{prefix}{DEFAULT}",
         task_create_missing_queues=False,
         # Django's LOGGING stays in charge of the worker's log lines.
         worker_hijack_root_logger=False,
@@ -97,9 +110,7 @@ def app() -> Celery:
     return _app(settings.BROKER_URL, settings.MIMAMORI_QUEUE_PREFIX)
 
 
-def _runner(module_path: str) -> Any:
-    task = import_string(module_path)
-
+def _runner(task: Task[Any, Any]) -> Any:
     def run(self: Any, *args: Any) -> Any:
         try:
             return task.func(*args)
@@ -116,9 +127,9 @@ def _runner(module_path: str) -> Any:
 
 def register_tasks(celery: Celery) -> None:
     """Give the worker one Celery task per django-tasks Task, calling the same function."""
-    for module_path in TASKS:
+    for module_path, task in project_tasks().items():
         if module_path not in celery.tasks:
-            celery.task(name=module_path, bind=True)(_runner(module_path))
+            celery.task(name=module_path, bind=True)(_runner(task))
 
 
 def worker(queues: list[str], concurrency: int, loglevel: str) -> Any:

@@ -1,4 +1,4 @@
-"""Background tasks of the mail app. Tasks carry IDs; the database row is the truth."""
+"""Background tasks of the registry. Tasks carry IDs; the database row is the truth."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 from django_tasks import task
 
-from mimamori.mail import messages
+from mimamori.registry import mails
 from mimamori.registry.models import Address, Registrant, RegistrantStatus
 
 log = logging.getLogger(__name__)
@@ -26,5 +26,5 @@ def send_registration_complete(registrant_id: int, slot: int, email: str) -> boo
         log.info("registration mail skipped: registrant %s slot %s changed or gone", registrant_id, slot)
         return False
     registrant = Registrant.objects.select_related("school__municipality").get(pk=registrant_id)
-    messages.registration_complete(registrant, slot, email).send()
+    mails.registration_complete(registrant, slot, email).send()
     return True

@@ -1,10 +1,10 @@
-"""The periodic sweep: picks up work that a crash or a lost queue message left behind.
+"""Broadcasts' step of the periodic sweep (tasking/sweep.py): picks up the broadcast work that
+a crash or a lost queue message left behind, and calls finished broadcasts sent.
 
-Every worker runs it every few seconds (see the worker command). Each step is a conditional
-update or an idempotent re-queue, so sweeps running at the same time on several machines do
-no harm: a re-queued chunk whose rows were claimed meanwhile finds nothing to do.
+Each part is a conditional update or an idempotent re-queue, so sweeps running at the same time
+on several machines do no harm: a re-queued chunk whose rows were claimed meanwhile finds
+nothing to do.
 
-- Automatic reminders (receipts/reminders.py) whose time has come are sent.
 - A worker holding rows renews its lease while it works; rows whose lease ran out belong to a
   dead worker and are offered again at once.
 - Queued work is normally picked up within seconds, but a lost queue message (a Celery
@@ -15,26 +15,18 @@ no harm: a re-queued chunk whose rows were claimed meanwhile finds nothing to do
 
 from __future__ import annotations
 
-import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from mimamori.broadcasts import lanes
 from mimamori.broadcasts.delivery import finish_if_done
 from mimamori.broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
-from mimamori.maintenance.notices import due_notices
-from mimamori.receipts.reminders import due_reminders
-from mimamori.registry.retention import erase_expired
-
-log = logging.getLogger(__name__)
 
 
-def sweep() -> dict[str, int]:
-    now = timezone.now()
+def recover(now: datetime) -> dict[str, int]:
     lease_ended = now - timedelta(seconds=settings.MIMAMORI_DELIVERY_LEASE_SECONDS)
     long_overdue = now - timedelta(seconds=settings.MIMAMORI_REQUEUE_AFTER_SECONDS)
     report = {"reclaimed": 0, "requeued_chunks": 0, "requeued_fan_outs": 0, "finished": 0}
@@ -69,14 +61,6 @@ def sweep() -> dict[str, int]:
         status=BroadcastStatus.SENDING, fanned_out_at__isnull=False
     ).values_list("pk", flat=True):
         report["finished"] += finish_if_done(broadcast_id)
-    # Automatic reminders to the unconfirmed (P3) whose time has come.
-    report["reminders"] = due_reminders(now)
-    # Deregistered children whose retention period is over lose their personal data (S10).
-    report["erased"] = erase_expired(now)
-    # Maintenance notices (S9) whose time has come.
-    report["maintenance_notices"] = due_notices(now)
-    if any(report.values()):
-        log.info("sweep: %s", report)
     return report
 
 

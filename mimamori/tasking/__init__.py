@@ -3,9 +3,10 @@
 Callers name a django-tasks ``Task`` and pass only IDs. In embedded mode (no BROKER_URL) the
 task row is written by the django-tasks database backend in the caller's transaction, so the
 work exists exactly when its data does. In distributed mode the same task is published to
-Celery (mimamori/celery.py) once the caller's transaction commits, so a worker never looks
+Celery (tasking/celery.py) once the caller's transaction commits, so a worker never looks
 for rows that are not there yet; if publishing fails, the periodic sweep re-queues the work.
-Queue names and priorities are declared here.
+Queue names are declared in tasking/queues.py; the sweep that picks up what a crash left
+behind is tasking/sweep.py. Tasks live in their app's ``tasks`` module (see celery.py).
 """
 
 from __future__ import annotations
@@ -17,12 +18,9 @@ from django.conf import settings
 from django.db import transaction
 from django_tasks.base import Task
 
-# Urgent broadcasts have a queue of their own, served by a worker that does nothing else, so an
-# alert never waits behind a large normal broadcast (B2).
-URGENT = "urgent"
-DEFAULT = "default"
-MAIL = "mail"
-QUEUES = [URGENT, DEFAULT, MAIL]
+from mimamori.tasking.queues import DEFAULT, MAIL, QUEUES, URGENT
+
+__all__ = ["DEFAULT", "MAIL", "QUEUES", "URGENT", "enqueue"]
 
 
 def enqueue(
@@ -47,11 +45,11 @@ def enqueue(
 def _publish(
     task: Task[Any, Any], args: tuple[int | str, ...], queue: str, priority: int, run_after: datetime | None
 ) -> None:
-    from mimamori import celery
+    from mimamori.tasking import celery
 
     name = task.module_path
-    if name not in celery.TASKS:
-        raise ValueError(f"{name} is not in mimamori.celery.TASKS: distributed workers would refuse it.")
+    if name not in celery.project_tasks():
+        raise ValueError(f"{name} is not in an app's tasks module: distributed workers would refuse it.")
 
     def publish() -> None:
         celery.app().send_task(

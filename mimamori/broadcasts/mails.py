@@ -1,0 +1,238 @@
+"""Broadcast mail: one mail per address, naming every child it is sent for (B5), and the fast
+way a chunk builds its mails' bytes.
+
+A broadcast comes from the school's sender (registry/mails.py); its text is the
+``broadcasts/mail/broadcast`` templates, built through mail/messages.py like every mail.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email import base64mime
+from email.utils import formatdate
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+
+from mimamori.mail import messages
+from mimamori.registry.mails import school_sender
+from mimamori.registry.models import Registrant, School
+
+TEMPLATE = "broadcasts/mail/broadcast"
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child a broadcast names, as a chunk reads it (a Registrant has the same attributes)."""
+
+    school: School
+    grade: int
+    class_name: str
+    child_name: str
+
+
+Children = Sequence[Registrant | Child]
+
+
+def confirmation_url(token: str) -> str:
+    """The link a mail asks its reader to confirm with (S5), carrying the delivery's token.
+
+    Short, so that it survives carriers' line wrapping; the guardian page lives under /c/
+    (portal/confirm.py), and receipts/confirming.py records what is pressed there.
+    """
+    return f"{settings.BASE_URL}/c/{token}/"
+
+
+def new_message_id(school: School) -> str:
+    return messages.new_message_id(school.municipality.mail_domain)
+
+
+def broadcast(
+    *,
+    school: School,
+    to: str,
+    subject: str,
+    body: str,
+    urgent: bool,
+    children: Children,
+    message_id: str,
+    confirmation_url: str | None = None,
+    reminder: bool = False,
+) -> EmailMessage:
+    """A broadcast mail to one address, naming every child it is sent for (B5).
+
+    ``reminder``: the same mail sent again to a household that has not confirmed yet (P3).
+    """
+    return messages.build(
+        TEMPLATE,
+        _broadcast_context(
+            school, subject, body, urgent, [child_line(c) for c in children], confirmation_url, reminder
+        ),
+        sender=school_sender(school),
+        to=to,
+        domain=school.municipality.mail_domain,
+        message_id=message_id,
+    )
+
+
+def child_line(child: Registrant | Child) -> str:
+    """How a broadcast names a child it is sent for: 北小学校 3年1組 見守 太郎 さん."""
+    return f"{child.school.name} {child.grade}年{child.class_name}組 {child.child_name} さん"
+
+
+def _broadcast_context(
+    school: School,
+    subject: str,
+    body: str,
+    urgent: bool,
+    children_lines: list[str],
+    confirmation_url: str | None,
+    reminder: bool,
+) -> dict[str, object]:
+    return {
+        "school": school,
+        "municipality": school.municipality,
+        "subject": subject,
+        "body": body,
+        "urgent": urgent,
+        "children_lines": children_lines,
+        "confirmation_url": confirmation_url,
+        "reminder": reminder,
+        "site_url": settings.BASE_URL + "/portal/",
+    }
+
+
+# Header values the fast path writes as they are: a plain dot-atom address or Message-ID that
+# needs no quoting, encoding or folding (RFC 5322 line limit 78). Anything else is built slowly.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
+)
+_PLAIN_MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")  # printable ASCII but no < > inside
+_LINE_LIMIT = 78
+# Where a body frame leaves room for the children's lines and the confirmation link.
+_CHILDREN_MARK = "\0mimamori:children\0"
+_URL_MARK = "\0mimamori:link\0"
+
+
+class BroadcastMail:
+    """The bytes of one broadcast's mails, built without an EmailMessage per recipient.
+
+    A broadcast's mails differ only in To, Date, Message-ID and the body (the children named,
+    the confirmation link). Building the first mail of each school (and round) the ordinary way
+    gives a header block; later mails reuse it and only base64 their own body, which is several
+    times cheaper than Django's per-message MIME and header encoding. The first mail also
+    proves the shortcut: rebuilt the fast way with the same values, it must come out byte for
+    byte the same, or that school's mails are all built the ordinary way.
+    """
+
+    def __init__(self, *, subject: str, body: str, urgent: bool) -> None:
+        self.subject, self.body, self.urgent = subject, body, urgent
+        self._heads: dict[tuple[int, bool], list[bytes] | None] = {}
+        self._frames: dict[tuple[int, bool, bool], tuple[str, str, str] | None] = {}
+
+    def as_bytes(
+        self,
+        *,
+        school: School,
+        to: str,
+        children: Children,
+        message_id: str,
+        confirmation_url: str | None = None,
+        reminder: bool = False,
+    ) -> bytes:
+        key = (school.pk, reminder)
+        plain = (
+            _PLAIN_ADDRESS.fullmatch(to) is not None
+            and len(to) + len("To: ") <= _LINE_LIMIT
+            and _PLAIN_MESSAGE_ID.fullmatch(message_id) is not None
+            and len(message_id) + len("Message-ID: ") <= _LINE_LIMIT
+        )
+        if plain and self._heads.get(key):
+            text = self._body(school, children, confirmation_url, reminder)
+            date = formatdate(localtime=settings.EMAIL_USE_LOCALTIME)
+            return self._fast(self._heads[key] or [], to, date, message_id, text)
+        mail = broadcast(
+            school=school,
+            to=to,
+            subject=self.subject,
+            body=self.body,
+            urgent=self.urgent,
+            children=children,
+            message_id=message_id,
+            confirmation_url=confirmation_url,
+            reminder=reminder,
+        )
+        content = mail.message().as_bytes(linesep="\r\n")
+        if plain and key not in self._heads:
+            self._heads[key] = self._learn(content, to, message_id, str(mail.body))
+        return content
+
+    def _body(self, school: School, children: Children, confirmation_url: str | None, reminder: bool) -> str:
+        """The text, from a frame rendered once per school and kind with the children's lines
+        and the link left open, when the frame proved to give exactly what the template does."""
+        key = (school.pk, reminder, confirmation_url is not None)
+        if key not in self._frames:
+            self._frames[key] = self._learn_frame(school, children, confirmation_url, reminder)
+        frame = self._frames[key]
+        if frame is None:
+            return self._render(school, [child_line(c) for c in children], confirmation_url, reminder)
+        return self._fill(frame, children, confirmation_url)
+
+    def _render(self, school: School, lines: list[str], confirmation_url: str | None, reminder: bool) -> str:
+        context = _broadcast_context(
+            school, self.subject, self.body, self.urgent, lines, confirmation_url, reminder
+        )
+        return messages.render_body(TEMPLATE, context)
+
+    def _learn_frame(
+        self, school: School, children: Children, confirmation_url: str | None, reminder: bool
+    ) -> tuple[str, str, str] | None:
+        url = _URL_MARK if confirmation_url is not None else None
+        text = self._render(school, [_CHILDREN_MARK], url, reminder)
+        before, children_mark, rest = text.partition(_CHILDREN_MARK + "\n")
+        middle, url_mark, after = rest.partition(_URL_MARK) if url else (rest, "", "")
+        if not children_mark or (url and not url_mark):
+            return None
+        frame = (before, middle, after)  # proved below, whatever the text around the marks holds
+        expected = self._render(school, [child_line(c) for c in children], confirmation_url, reminder)
+        return frame if self._fill(frame, children, confirmation_url) == expected else None
+
+    @staticmethod
+    def _fill(frame: tuple[str, str, str], children: Children, confirmation_url: str | None) -> str:
+        before, middle, after = frame
+        lines = "".join(child_line(child) + "\n" for child in children)
+        return before + lines + middle + (confirmation_url or "") + after
+
+    @staticmethod
+    def _fast(head: list[bytes], to: str, date: str, message_id: str, text: str) -> bytes:
+        values = {
+            b"\0TO": b"To: " + to.encode(),
+            b"\0DATE": b"Date: " + date.encode(),
+            b"\0MID": b"Message-ID: " + message_id.encode(),
+        }
+        lines = [values.get(line, line) for line in head]
+        encoded = base64mime.body_encode(text.encode("utf-8")).replace("\n", "\r\n").encode("ascii")
+        return b"\r\n".join(lines) + b"\r\n\r\n" + encoded
+
+    def _learn(self, content: bytes, to: str, message_id: str, text: str) -> list[bytes] | None:
+        """The header block with To, Date and Message-ID left open, if the shortcut is exact."""
+        header, _, _ = content.partition(b"\r\n\r\n")
+        lines = header.split(b"\r\n")
+        if any(line[:1] in (b" ", b"\t") for line in lines):
+            return None  # a folded header: keep to the ordinary way
+        if sum(line.startswith((b"To: ", b"Date: ", b"Message-ID: ")) for line in lines) != 3:
+            return None
+        date = next(line for line in lines if line.startswith(b"Date: "))[len(b"Date: ") :].decode()
+        head = list(lines)
+        for index, line in enumerate(lines):
+            if line == b"To: " + to.encode():
+                head[index] = b"\0TO"
+            elif line.startswith(b"Date: "):
+                head[index] = b"\0DATE"
+            elif line == b"Message-ID: " + message_id.encode():
+                head[index] = b"\0MID"
+        if not {b"\0TO", b"\0DATE", b"\0MID"} <= set(head):
+            return None
+        return head if self._fast(head, to, date, message_id, text) == content else None

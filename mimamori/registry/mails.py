@@ -1,0 +1,37 @@
+"""The registry's mail, and the sender every mail of a school comes from.
+
+A school's mail comes from the school's own sender address with the school's name as display
+name (S2), so a guardian's ドメイン指定受信 setting for the municipality's domain lets it through.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+
+from mimamori.mail import messages
+from mimamori.registry.models import Registrant, School
+
+
+def school_sender(school: School) -> str:
+    local, domain = school.sender_address.split("@")
+    return messages.sender(school.name, local, domain)
+
+
+def registration_complete(registrant: Registrant, slot: int, email: str) -> EmailMessage:
+    """登録完了メール (S7): receiving it proves the address works."""
+    school = registrant.school
+    return messages.build(
+        "registry/mail/registration_complete",
+        {
+            "school": school,
+            "municipality": school.municipality,
+            "registrant": registrant,
+            "slot": slot,
+            "receives_broadcasts": slot in school.municipality.broadcast_slots,
+            "site_url": settings.BASE_URL + "/portal/",
+        },
+        sender=school_sender(school),
+        to=email,
+        domain=school.municipality.mail_domain,
+    )

@@ -1,0 +1,8 @@
+"""The queues background work travels on, by the names both engines use."""
+
+# Urgent broadcasts have a queue of their own, served by a worker that does nothing else, so an
+# alert never waits behind a large normal broadcast (B2).
+URGENT = "urgent"
+DEFAULT = "default"
+MAIL = "mail"
+QUEUES = [URGENT, DEFAULT, MAIL]
