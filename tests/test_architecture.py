@@ -1,0 +1,74 @@
+"""The import contract (.importlinter) covers the whole package and catches what it is there for.
+
+`make lint` runs `lint-imports` on the code as it is; these tests keep the contract honest: no
+module of the package may sit outside the layers, and an upward import hidden in a function is
+caught like any other.
+"""
+
+from __future__ import annotations
+
+import configparser
+import pkgutil
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mimamori
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRACT = ROOT / ".importlinter"
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def _contract() -> configparser.ConfigParser:
+    config = configparser.ConfigParser()
+    config.read(CONTRACT)
+    return config
+
+
+def _layered_modules() -> set[str]:
+    layers = _contract()["importlinter:contract:layers"]["layers"]
+    return {name.strip() for line in layers.splitlines() for name in line.replace("|", ":").split(":")} - {""}
+
+
+def test_every_module_of_the_package_has_its_place_in_the_layers() -> None:
+    modules = {f"mimamori.{module.name}" for module in pkgutil.iter_modules(mimamori.__path__)}
+    assert modules - _layered_modules() == set()
+    assert _layered_modules() - modules == set()
+
+
+def test_no_contract_ignores_an_import() -> None:
+    config = _contract()
+    ignored = {name: config[name].get("ignore_imports") for name in config.sections()}
+    assert {name: lines for name, lines in ignored.items() if lines} == {}
+
+
+def _lint(package_parent: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(CONTRACT), "--no-cache"],
+        cwd=package_parent,
+        env={"PYTHONPATH": str(package_parent), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_an_upward_import_inside_a_function_breaks_the_contract(tmp_path: Path) -> None:
+    shutil.copytree(
+        ROOT / "mimamori", tmp_path / "mimamori", ignore=shutil.ignore_patterns("__pycache__", "locale")
+    )
+    assert _lint(tmp_path).returncode == 0, "the copy as it is keeps the contract"
+
+    log = tmp_path / "mimamori" / "audit" / "log.py"
+    log.write_text(
+        log.read_text()
+        + "\n\ndef _which_schools(broadcast):\n"
+        + "    from mimamori.broadcasts.targeting import target_schools\n\n"
+        + "    return target_schools(broadcast)\n"
+    )
+    broken = _lint(tmp_path)
+    assert broken.returncode != 0
+    assert "mimamori.audit.log -> mimamori.broadcasts.targeting" in broken.stdout
