@@ -19,6 +19,7 @@ from email_validator import EmailNotValidError, EmailSyntaxError, validate_email
 
 from mimamori import tasking
 from mimamori.registry.models import SLOTS, Address, Registrant
+from mimamori.registry.tasks import send_registration_complete
 
 MAX_LOCAL_PART = 64  # RFC 5321 §4.5.3.1.1
 MAX_ADDRESS = 254  # RFC 5321 path limit less the angle brackets
@@ -139,8 +140,6 @@ def set_addresses(registrant: Registrant, values: Sequence[str | None]) -> list[
     Each newly set or changed address gets the 登録完了メール (S7); it is enqueued in the same
     transaction, so the mail exists exactly when the change does.
     """
-    from mimamori.registry.tasks import send_registration_complete
-
     cleaned = clean_address_slots(values)
     changes: list[AddressChange] = []
     with transaction.atomic():
