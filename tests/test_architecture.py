@@ -1,4 +1,5 @@
-"""The import contract (.importlinter) covers the whole package and catches what it is there for.
+"""The import contract (.importlinter) covers the whole package and catches what it is there for;
+background tasks are found by the convention that replaced a list of their names.
 
 `make lint` runs `lint-imports` on the code as it is; these tests keep the contract honest: no
 module of the package may sit outside the layers, and an upward import hidden in a function is
@@ -14,7 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from django_tasks import task
+
 import mimamori
+from mimamori import tasking
+from mimamori.tasking.discovery import project_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT = ROOT / ".importlinter"
@@ -72,3 +78,24 @@ def test_an_upward_import_inside_a_function_breaks_the_contract(tmp_path: Path) 
     broken = _lint(tmp_path)
     assert broken.returncode != 0
     assert "mimamori.audit.log -> mimamori.broadcasts.targeting" in broken.stdout
+
+
+def test_both_engines_know_every_task_by_its_apps_tasks_module() -> None:
+    assert sorted(project_tasks()) == [
+        "mimamori.broadcasts.tasks.deliver_chunk",
+        "mimamori.broadcasts.tasks.fan_out_broadcast",
+        "mimamori.registry.tasks.send_registration_complete",
+        "mimamori.support.tasks.send_inquiry_answer",
+        "mimamori.support.tasks.send_inquiry_copy",
+    ]
+
+
+@task()
+def stray_task(registrant_id: int) -> int:
+    return registrant_id
+
+
+@pytest.mark.django_db
+def test_a_task_outside_an_apps_tasks_module_is_refused_in_embedded_mode_too() -> None:
+    with pytest.raises(ValueError, match="not in an app's tasks module"):
+        tasking.enqueue(stray_task, 1)

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django_tasks.base import Task
 
+from mimamori.tasking.discovery import project_tasks
 from mimamori.tasking.queues import DEFAULT, MAIL, QUEUES, URGENT
 
 __all__ = ["DEFAULT", "MAIL", "QUEUES", "URGENT", "enqueue"]
@@ -33,6 +34,10 @@ def enqueue(
     """Queue ``task(*args)``. ``priority`` runs from -100 (last) to 100 (first)."""
     if queue not in QUEUES:
         raise ValueError(f"Unknown queue {queue!r}: one of {QUEUES}.")
+    if task.module_path not in project_tasks():
+        raise ValueError(
+            f"{task.module_path} is not in an app's tasks module: distributed workers would refuse it."
+        )
     if settings.BROKER_URL:
         _publish(task, args, queue, priority, run_after)
         return
@@ -48,8 +53,6 @@ def _publish(
     from mimamori.tasking import celery
 
     name = task.module_path
-    if name not in celery.project_tasks():
-        raise ValueError(f"{name} is not in an app's tasks module: distributed workers would refuse it.")
 
     def publish() -> None:
         celery.app().send_task(

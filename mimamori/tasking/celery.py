@@ -1,8 +1,8 @@
 """The distributed engine: Celery on RabbitMQ or Redis, used when BROKER_URL is set.
 
 It runs the very same task functions as the embedded engine: every django-tasks ``Task`` in an
-app's ``tasks`` module gets a Celery task of the same name (its module path) whose body is
-``task.func``.
+app's ``tasks`` module (tasking/discovery.py) gets a Celery task of the same name (its module
+path) whose body is ``task.func``.
 Messages carry IDs only; the database stays the truth, so a lost or repeated message costs
 nothing but a no-op (each task claims its rows with a conditional UPDATE) and the periodic
 sweep re-queues what a crash left behind.
@@ -14,19 +14,17 @@ takes one message at a time (prefetch 1), and a task whose worker died is handed
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import socket
 from typing import Any
 
 from celery import Celery
-from django.apps import apps
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
-from django.utils.module_loading import module_has_submodule
 from django_tasks.base import Task
 from kombu import Queue
 
+from mimamori.tasking.discovery import project_tasks
 from mimamori.tasking.queues import DEFAULT, QUEUES
 
 # Celery priorities run 0-9. RabbitMQ serves the highest number first (with x-max-priority
@@ -34,25 +32,6 @@ from mimamori.tasking.queues import DEFAULT, QUEUES
 PRIORITY_STEPS = 10
 # How long a task that found the database away waits before it is tried again.
 DATABASE_RETRY_SECONDS = 3
-
-
-@functools.cache
-def project_tasks() -> dict[str, Task[Any, Any]]:
-    """Every background task of the project, by module path: the django-tasks Tasks defined in
-    the ``tasks`` module of each mimamori app (found as Django's admin finds ``admin`` modules).
-
-    A task defined anywhere else would be refused by the workers, so tasking.enqueue refuses to
-    publish it in the first place.
-    """
-    found: dict[str, Task[Any, Any]] = {}
-    for config in apps.get_app_configs():
-        if not config.name.startswith("mimamori.") or not module_has_submodule(config.module, "tasks"):
-            continue
-        module = importlib.import_module(f"{config.name}.tasks")
-        for value in vars(module).values():
-            if isinstance(value, Task) and value.module_path.startswith(f"{module.__name__}."):
-                found[value.module_path] = value
-    return found
 
 
 def broker_queue(name: str) -> str:
