@@ -1,7 +1,7 @@
 """The 登録完了メール's task moved from mimamori.mail.tasks to mimamori.registry.tasks (the mail app
 keeps only what every mail shares). Mails still waiting in the embedded engine's queue when the
 installation is upgraded are pointed at the new path, so none is lost. (Distributed mode: let the
-workers empty the mail queue before upgrading, as docs/operations.md says.)"""
+workers empty the queues before upgrading: docs/operations.md, "Upgrading".)"""
 
 from django.db import migrations
 
