@@ -30,7 +30,7 @@ class StaffToken(HttpBearer):
         ApiToken.objects.filter(pk=found.pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_PRECISION)
         ).update(last_used_at=now)
-        # Views reach objects through mimamori.accounts.access, which reads request.user.
+        # Views reach objects through the apps' access rules (registry.access, …): they read request.user.
         request.user = user
         return user
 

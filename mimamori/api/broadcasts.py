@@ -1,7 +1,7 @@
 """Broadcast endpoints: compose, send, watch, list deliveries and receipts, retry (S1, S15, P4).
 
 Thin: targeting and sending do the work, and every broadcast is fetched through
-mimamori.accounts.access, so one outside the token's scope is a 404.
+mimamori.broadcasts.access, so one outside the token's scope is a 404.
 """
 
 # No "from __future__ import annotations": ninja reads the parameter annotations at import.

@@ -1,6 +1,6 @@
 """Reminder endpoints (P3): send one to the unconfirmed of a broadcast, list those sent.
 
-The broadcast is fetched through mimamori.accounts.access (a 404 outside the token's scope);
+The broadcast is fetched through mimamori.broadcasts.access (a 404 outside the token's scope);
 receipts.reminders decides whether a reminder may go and to whom.
 """
 

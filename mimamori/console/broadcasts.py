@@ -1,6 +1,6 @@
 """Console pages for broadcasts: the list, compose, the preview, send, live progress, retry.
 
-Every broadcast is fetched through accounts.access (get_broadcast / broadcasts_for), so
+Every broadcast is fetched through broadcasts.access (get_broadcast / broadcasts_for), so
 staff of one school cannot see, send or retry another school's; the work itself is done
 by the verbs of mimamori.broadcasts.
 """

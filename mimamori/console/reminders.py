@@ -1,6 +1,6 @@
 """Console: send a reminder to the unconfirmed of a broadcast by hand (P3).
 
-The broadcast is fetched through accounts.access (404 outside the staff member's scope);
+The broadcast is fetched through broadcasts.access (404 outside the staff member's scope);
 receipts.reminders decides whether a reminder may go and to whom.
 """
 

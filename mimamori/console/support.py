@@ -1,6 +1,6 @@
 """Console: the support desk's inquiries (S13), listed, read and answered.
 
-Inquiries are fetched through accounts.access (404 outside the staff member's scope);
+Inquiries are fetched through support.access (404 outside the staff member's scope);
 support.desk records the answer, audits it and queues the mail to the guardian.
 """
 

@@ -1,6 +1,6 @@
 """The staff console: what a staff member's scope holds, read-only for now.
 
-Every view is wrapped in staff_required and fetches objects through accounts.access only,
+Every view is wrapped in staff_required and fetches objects through the apps' access rules only,
 so a page can never show more than the user's role reaches.
 """
 

@@ -149,7 +149,7 @@ def timeline(broadcast: Broadcast, schools: QuerySet[School], now: datetime | No
     out_of_scope = AudienceGroup.objects.filter(broadcast=broadcast).exclude(school__in=schools.values("pk"))
     scope = "all"
     if out_of_scope.exists():
-        # Not reachable through accounts.access today (a broadcast is shown only to staff whose
+        # Not reachable through broadcasts.access today (a broadcast is shown only to staff whose
         # scope holds all of its schools), but the curve must never count other schools' children.
         receipts = receipts.filter(
             Exists(
