@@ -248,6 +248,12 @@ MIMAMORI_RETRY_BASE_SECONDS = env.integer("MIMAMORI_RETRY_BASE_SECONDS", 10)
 MIMAMORI_RETRY_MAX_SECONDS = env.integer("MIMAMORI_RETRY_MAX_SECONDS", 600)
 MIMAMORI_RETRY_MAX_ATTEMPTS = env.integer("MIMAMORI_RETRY_MAX_ATTEMPTS", 12)
 MIMAMORI_DELIVERY_LEASE_SECONDS = env.integer("MIMAMORI_DELIVERY_LEASE_SECONDS", 120)
+# Address health (P5, registry/health.py): "no such user" suppresses an address at once; any
+# other failed mail counts, and this many within the window suppress it too. Bounces come back
+# to b-<token>@ the municipality's mail domain, or this domain if set (mail/verp.py).
+MIMAMORI_BOUNCE_LIMIT = env.integer("MIMAMORI_BOUNCE_LIMIT", 3)
+MIMAMORI_BOUNCE_WINDOW_DAYS = env.integer("MIMAMORI_BOUNCE_WINDOW_DAYS", 30)
+MIMAMORI_BOUNCE_DOMAIN = env.string("MIMAMORI_BOUNCE_DOMAIN", "") or ""
 # Distributed mode (docs/operations.md): broker queue names get this prefix, so several
 # installations (or test runs) can share one RabbitMQ or Redis without taking each other's work.
 MIMAMORI_QUEUE_PREFIX = env.string("MIMAMORI_QUEUE_PREFIX", "") or ""

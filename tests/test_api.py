@@ -234,10 +234,10 @@ def test_enrol_returns_login_id_and_a_working_registration_code(school_api: Api,
     assert body["login_id"] == registrant.account.username
     assert registrant.registration_code_matches(body["registration_code"])
     assert body["addresses"] == [
-        {"slot": 1, "email": "mama@docomo.ne.jp"},
-        {"slot": 2, "email": None},
-        {"slot": 3, "email": "papa@ezweb.ne.jp"},
-        {"slot": 4, "email": None},
+        {"slot": 1, "email": "mama@docomo.ne.jp", "status": "ok"},
+        {"slot": 2, "email": None, "status": None},
+        {"slot": 3, "email": "papa@ezweb.ne.jp", "status": "ok"},
+        {"slot": 4, "email": None, "status": None},
     ]
     assert body["receive_broadcasts"] is True
     assert body["created_at"].endswith("+09:00")
@@ -285,7 +285,7 @@ def test_list_is_scoped_filtered_and_paged(school_api: Api, school: School) -> N
 def test_get_shows_slots_option_and_times_with_offset(school_api: Api, school: School) -> None:
     registrant = make_registrant(school, ["mama@docomo.ne.jp"], receive_broadcasts=False)
     body = school_api.get(f"/registrants/{registrant.pk}").json()
-    assert body["addresses"][0] == {"slot": 1, "email": "mama@docomo.ne.jp"}
+    assert body["addresses"][0] == {"slot": 1, "email": "mama@docomo.ne.jp", "status": "ok"}
     assert len(body["addresses"]) == 4
     assert body["receive_broadcasts"] is False
     assert body["status"] == "active"

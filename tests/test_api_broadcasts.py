@@ -80,6 +80,7 @@ def test_compose_send_and_watch_until_sent(school: School, school_api: Api, smtp
         "sent": 3,
         "failed": 0,
         "pending": 0,
+        "suppressed": 0,
         "confirmed": 0,
     }
     assert sum(smtp_sink.copies().values()) == shown["counts"]["sent"]
@@ -99,7 +100,7 @@ def test_compose_send_and_watch_until_sent(school: School, school_api: Api, smtp
 
 def test_permanent_failures_are_listed_and_retried(school: School, school_api: Api, smtp_sink: Sink) -> None:
     make_registrant(school, ["nobody@docomo.ne.jp", "fine@docomo.ne.jp"])
-    smtp_sink.refusals["nobody@docomo.ne.jp"] = ["550 5.1.1 User unknown"]
+    smtp_sink.refusals["nobody@docomo.ne.jp"] = ["552 5.2.2 Mailbox full"]
     broadcast_id = draft(school_api).json()["id"]
     school_api.post(f"/broadcasts/{broadcast_id}/send")
     run_until_quiet()
@@ -112,7 +113,7 @@ def test_permanent_failures_are_listed_and_retried(school: School, school_api: A
     assert (row["email"], row["status"], row["reply"], row["accepted_at"]) == (
         "nobody@docomo.ne.jp",
         "failed",
-        "550 5.1.1 User unknown",
+        "552 5.2.2 Mailbox full",
         None,
     )
     assert row["attempts"] == 1

@@ -128,11 +128,11 @@ def test_temporary_refusals_are_retried_until_accepted(smtp_sink: Sink) -> None:
 def test_permanent_refusal_is_recorded_with_the_reply_and_can_be_retried(smtp_sink: Sink) -> None:
     school = make_school()
     make_registrant(school, ["nobody@docomo.ne.jp", "fine@docomo.ne.jp"])
-    smtp_sink.refusals["nobody@docomo.ne.jp"] = ["550 5.1.1 User unknown"]
+    smtp_sink.refusals["nobody@docomo.ne.jp"] = ["552 5.2.2 Mailbox full"]
     broadcast = send_to_school(make_staff(Role.SCHOOL, school=school), school)
     failed = Delivery.objects.get(broadcast=broadcast, email="nobody@docomo.ne.jp")
     assert failed.status == DeliveryStatus.FAILED
-    assert failed.reply == "550 5.1.1 User unknown"
+    assert failed.reply == "552 5.2.2 Mailbox full"
     assert broadcast.status == BroadcastStatus.SENT
     assert sending.progress(broadcast).failed == 1
 

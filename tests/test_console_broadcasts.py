@@ -95,6 +95,7 @@ def test_school_staff_compose_preview_send_and_watch_it_arrive(smtp_sink: Sink) 
         "sent": 2,
         "failed": 0,
         "pending": 0,
+        "suppressed": 0,
     }
 
     again = client.post(reverse("console:broadcast_send", args=[broadcast.pk]), follow=True)
@@ -197,13 +198,13 @@ def test_failed_addresses_are_shown_with_the_reply_and_can_be_retried(smtp_sink:
     staff = make_staff(Role.SCHOOL, school=school)
     client = signed_in(staff)
     broadcast = draft_for(staff, school)
-    smtp_sink.refusals["nobody@docomo.ne.jp"] = ["550 5.1.1 User unknown"]
+    smtp_sink.refusals["nobody@docomo.ne.jp"] = ["552 5.2.2 Mailbox full"]
     client.post(reverse("console:broadcast_send", args=[broadcast.pk]))
     run_until_quiet()
 
     page = client.get(reverse("console:broadcast", args=[broadcast.pk])).content.decode()
     assert "nobody@docomo.ne.jp" in page
-    assert "550 5.1.1 User unknown" in page
+    assert "552 5.2.2 Mailbox full" in page
     assert "失敗した宛先に再送" in page
     assert 'data-count="failed">1<' in page
 

@@ -70,6 +70,9 @@ class Counts(Schema):
     sent: int
     failed: int
     pending: int
+    suppressed: int = Field(
+        description="Addresses of the audience that got no mail because they are suppressed (bounces)."
+    )
     confirmed: int = Field(description="Registrants who confirmed they read it (any of their mails).")
 
 
@@ -120,6 +123,7 @@ class BroadcastOut(BroadcastSummary):
             sent=progress.sent,
             failed=progress.failed,
             pending=progress.pending,
+            suppressed=progress.suppressed,
             confirmed=statistics.confirmed_count(obj),
         )
 

@@ -113,6 +113,10 @@ class RegistrantPatch(Schema):
 class SlotOut(Schema):
     slot: int
     email: str | None
+    status: str | None = Field(
+        description="ok, bouncing (failures recorded, still mailed) or suppressed (no more mail "
+        "until the address is set again); null for an empty slot."
+    )
 
 
 class RegistrantOut(Schema):
@@ -141,7 +145,13 @@ class RegistrantOut(Schema):
 
     @staticmethod
     def resolve_addresses(obj: Registrant) -> list[SlotOut]:
-        return [SlotOut(slot=slot, email=email or None) for slot, email in obj.addresses_by_slot().items()]
+        held = {address.slot: address for address in obj.addresses.all()}
+        return [
+            SlotOut(slot=slot, email=held[slot].email, status=held[slot].status)
+            if slot in held
+            else SlotOut(slot=slot, email=None, status=None)
+            for slot in SLOTS
+        ]
 
 
 class EnrolmentOut(RegistrantOut):

@@ -34,7 +34,9 @@ from mimamori.broadcasts.models import (
     DeliveryStatus,
     Recipient,
 )
+from mimamori.mail import bounces, verp
 from mimamori.mail.smtp import Outcome, Reply, SmtpSession
+from mimamori.registry import health
 from mimamori.registry.models import School
 
 log = logging.getLogger(__name__)
@@ -210,7 +212,9 @@ def _sender(
                 log.exception("could not build the mail for delivery %s", row.pk)
                 reply = Reply(Outcome.TEMPORARY, f"internal error: {error}"[:500])
             else:
-                reply = session.send(row.school.sender_address, row.email, content)
+                # Its own envelope sender, so that a bounce coming back later names this mail.
+                sender = verp.envelope_sender(verp.DELIVERY, row.pk, row.school.municipality.mail_domain)
+                reply = session.send(sender, row.email, content)
             results.put(Attempt(row, reply, timezone.now()))
 
 
@@ -258,21 +262,28 @@ def _record(batch: list[Attempt]) -> None:
             next_attempt_at=None,
             reply="",
         )
-    others = []
-    for attempt in batch:
-        mail, reply = attempt.row, attempt.reply
-        if reply.outcome is Outcome.ACCEPTED:
-            continue
-        row = Delivery(pk=mail.pk, attempts=mail.attempts + 1, claim=None, claimed_at=None, reply=reply.text)
-        if reply.outcome is Outcome.PERMANENT or row.attempts >= settings.MIMAMORI_RETRY_MAX_ATTEMPTS:
-            row.status = DeliveryStatus.FAILED
-            row.next_attempt_at = None
-        else:
-            row.status = DeliveryStatus.DEFERRED
-            row.next_attempt_at = attempt.at + retry_delay(row.attempts)
-        others.append(row)
-    if others:
-        Delivery.objects.bulk_update(others, RECORDED_FIELDS)
+    refused = [attempt for attempt in batch if attempt.reply.outcome is not Outcome.ACCEPTED]
+    rows = [_outcome(attempt) for attempt in refused]
+    if rows:
+        Delivery.objects.bulk_update(rows, RECORDED_FIELDS)
+    for attempt, row in zip(refused, rows, strict=True):
+        # What the server said of this address counts towards its health; a cut connection,
+        # a refused sender or a mail we could not build does not.
+        if row.status == DeliveryStatus.FAILED and attempt.reply.about_recipient:
+            health.record_failure(attempt.row.email, bounces.from_reply(attempt.reply), source="smtp")
+
+
+def _outcome(attempt: Attempt) -> Delivery:
+    """A refused mail's row: deferred for another try, or failed for good (5xx, or tried enough)."""
+    mail, reply = attempt.row, attempt.reply
+    row = Delivery(pk=mail.pk, attempts=mail.attempts + 1, claim=None, claimed_at=None, reply=reply.text)
+    if reply.outcome is Outcome.PERMANENT or row.attempts >= settings.MIMAMORI_RETRY_MAX_ATTEMPTS:
+        row.status = DeliveryStatus.FAILED
+        row.next_attempt_at = None
+    else:
+        row.status = DeliveryStatus.DEFERRED
+        row.next_attempt_at = attempt.at + retry_delay(row.attempts)
+    return row
 
 
 def _schedule_retry(broadcast: Broadcast, chunk: int) -> None:

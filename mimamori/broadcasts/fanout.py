@@ -42,7 +42,7 @@ from mimamori.broadcasts.models import (
     DeliveryStatus,
     Recipient,
 )
-from mimamori.broadcasts.targeting import audience
+from mimamori.broadcasts.targeting import audience, suppressed_count
 from mimamori.registry.models import Address, Registrant
 
 log = logging.getLogger(__name__)
@@ -172,11 +172,19 @@ def _finish(broadcast: Broadcast) -> int:
     broadcast.registrant_count = (
         AudienceGroup.objects.filter(broadcast=broadcast).aggregate(n=Sum("registrants"))["n"] or 0
     )
+    broadcast.suppressed_count = suppressed_count(broadcast)
     if messages == 0:
         broadcast.status = BroadcastStatus.SENT
         broadcast.finished_at = broadcast.fanned_out_at
     broadcast.save(
-        update_fields=["message_count", "registrant_count", "fanned_out_at", "status", "finished_at"]
+        update_fields=[
+            "message_count",
+            "registrant_count",
+            "suppressed_count",
+            "fanned_out_at",
+            "status",
+            "finished_at",
+        ]
     )
     return messages
 

@@ -62,6 +62,8 @@ class Broadcast(models.Model):
     # Written once by the fan-out, in the same transaction as the deliveries.
     registrant_count = models.PositiveIntegerField(default=0)
     message_count = models.PositiveIntegerField(default=0)
+    # Addresses of the audience that got no mail because they are suppressed (P5).
+    suppressed_count = models.PositiveIntegerField(default=0)
     # Reminders to the unconfirmed (P3, receipts/reminders.py): automatic ones this many
     # minutes after sending, and how many reminders (automatic or by hand) went out so far.
     reminder_minutes = models.JSONField(_("automatic reminders (minutes after sending)"), default=list)

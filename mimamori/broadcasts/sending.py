@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -24,7 +24,13 @@ from mimamori.broadcasts.models import (
     Delivery,
     DeliveryStatus,
 )
-from mimamori.broadcasts.targeting import Scope, broadcast_municipality, save_scope, target_schools
+from mimamori.broadcasts.targeting import (
+    Scope,
+    broadcast_municipality,
+    is_suppressed,
+    save_scope,
+    target_schools,
+)
 
 REMINDER_MINUTES_MAX = 7 * 24 * 60
 
@@ -118,7 +124,9 @@ def send(broadcast: Broadcast, by: User | None = None) -> bool:
 def retry_failed(broadcast: Broadcast, by: User | None = None) -> int:
     """Offer the failed mails of a broadcast once more (``by`` a staff member); return how many."""
     with transaction.atomic():
-        failed = Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.FAILED)
+        failed = Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.FAILED).exclude(
+            is_suppressed(OuterRef("email"))  # they would fail again
+        )
         chunks = sorted(set(failed.values_list("chunk", flat=True)))
         count = failed.update(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=timezone.now())
         if count:
@@ -144,6 +152,7 @@ class Progress:
     sent: int
     failed: int
     pending: int
+    suppressed: int = 0  # addresses of the audience not mailed: suppressed (P5)
 
 
 def progress(broadcast: Broadcast) -> Progress:
@@ -165,4 +174,5 @@ def progress(broadcast: Broadcast) -> Progress:
         sent=messages - counts["open"] - counts["failed"],
         failed=counts["failed"],
         pending=counts["open"],
+        suppressed=broadcast.suppressed_count,
     )

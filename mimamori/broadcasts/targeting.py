@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils.translation import gettext as _
 
 from mimamori.accounts.models import User
 from mimamori.broadcasts.models import Broadcast, BroadcastKind
 from mimamori.registry.access import municipalities_for, schools_for
-from mimamori.registry.models import Address, Municipality, RegistrantStatus, School
+from mimamori.registry.models import Address, AddressStatus, Municipality, RegistrantStatus, School
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,27 @@ def broadcast_municipality(broadcast: Broadcast) -> Municipality | None:
 
 
 def audience(broadcast: Broadcast) -> QuerySet[Address]:
-    """The addresses to send to, one row per (registrant, slot); the caller merges by address."""
+    """The addresses to send to, one row per (registrant, slot); the caller merges by address.
+
+    Suppressed addresses are left out: mail to them would fail again (registry/health.py).
+    """
+    return _addressed(broadcast).exclude(status=AddressStatus.SUPPRESSED)
+
+
+def suppressed_count(broadcast: Broadcast) -> int:
+    """Distinct addresses of the audience that get no mail because they are suppressed."""
+    counted = _addressed(broadcast).filter(status=AddressStatus.SUPPRESSED)
+    return counted.aggregate(n=Count(Lower("email"), distinct=True))["n"]
+
+
+def is_suppressed(email: Any) -> Exists:
+    """True where ``email`` (an expression, e.g. OuterRef("email")) is a suppressed address."""
+    rows = Address.objects.filter(status=AddressStatus.SUPPRESSED).annotate(key=Lower("email"))
+    return Exists(rows.filter(key=Lower(email)))
+
+
+def _addressed(broadcast: Broadcast) -> QuerySet[Address]:
+    """Every address in the broadcast's scope, whatever mail to it does."""
     schools = list(target_schools(broadcast))
     if not schools:
         return Address.objects.none()

@@ -25,7 +25,7 @@ from mimamori.console.decorators import View, staff_required
 from mimamori.console.forms import RegistrantFilterForm, SchoolSearchForm, StaffAuthenticationForm
 from mimamori.mail.devmailbox import StoredMail, find_mail, list_mail
 from mimamori.registry.access import get_registrant, get_school, registrants_for, schools_for
-from mimamori.registry.models import Address, Registrant, RegistrantStatus
+from mimamori.registry.models import Address, AddressStatus, Registrant, RegistrantStatus
 
 PAGE_SIZE = 50
 
@@ -154,6 +154,8 @@ def registrant(request: HttpRequest, registrant_id: int) -> HttpResponse:
         {
             "number": number,
             "email": addresses[number].email if number in addresses else "",
+            "health": addresses[number].get_status_display() if number in addresses else "",
+            "delivers": number not in addresses or addresses[number].status != AddressStatus.SUPPRESSED,
             # The municipality picks the slots; the guardian's option can turn them all off.
             "receives_broadcasts": found.receive_broadcasts and number in broadcast_slots,
         }

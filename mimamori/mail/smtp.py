@@ -28,20 +28,32 @@ class Outcome(enum.Enum):
     PERMANENT = "permanent"
 
 
+# Where in the dialogue a reply came: only RCPT's and DATA's speak of the recipient's address;
+# MAIL's speak of the sender, and a cut connection or a mail that could not be built ("") of
+# neither.
+MAIL, RCPT, DATA = "mail", "rcpt", "data"
+
+
 @dataclass(frozen=True)
 class Reply:
     outcome: Outcome
     text: str
+    stage: str = ""
+
+    @property
+    def about_recipient(self) -> bool:
+        """The server refused this recipient or this mail for it (not itself: 421)."""
+        return self.stage in (RCPT, DATA) and not self.text.startswith("421")
 
 
-def _reply(code: int, message: bytes | str) -> Reply:
+def _reply(code: int, message: bytes | str, stage: str = "") -> Reply:
     text = message.decode(errors="replace") if isinstance(message, bytes) else str(message)
     text = f"{code} {text}".strip()[:500]
     if 200 <= code < 300:
-        return Reply(Outcome.ACCEPTED, text)
+        return Reply(Outcome.ACCEPTED, text, stage)
     if 400 <= code < 500 or code < 200:
-        return Reply(Outcome.TEMPORARY, text)
-    return Reply(Outcome.PERMANENT, text)
+        return Reply(Outcome.TEMPORARY, text, stage)
+    return Reply(Outcome.PERMANENT, text, stage)
 
 
 class UnsendableAddress(ValueError):
@@ -124,12 +136,12 @@ class SmtpSession:
                 return self._send_pipelined(connection, *paths, message)
             code, text = connection.mail(sender)
             if code != 250:
-                return self._refused(code, text)
+                return self._refused(code, text, MAIL)
             code, text = connection.rcpt(recipient)
             if code not in (250, 251):
-                return self._refused(code, text)
+                return self._refused(code, text, RCPT)
             code, text = connection.data(message)
-            return _reply(code, text)
+            return _reply(code, text, DATA)
         except smtplib.SMTPResponseException as error:
             # smtplib closes the socket for some of these (421 among them); start afresh.
             self._drop()
@@ -155,25 +167,25 @@ class SmtpSession:
                 return self._refused(code, text)
             replies.append((code, text))
         mail, rcpt, (data_code, _) = replies
-        envelope_refused = mail if mail[0] != 250 else rcpt if rcpt[0] not in (250, 251) else None
-        if envelope_refused:
+        refused = (*mail, MAIL) if mail[0] != 250 else (*rcpt, RCPT) if rcpt[0] not in (250, 251) else None
+        if refused:
             if data_code == 354:
                 # A relay that opens DATA after refusing the envelope gets an empty message,
                 # which it cannot deliver to anyone, to end the transaction.
                 connection.send(b".\r\n")
                 connection.getreply()
-            return self._refused(*envelope_refused)
+            return self._refused(*refused)
         if data_code != 354:
-            return self._refused(*replies[2])  # e.g. 554 no valid recipients, 451 try later
+            return self._refused(*replies[2], DATA)  # e.g. 554 no valid recipients, 451 try later
         connection.send(_dot_terminated(message))
-        return _reply(*connection.getreply())
+        return _reply(*connection.getreply(), DATA)
 
-    def _refused(self, code: int, text: bytes) -> Reply:
+    def _refused(self, code: int, text: bytes, stage: str = "") -> Reply:
         if code == 421:
             self._drop()  # the server is closing the connection (RFC 5321 §3.8)
         else:
             self.connection.rset()  # type: ignore[union-attr]
-        return _reply(code, text)
+        return _reply(code, text, stage)
 
     def _drop(self) -> None:
         if self.connection is not None:

@@ -25,7 +25,7 @@ from mimamori.audit import log as audit
 from mimamori.portal.decorators import guardian_required
 from mimamori.portal.forms import AddressForm, FirstLoginForm, GuardianLoginForm, OptionsForm
 from mimamori.registry.addresses import set_addresses
-from mimamori.registry.models import SLOTS, Registrant
+from mimamori.registry.models import SLOTS, AddressStatus, Registrant
 from mimamori.registry.registrants import complete_first_login, find_first_login, registrant_target
 
 # authenticate() and the axes backend do the counting and the lockout page for the login form.
@@ -133,6 +133,7 @@ def addresses(request: HttpRequest, registrant: Registrant) -> HttpResponse:
         form=form,
         broadcast_slots=_slot_list(broadcast_slots),
         other_slots=_slot_list([s for s in SLOTS if s not in broadcast_slots]),
+        failing=registrant.addresses.exclude(status=AddressStatus.OK).order_by("slot"),
     )
 
 

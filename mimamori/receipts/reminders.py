@@ -30,7 +30,7 @@ from mimamori.broadcasts import lanes
 from mimamori.broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus, Recipient
 from mimamori.broadcasts.targeting import broadcast_municipality, target_schools
 from mimamori.receipts.models import Receipt, Reminder
-from mimamori.registry.models import Address, RegistrantStatus
+from mimamori.registry.models import Address, AddressStatus, RegistrantStatus
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,7 @@ def unconfirmed_recipients(broadcast: Broadcast) -> QuerySet[Recipient]:
         slot_rule |= Q(registrant__school__municipality=city, slot__in=sorted(city.broadcast_slots))
     still_there = (
         Address.objects.filter(slot_rule or Q(pk__in=[]), registrant=OuterRef("registrant_id"))
+        .exclude(status=AddressStatus.SUPPRESSED)  # mail to it would fail again (P5)
         .annotate(key=Lower("email"))
         .filter(key=Lower(OuterRef("delivery__email")))
     )

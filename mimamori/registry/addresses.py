@@ -18,7 +18,8 @@ from django.utils.translation import gettext as _
 from email_validator import EmailNotValidError, EmailSyntaxError, validate_email
 
 from mimamori import tasking
-from mimamori.registry.models import SLOTS, Address, Registrant
+from mimamori.registry import health
+from mimamori.registry.models import SLOTS, Address, AddressStatus, Registrant
 from mimamori.registry.tasks import send_registration_complete
 
 MAX_LOCAL_PART = 64  # RFC 5321 §4.5.3.1.1
@@ -152,13 +153,17 @@ def set_addresses(registrant: Registrant, values: Sequence[str | None]) -> list[
         for slot in SLOTS:
             new = cleaned[slot]
             old = current[slot].email if slot in current else ""
-            if new == old:
+            # The same address saved again while mail to it fails is the guardian saying it
+            # works now (a full mailbox emptied, a filter fixed): it is tried again.
+            again = new == old and bool(new) and current[slot].status != AddressStatus.OK
+            if new == old and not again:
                 continue
             changes.append(AddressChange(slot, new))
-            if new:
+            if new and not again:
                 Address.objects.create(registrant=registrant, slot=slot, email=new)
         for change in changes:
             if change.email:
+                health.reset(change.email)
                 tasking.enqueue(
                     send_registration_complete, registrant.pk, change.slot, change.email, queue=tasking.MAIL
                 )

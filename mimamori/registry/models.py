@@ -203,12 +203,25 @@ class Registrant(models.Model):
         return {slot: found.get(slot, "") for slot in SLOTS}
 
 
+class AddressStatus(models.TextChoices):
+    """How mail to an address fares (P5, registry/health.py)."""
+
+    OK = "ok", _("Delivered")
+    BOUNCING = "bouncing", _("Failures recorded")
+    SUPPRESSED = "suppressed", _("Not delivered: no more mail")
+
+
 class Address(models.Model):
     """A guardian's mail address in one of the registrant's four slots (S3)."""
 
     registrant = models.ForeignKey(Registrant, on_delete=models.CASCADE, related_name="addresses")
     slot = models.PositiveSmallIntegerField(_("slot"))
     email = models.CharField(_("mail address"), max_length=254)
+    # The same for every row of one address (a mailbox that does not exist does not exist for
+    # a sibling either); a suppressed address gets no mail of any kind until it is set again.
+    status = models.CharField(
+        _("delivery status"), max_length=16, choices=AddressStatus.choices, default=AddressStatus.OK
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -219,6 +232,14 @@ class Address(models.Model):
             models.UniqueConstraint(fields=["registrant", "slot"], name="one_address_per_slot"),
             models.UniqueConstraint(Lower("email"), "registrant", name="address_unique_within_registrant"),
             models.CheckConstraint(name="address_slot_range", condition=Q(slot__gte=1, slot__lte=4)),
+        ]
+        indexes = [
+            # (address_unique_within_registrant leads with lower(email): health is recorded
+            # through it.) Suppressed addresses are counted for each broadcast's audience and
+            # listed per school, which reads only these rows.
+            models.Index(
+                fields=["registrant"], name="suppressed_address_idx", condition=Q(status="suppressed")
+            ),
         ]
 
     def __str__(self) -> str:
@@ -291,3 +312,23 @@ class DeregistrationRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_reason_display()} ({self.get_status_display()})"
+
+
+class AddressFailure(models.Model):
+    """One mail to an address that failed: refused while sending, or bounced afterwards (P5).
+
+    Kept by address, not by slot, so the history survives a guardian moving the address to
+    another slot; erased with the child's personal data once no registrant holds the address.
+    """
+
+    email = models.CharField(_("mail address"), max_length=254)  # lower-cased
+    at = models.DateTimeField(_("time"), default=timezone.now)
+    permanent = models.BooleanField(_("permanent"))
+    no_such_user = models.BooleanField(_("no such user"))
+    status = models.CharField(_("status code"), max_length=16, blank=True)
+    text = models.CharField(_("server's reply"), max_length=500, blank=True)
+    source = models.CharField(_("source"), max_length=16)  # "smtp" (while sending) or "bounce"
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["email", "at"], name="address_failure_email_idx")]

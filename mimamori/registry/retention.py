@@ -16,12 +16,19 @@ import secrets
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models.functions import Lower
 from django.dispatch import Signal
 from django.utils import timezone
 
 from mimamori.accounts.models import User
 from mimamori.audit.log import record
-from mimamori.registry.models import Address, DeregistrationRequest, Registrant, RegistrantStatus
+from mimamori.registry.models import (
+    Address,
+    AddressFailure,
+    DeregistrationRequest,
+    Registrant,
+    RegistrantStatus,
+)
 
 ERASED_NAME = "（削除済み）"
 BATCH = 200
@@ -61,6 +68,7 @@ def erase(registrant_id: int) -> None:
         if registrant is None:
             return  # another sweep erased it meanwhile
         erasing.send(sender=Registrant, registrant=registrant)
+        _erase_failures(registrant)
         Address.objects.filter(registrant=registrant).delete()
         DeregistrationRequest.objects.filter(registrant=registrant).update(note="")
         registrant.child_name = ERASED_NAME
@@ -82,6 +90,16 @@ def erase(registrant_id: int) -> None:
             target=f"registrant {registrant.pk}",
             municipality=registrant.school.municipality_id,
         )
+
+
+def _erase_failures(registrant: Registrant) -> None:
+    """The bounce history of the child's addresses that no other registrant holds."""
+    own = {
+        email.lower()
+        for email in Address.objects.filter(registrant=registrant).values_list("email", flat=True)
+    }
+    kept = Address.objects.exclude(registrant=registrant).annotate(key=Lower("email")).filter(key__in=own)
+    AddressFailure.objects.filter(email__in=own - set(kept.values_list("key", flat=True))).delete()
 
 
 def _anonymise(account: User) -> None:

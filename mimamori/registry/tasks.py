@@ -7,7 +7,7 @@ import logging
 from django_tasks import task
 
 from mimamori.registry import mails
-from mimamori.registry.models import Address, Registrant, RegistrantStatus
+from mimamori.registry.models import Address, AddressStatus, Registrant, RegistrantStatus
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def send_registration_complete(registrant_id: int, slot: int, email: str) -> boo
     """
     still_wanted = Address.objects.filter(
         registrant_id=registrant_id, slot=slot, email=email, registrant__status=RegistrantStatus.ACTIVE
-    )
+    ).exclude(status=AddressStatus.SUPPRESSED)
     if not still_wanted.exists():
         log.info("registration mail skipped: registrant %s slot %s changed or gone", registrant_id, slot)
         return False

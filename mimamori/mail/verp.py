@@ -1,0 +1,56 @@
+"""Envelope senders that say which mail bounced (VERP), without saying anything to anyone else.
+
+Every mail goes out with its own MAIL FROM, ``b-<token>@<domain>``: the token is the mail's
+kind and number, encrypted as one AES block under a key derived from SECRET_KEY, so it holds no
+address and no row ID in clear, and a token nobody made decrypts to garbage (the seven zero
+bytes that fill the block do not come back). A bounce arrives addressed to it; read() gives
+back (kind, number). Keys follow SECRET_KEY: bounces of mails sent under an earlier key are not
+recognised (they are logged and dropped).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import re
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from django.conf import settings
+
+PREFIX = "b-"
+DELIVERY, MAIL = "d", "m"  # a broadcast's delivery; any other mail
+KINDS = frozenset((DELIVERY, MAIL))
+_FILL = bytes(7)
+_LOCAL_PART = re.compile(r"b-([a-z2-7]{26})", re.IGNORECASE)
+
+
+@functools.cache
+def _cipher(secret: str) -> Cipher[modes.ECB]:
+    key = hashlib.sha256(b"mimamori envelope sender\0" + secret.encode()).digest()[:16]
+    # ECB on a single block is AES itself: a pseudo-random permutation of the 16 bytes.
+    return Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
+
+
+def envelope_sender(kind: str, number: int, domain: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}")
+    block = kind.encode() + number.to_bytes(8, "big") + _FILL
+    encryptor = _cipher(settings.SECRET_KEY).encryptor()
+    token = base64.b32encode(encryptor.update(block) + encryptor.finalize()).decode().rstrip("=")
+    return f"{PREFIX}{token.lower()}@{settings.MIMAMORI_BOUNCE_DOMAIN or domain}"
+
+
+def read(address: str) -> tuple[str, int] | None:
+    """(kind, number) of the mail an envelope sender was made for, or None."""
+    local_part = address.strip().strip("<>").rpartition("@")[0]
+    found = _LOCAL_PART.fullmatch(local_part)
+    if found is None:
+        return None
+    sealed = base64.b32decode(found.group(1).upper() + "======")
+    decryptor = _cipher(settings.SECRET_KEY).decryptor()
+    block = decryptor.update(sealed) + decryptor.finalize()
+    kind, number, fill = block[:1].decode("latin-1"), block[1:9], block[9:]
+    if fill != _FILL or kind not in KINDS:
+        return None
+    return kind, int.from_bytes(number, "big")
