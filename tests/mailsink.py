@@ -33,6 +33,7 @@ class Sink(Pipelining):
         # {"a@x.jp": ["451 4.3.0 try later"]}; "550 …" entries repeat forever.
         self.refusals: dict[str, list[str]] = {}
         self.attempts: Counter[str] = Counter()
+        self.envelope_senders: dict[str, list[str]] = {}  # recipient → MAIL FROM of each copy
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -54,6 +55,7 @@ class Sink(Pipelining):
         with self.lock:
             for recipient in envelope.rcpt_tos:
                 self.messages.append((recipient, message))
+                self.envelope_senders.setdefault(recipient, []).append(str(envelope.mail_from))
         return "250 OK"
 
     def to(self, recipient: str) -> list[EmailMessage]:
