@@ -206,9 +206,9 @@ class Registrant(models.Model):
 class AddressStatus(models.TextChoices):
     """How mail to an address fares (P5, registry/health.py)."""
 
-    OK = "ok", _("Delivered")
-    BOUNCING = "bouncing", _("Failures recorded")
-    SUPPRESSED = "suppressed", _("Not delivered: no more mail")
+    OK = "ok", _("Mail arrives")
+    BOUNCING = "bouncing", _("Some mail did not arrive")
+    SUPPRESSED = "suppressed", _("Mail does not arrive: sending stopped")
 
 
 class Address(models.Model):
