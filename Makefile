@@ -42,7 +42,7 @@ test-postgres:
 	DATABASE_URL=$(PG_TEST_URL) $(UV) run pytest -m "not browser"
 
 # Each app keeps its own translations (mimamori/<app>/locale/ja); fill them, then `make messages` again.
-APPS := core accounts registry mail portal console api
+APPS := core accounts registry mail broadcasts receipts maintenance support portal console api
 messages:
 	for app in $(APPS); do (cd mimamori/$$app && mkdir -p locale && \
 		MIMAMORI_DATA_DIR=$$(mktemp -d) $(UV) run mimamori makemessages -l ja --no-obsolete -v0 && \

@@ -1,8 +1,10 @@
 """Bounces coming back (P5): each is matched to the mail it answers by its envelope sender
 (mail/verp.py), and counts against that mail's address (registry/health.py).
 
-A bounced broadcast mail was accepted by the relay, so it counted as sent; it now counts as
-failed, with the bounce's words as its reply, which staff see beside the synchronous refusals.
+Here, because broadcasts are the lowest app that knows both kinds of mail: a broadcast's
+deliveries and the outbox's other mail (mail/outbox.py). A bounced mail was accepted by the
+relay, so it counted as sent; it now counts as failed, with the bounce's words as its reply,
+which staff see beside the synchronous refusals.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from django.db import transaction
 
 from mimamori.broadcasts.models import Delivery, DeliveryStatus
 from mimamori.mail import bounces, verp
+from mimamori.mail.models import OutgoingMail, OutgoingStatus
 from mimamori.registry import health
 
 log = logging.getLogger(__name__)
@@ -42,8 +45,8 @@ def ingest(raw: bytes, recipient: str = "") -> str:
     if failure is None:
         return "ignored: not a bounce (an automatic reply, or a delay notice)"
     kind, number = mail
-    if kind != verp.DELIVERY:
-        return f"ignored: a bounce of mail {kind}{number}, which keeps no record"
+    if kind == verp.MAIL:
+        return _outgoing_bounced(number, failure)
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().filter(pk=number).first()
         if delivery is None:
@@ -54,3 +57,17 @@ def ingest(raw: bytes, recipient: str = "") -> str:
             delivery.save(update_fields=["status", "reply"])
         status = health.record_failure(delivery.email, failure, source="bounce")
     return f"recorded: delivery {number}, {failure.status or 'no status'}, address {status}"
+
+
+def _outgoing_bounced(number: int, failure: bounces.Failure) -> str:
+    """A bounce of a mail that is not a broadcast (mail/outbox.py): the same, for its row."""
+    with transaction.atomic():
+        sent = OutgoingMail.objects.select_for_update().filter(pk=number).first()
+        if sent is None:
+            return f"ignored: mail {number} no longer exists"
+        if sent.status == OutgoingStatus.SENT:
+            sent.status = OutgoingStatus.FAILED
+            sent.reply = f"bounce: {failure.text}"[:500]
+            sent.save(update_fields=["status", "reply"])
+        status = health.record_failure(sent.to, failure, source="bounce")
+    return f"recorded: mail {number} ({sent.kind}), {failure.status or 'no status'}, address {status}"

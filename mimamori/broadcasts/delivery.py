@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -35,7 +35,7 @@ from mimamori.broadcasts.models import (
     Recipient,
 )
 from mimamori.mail import bounces, verp
-from mimamori.mail.smtp import Outcome, Reply, SmtpSession
+from mimamori.mail.smtp import Outcome, Reply, SmtpSession, retry_delay
 from mimamori.registry import health
 from mimamori.registry.models import School
 
@@ -72,12 +72,6 @@ class Attempt:
     row: Mail
     reply: Reply
     at: datetime
-
-
-def retry_delay(attempts: int) -> timedelta:
-    """Exponential backoff: base, 2×base, 4×base … capped."""
-    base = settings.MIMAMORI_RETRY_BASE_SECONDS
-    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), settings.MIMAMORI_RETRY_MAX_SECONDS))
 
 
 def deliver_chunk(broadcast_id: int, chunk: int) -> int:

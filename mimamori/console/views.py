@@ -24,6 +24,7 @@ from mimamori.accounts.models import Role, User
 from mimamori.console.decorators import View, staff_required
 from mimamori.console.forms import RegistrantFilterForm, SchoolSearchForm, StaffAuthenticationForm
 from mimamori.mail.devmailbox import StoredMail, find_mail, list_mail
+from mimamori.mail.models import OutgoingMail
 from mimamori.registry.access import get_registrant, get_school, registrants_for, schools_for
 from mimamori.registry.models import Address, AddressStatus, Registrant, RegistrantStatus
 
@@ -163,8 +164,14 @@ def registrant(request: HttpRequest, registrant_id: int) -> HttpResponse:
     ]
     # Setting addresses does not touch the registrant row, so the newest of both counts.
     last_updated = max([found.updated_at, *(a.updated_at for a in addresses.values())])
+    # Each 登録完了メール and what the relay said of it (mail/outbox.py), newest first.
+    mails = OutgoingMail.objects.filter(target=f"registrant {found.pk}").only(
+        "kind", "to", "status", "reply", "created_at", "sent_at", "attempts"
+    )[:20]
     return _render(
-        request, "registrant.html", {"registrant": found, "slots": slots, "last_updated": last_updated}
+        request,
+        "registrant.html",
+        {"registrant": found, "slots": slots, "last_updated": last_updated, "mails": mails},
     )
 
 

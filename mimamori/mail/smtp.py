@@ -15,6 +15,7 @@ import re
 import smtplib
 import ssl
 from dataclasses import dataclass
+from datetime import timedelta
 from types import TracebackType
 
 from django.conf import settings
@@ -54,6 +55,12 @@ def _reply(code: int, message: bytes | str, stage: str = "") -> Reply:
     if 400 <= code < 500 or code < 200:
         return Reply(Outcome.TEMPORARY, text, stage)
     return Reply(Outcome.PERMANENT, text, stage)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """When to try a temporarily refused mail again: base, 2×base, 4×base … capped."""
+    base = settings.MIMAMORI_RETRY_BASE_SECONDS
+    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), settings.MIMAMORI_RETRY_MAX_SECONDS))
 
 
 class UnsendableAddress(ValueError):

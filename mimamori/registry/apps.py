@@ -8,9 +8,12 @@ class RegistryConfig(AppConfig):
     label = "registry"
 
     def ready(self) -> None:
-        from mimamori.registry import logins, retention
+        from mimamori.mail import outbox
+        from mimamori.registry import health, logins, retention
         from mimamori.tasking import sweep
 
         logins.connect()
+        # A 登録完了メール, support answer or notice that failed counts against its address (P5).
+        outbox.failed.connect(health.outgoing_failed, dispatch_uid="mimamori.registry.health")
         # Deregistered children whose retention period is over lose their personal data (S10).
         sweep.register("erased", retention.erase_expired)

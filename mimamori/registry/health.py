@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from mimamori.mail import bounces
 from mimamori.mail.bounces import Failure
+from mimamori.mail.models import OutgoingMail
+from mimamori.mail.smtp import Reply
 from mimamori.registry.models import Address, AddressFailure, AddressStatus
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,12 @@ def record_failure(email: str, failure: Failure, *, source: str) -> str:
         if rows.exclude(status=AddressStatus.SUPPRESSED).exclude(status=status).update(status=status):
             log.info("address %s is now %s (%s, %s)", _masked(key), status, failure.status, source)
         return rows.values_list("status", flat=True).first() or str(status)
+
+
+def outgoing_failed(sender: Any, mail: OutgoingMail, reply: Reply, **kwargs: Any) -> None:
+    """A mail of the outbox (mail/outbox.py) failed for good: it counts as any failed mail does."""
+    if reply.about_recipient:
+        record_failure(mail.to, bounces.from_reply(reply), source="smtp")
 
 
 def reset(email: str) -> None:

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from mimamori.accounts.models import User
 from mimamori.audit.log import record
+from mimamori.mail.models import OutgoingMail
 from mimamori.registry.models import (
     Address,
     AddressFailure,
@@ -93,13 +94,15 @@ def erase(registrant_id: int) -> None:
 
 
 def _erase_failures(registrant: Registrant) -> None:
-    """The bounce history of the child's addresses that no other registrant holds."""
+    """The bounce history of the child's addresses that no other registrant holds, and the
+    record of the mails sent about the child (登録完了メール)."""
     own = {
         email.lower()
         for email in Address.objects.filter(registrant=registrant).values_list("email", flat=True)
     }
     kept = Address.objects.exclude(registrant=registrant).annotate(key=Lower("email")).filter(key__in=own)
     AddressFailure.objects.filter(email__in=own - set(kept.values_list("key", flat=True))).delete()
+    OutgoingMail.objects.filter(target=f"registrant {registrant.pk}").delete()
 
 
 def _anonymise(account: User) -> None:

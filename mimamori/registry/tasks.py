@@ -6,6 +6,7 @@ import logging
 
 from django_tasks import task
 
+from mimamori.mail import outbox
 from mimamori.registry import mails
 from mimamori.registry.models import Address, AddressStatus, Registrant, RegistrantStatus
 
@@ -14,7 +15,7 @@ log = logging.getLogger(__name__)
 
 @task(queue_name="mail")
 def send_registration_complete(registrant_id: int, slot: int, email: str) -> bool:
-    """Send the 登録完了メール for one slot, if that slot still holds ``email``.
+    """Queue the 登録完了メール for one slot (mail/outbox.py), if that slot still holds ``email``.
 
     If the guardian changed the slot again before this ran, a newer task covers the newer
     address and this one has nothing to prove; a deregistered registrant receives nothing.
@@ -26,5 +27,12 @@ def send_registration_complete(registrant_id: int, slot: int, email: str) -> boo
         log.info("registration mail skipped: registrant %s slot %s changed or gone", registrant_id, slot)
         return False
     registrant = Registrant.objects.select_related("school__municipality").get(pk=registrant_id)
-    mails.registration_complete(registrant, slot, email).send()
+    municipality = registrant.school.municipality
+    outbox.post(
+        mails.registration_complete(registrant, slot, email),
+        kind="registration_complete",
+        target=f"registrant {registrant.pk}",
+        municipality=municipality,
+        domain=municipality.mail_domain,
+    )
     return True

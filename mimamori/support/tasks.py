@@ -1,13 +1,17 @@
-"""Background mail of the support desk. Tasks carry IDs; the inquiry row is the truth, and a
-timestamp on it makes a redelivered task a no-op."""
+"""Background mail of the support desk, handed to the outbox (mail/outbox.py), which sends and
+retries it. Tasks carry IDs; the inquiry row is the truth, and a timestamp on it, set in the
+transaction that queues the mail, makes a redelivered task a no-op."""
 
 from __future__ import annotations
 
 import logging
 
+from django.core.mail import EmailMessage
+from django.db import transaction
 from django.utils import timezone
 from django_tasks import task
 
+from mimamori.mail import outbox
 from mimamori.support import mails
 from mimamori.support.models import Inquiry, InquiryStatus
 
@@ -28,8 +32,9 @@ def send_inquiry_copy(inquiry_id: int) -> bool:
     inquiry = _inquiry(inquiry_id)
     if inquiry is None or inquiry.copied_at is not None or not inquiry.municipality.support_email:
         return False
-    mails.inquiry_copy(inquiry).send()
-    Inquiry.objects.filter(pk=inquiry.pk).update(copied_at=timezone.now())
+    with transaction.atomic():  # queued and marked together: a task run twice queues one copy
+        _post(mails.inquiry_copy(inquiry), inquiry, "inquiry_copy")
+        Inquiry.objects.filter(pk=inquiry.pk).update(copied_at=timezone.now())
     return True
 
 
@@ -43,6 +48,18 @@ def send_inquiry_answer(inquiry_id: int) -> bool:
     if not to:
         log.info("inquiry %s answered but has no address to send to", inquiry.pk)
         return False
-    mails.inquiry_answer(inquiry, to).send()
-    Inquiry.objects.filter(pk=inquiry.pk).update(answer_mailed_at=timezone.now())
+    with transaction.atomic():
+        _post(mails.inquiry_answer(inquiry, to), inquiry, "inquiry_answer")
+        Inquiry.objects.filter(pk=inquiry.pk).update(answer_mailed_at=timezone.now())
     return True
+
+
+def _post(message: EmailMessage, inquiry: Inquiry, kind: str) -> None:
+    municipality = inquiry.municipality
+    outbox.post(
+        message,
+        kind=kind,
+        target=f"inquiry {inquiry.pk}",
+        municipality=municipality,
+        domain=municipality.mail_domain,
+    )

@@ -1,0 +1,130 @@
+"""One reliable path for every mail that is not a broadcast: post() in the caller's transaction,
+then a task on the mail queue offers it to the relay and records what the relay said.
+
+- 2xx: sent. 4xx or a cut connection: tried again with backoff (smtp.retry_delay) up to
+  MIMAMORI_RETRY_MAX_ATTEMPTS; 5xx: failed at once, with the server's words.
+- Each mail has its own envelope sender (mail/verp.py), so a later bounce names it.
+- A worker that died holding a mail lets it go after a lease; the sweep offers it again, as it
+  does a mail whose queue message was lost.
+- ``failed`` is sent for each mail that failed for good, so the app that owns the address can
+  count it (registry/health.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.db.models import Model
+from django.dispatch import Signal
+from django.utils import timezone
+
+from mimamori import tasking
+from mimamori.mail import verp
+from mimamori.mail.models import OutgoingMail, OutgoingStatus
+from mimamori.mail.smtp import Outcome, Reply, SmtpSession, retry_delay
+
+# Sent with ``mail`` (an OutgoingMail) and ``reply`` when a mail failed for good.
+failed = Signal()
+
+
+def post(
+    message: EmailMessage,
+    *,
+    kind: str,
+    domain: str,
+    target: str = "",
+    municipality: Model | int | None = None,
+) -> OutgoingMail:
+    """Queue ``message`` (one recipient) for sending; call it inside the transaction that decides
+    the mail should go, so that it exists exactly when that decision does."""
+    (to,) = message.to
+    municipality_id = municipality.pk if isinstance(municipality, Model) else municipality
+    with transaction.atomic():
+        mail = OutgoingMail.objects.create(
+            kind=kind,
+            target=target[:200],
+            municipality_id=municipality_id,
+            to=to,
+            envelope_domain=domain,
+            message=message.message().as_bytes(linesep="\r\n"),
+        )
+        _queue(mail.pk)
+    return mail
+
+
+def _queue(mail_id: int, run_after: datetime | None = None) -> None:
+    from mimamori.mail.tasks import send_mail
+
+    tasking.enqueue(send_mail, mail_id, queue=tasking.MAIL, run_after=run_after)
+
+
+def send(mail_id: int) -> str:
+    """Offer one queued mail to the relay; returns its status afterwards."""
+    now = timezone.now()
+    taken = OutgoingMail.objects.filter(
+        pk=mail_id, status__in=[OutgoingStatus.PENDING, OutgoingStatus.DEFERRED], next_attempt_at__lte=now
+    ).update(status=OutgoingStatus.SENDING, claimed_at=now)
+    mail = OutgoingMail.objects.get(pk=mail_id)
+    if not taken:
+        return str(mail.status)  # done already, or not due: a twin task or the sweep's
+    with SmtpSession() as session:
+        sender = verp.envelope_sender(verp.MAIL, mail.pk, mail.envelope_domain)
+        reply = session.send(sender, mail.to, bytes(mail.message))
+    return _record(mail, reply)
+
+
+def _record(mail: OutgoingMail, reply: Reply) -> str:
+    mail.attempts += 1
+    mail.reply = reply.text if reply.outcome is not Outcome.ACCEPTED else ""
+    mail.claimed_at = None
+    if reply.outcome is Outcome.ACCEPTED:
+        mail.status, mail.sent_at, mail.message = OutgoingStatus.SENT, timezone.now(), b""
+    elif reply.outcome is Outcome.TEMPORARY and mail.attempts < settings.MIMAMORI_RETRY_MAX_ATTEMPTS:
+        mail.status, mail.next_attempt_at = (
+            OutgoingStatus.DEFERRED,
+            timezone.now() + retry_delay(mail.attempts),
+        )
+    else:
+        mail.status, mail.message = OutgoingStatus.FAILED, b""
+    with transaction.atomic():
+        mail.save(
+            update_fields=[
+                "attempts",
+                "reply",
+                "claimed_at",
+                "status",
+                "sent_at",
+                "message",
+                "next_attempt_at",
+            ]
+        )
+        if mail.status == OutgoingStatus.DEFERRED:
+            _queue(mail.pk, run_after=mail.next_attempt_at)
+    if mail.status == OutgoingStatus.FAILED:
+        failed.send(sender=OutgoingMail, mail=mail, reply=reply)
+    return str(mail.status)
+
+
+def recover(now: datetime) -> dict[str, int]:
+    """The mail step of the periodic sweep: mails a dead worker held, or whose task was lost."""
+    lease_ended = now - timedelta(seconds=settings.MIMAMORI_DELIVERY_LEASE_SECONDS)
+    long_overdue = now - timedelta(seconds=settings.MIMAMORI_REQUEUE_AFTER_SECONDS)
+    with transaction.atomic():
+        held = OutgoingMail.objects.select_for_update(skip_locked=True).filter(
+            status=OutgoingStatus.SENDING, claimed_at__lt=lease_ended
+        )
+        reclaimed = list(held.values_list("pk", flat=True))
+        OutgoingMail.objects.filter(pk__in=reclaimed).update(
+            status=OutgoingStatus.PENDING, claimed_at=None, next_attempt_at=now
+        )
+        overdue = list(
+            OutgoingMail.objects.filter(
+                status__in=[OutgoingStatus.PENDING, OutgoingStatus.DEFERRED], next_attempt_at__lt=long_overdue
+            ).values_list("pk", flat=True)
+        )
+        for mail_id in reclaimed + overdue:
+            _queue(mail_id)
+    return {"mail_reclaimed": len(reclaimed), "mail_requeued": len(overdue)}

@@ -1,0 +1,12 @@
+"""Background task of the mail app: offering one queued mail to the relay (mail/outbox.py)."""
+
+from __future__ import annotations
+
+from django_tasks import task
+
+from mimamori.mail import outbox
+
+
+@task(queue_name="mail")
+def send_mail(mail_id: int) -> str:
+    return outbox.send(mail_id)
