@@ -123,7 +123,8 @@ def test_no_such_user_at_rcpt_suppresses_the_address_and_the_next_broadcast_skip
     smtp_sink.refusals.clear()
     second = broadcast_to(school)
     assert smtp_sink.attempts["gone@docomo.ne.jp"] == 1  # never offered again
-    assert smtp_sink.copies() == {"mama@docomo.ne.jp": 2}
+    # Two broadcasts, and the notice that slot 1 no longer receives mail (asserted below).
+    assert smtp_sink.copies() == {"mama@docomo.ne.jp": 3}
     assert (second.message_count, second.suppressed_count) == (1, 1)
     assert sending.progress(second).suppressed == 1
     # Its only address is suppressed: the sibling is not counted as reached.
@@ -330,3 +331,21 @@ def test_envelope_senders_come_back_to_their_mail_and_follow_the_key(settings: A
 
     settings.SECRET_KEY = "another key, after rotation"
     assert verp.read(sender) is None
+
+
+def test_the_guardian_is_told_once_at_a_slot_that_still_works(smtp_sink: Sink) -> None:
+    school = make_school()
+    make_registrant(school, ["gone@docomo.ne.jp", "", "papa@au.com"], child_name="見守 花子")
+    make_registrant(school, ["alone@docomo.ne.jp"])  # no other slot: nobody to tell
+    smtp_sink.refusals["gone@docomo.ne.jp"] = ["550 5.1.1 User unknown"]
+    smtp_sink.refusals["alone@docomo.ne.jp"] = ["550 5.1.1 User unknown"]
+    broadcast_to(school)
+    broadcast_to(school)
+
+    (notice,) = smtp_sink.to("papa@au.com")  # slot 3 gets no broadcast: this is the notice, once
+    assert "届きません" in str(notice["Subject"])
+    text = notice.get_body(("plain",)).get_content()
+    assert "アドレス1（gone@docomo.ne.jp）にメールが届かなかったため" in text
+    assert "見守 花子 さん" in text
+    assert "同じアドレスをもう一度登録すると、送信を再開します" in text
+    assert notice["From"].addresses[0].addr_spec == school.sender_address

@@ -13,6 +13,7 @@ changes together.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -21,10 +22,11 @@ from django.db import transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from mimamori.mail import bounces
+from mimamori.mail import bounces, outbox
 from mimamori.mail.bounces import Failure
 from mimamori.mail.models import OutgoingMail
 from mimamori.mail.smtp import Reply
+from mimamori.registry import mails
 from mimamori.registry.models import Address, AddressFailure, AddressStatus
 
 log = logging.getLogger(__name__)
@@ -48,9 +50,36 @@ def record_failure(email: str, failure: Failure, *, source: str) -> str:
         status = AddressStatus.SUPPRESSED if suppressed else AddressStatus.BOUNCING
         rows = Address.objects.annotate(key=Lower("email")).filter(key=key)
         # Never back from suppressed to bouncing: only setting the address again does that.
-        if rows.exclude(status=AddressStatus.SUPPRESSED).exclude(status=status).update(status=status):
+        changing = rows.exclude(status=AddressStatus.SUPPRESSED).exclude(status=status)
+        newly = list(changing.select_related("registrant__school__municipality"))
+        if newly:
+            Address.objects.filter(pk__in=[row.pk for row in newly]).update(status=status)
             log.info("address %s is now %s (%s, %s)", _masked(key), status, failure.status, source)
+        if status == AddressStatus.SUPPRESSED:
+            _tell_guardians(newly)
         return rows.values_list("status", flat=True).first() or str(status)
+
+
+def _tell_guardians(suppressed: Sequence[Address]) -> None:
+    """Each guardian whose address was just suppressed hears it once, at the first of their
+    other slots that still receives mail (any slot: 3 and 4 too); none if there is no such."""
+    told: set[str] = set()
+    for address in suppressed:
+        registrant = address.registrant
+        working = (
+            Address.objects.filter(registrant=registrant, status=AddressStatus.OK).order_by("slot").first()
+        )
+        if working is None or working.email.lower() in told:
+            continue
+        told.add(working.email.lower())
+        municipality = registrant.school.municipality
+        outbox.post(
+            mails.address_suppressed(registrant, address.slot, address.email, working.slot, working.email),
+            kind="address_suppressed",
+            target=f"registrant {registrant.pk}",
+            municipality=municipality,
+            domain=municipality.mail_domain,
+        )
 
 
 def outgoing_failed(sender: Any, mail: OutgoingMail, reply: Reply, **kwargs: Any) -> None:

@@ -35,3 +35,23 @@ def registration_complete(registrant: Registrant, slot: int, email: str) -> Emai
         to=email,
         domain=school.municipality.mail_domain,
     )
+
+
+def address_suppressed(registrant: Registrant, slot: int, email: str, to_slot: int, to: str) -> EmailMessage:
+    """Told once, at a slot that still works, that mail to slot ``slot`` stopped (P5)."""
+    school = registrant.school
+    return messages.build(
+        "registry/mail/address_suppressed",
+        {
+            "school": school,
+            "municipality": school.municipality,
+            "registrant": registrant,
+            "slot": slot,
+            "email": email,
+            "notified_slot": to_slot,
+            "site_url": settings.BASE_URL + "/portal/",
+        },
+        sender=school_sender(school),
+        to=to,
+        domain=school.municipality.mail_domain,
+    )
