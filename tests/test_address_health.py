@@ -344,8 +344,52 @@ def test_the_guardian_is_told_once_at_a_slot_that_still_works(smtp_sink: Sink) -
 
     (notice,) = smtp_sink.to("papa@au.com")  # slot 3 gets no broadcast: this is the notice, once
     assert "届きません" in str(notice["Subject"])
-    text = notice.get_body(("plain",)).get_content()
+    body = notice.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
     assert "アドレス1（gone@docomo.ne.jp）にメールが届かなかったため" in text
     assert "見守 花子 さん" in text
     assert "同じアドレスをもう一度登録すると、送信を再開します" in text
     assert notice["From"].addresses[0].addr_spec == school.sender_address
+
+
+def test_the_schools_report_lists_what_mail_does_not_reach_on_screen_and_as_csv(
+    smtp_sink: Sink, client: Any
+) -> None:
+    school = make_school()
+    gone = make_registrant(school, ["gone.mama@docomo.ne.jp", "fine@au.com"], grade=2, child_name="見守 花子")
+    make_registrant(school, ["full.papa@au.com"], grade=1, child_name="見守 一郎")
+    make_registrant(school, ["ok@au.com"])
+    other = make_school(school.municipality)
+    make_registrant(other, ["elsewhere@docomo.ne.jp"])
+    for address in ("gone.mama@docomo.ne.jp", "elsewhere@docomo.ne.jp"):
+        smtp_sink.refusals[address] = ["550 5.1.1 User unknown"]
+    smtp_sink.refusals["full.papa@au.com"] = ["552 5.2.2 Mailbox full"]
+    broadcast_to(school)
+    broadcast_to(other)
+
+    client.force_login(make_staff(Role.SCHOOL, school=school))
+    page = client.get(reverse("console:undeliverable", args=[school.pk])).content.decode()
+    assert page.index("見守 一郎") < page.index("見守 花子")  # by grade
+    assert "go***@docomo.ne.jp" in page  # masked, as on the unconfirmed list
+    assert "gone.mama" not in page
+    assert "fu***@au.com" in page
+    assert "552 5.2.2 Mailbox full" in page
+    assert "el***" not in page  # another school's
+    assert "fi***@au.com" not in page  # mail reaches it
+
+    response = client.get(reverse("console:undeliverable_csv", args=[school.pk]))
+    text = b"".join(response.streaming_content).decode()
+    assert text.startswith("\ufeff学年,組,児童氏名")
+    rows = text.strip().split("\r\n")[1:]
+    assert [row.split(",")[2] for row in rows] == ["見守 一郎", "見守 花子"]
+    assert "届きません（送信を停止中）" in rows[1]
+    assert "届かないことがあります" in rows[0]
+
+    # Another school's staff get a 404, as for any page outside their scope.
+    client.force_login(make_staff(Role.SCHOOL, school=other))
+    assert client.get(reverse("console:undeliverable", args=[school.pk])).status_code == 404
+    assert client.get(reverse("console:undeliverable_csv", args=[school.pk])).status_code == 404
+    # The row links to the registrant's page.
+    client.force_login(make_staff(Role.SCHOOL, school=school))
+    assert reverse("console:registrant", args=[gone.pk]) in page

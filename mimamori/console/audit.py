@@ -38,6 +38,7 @@ ACTION_LABELS = {
     "registrant.option_changed": _("Broadcast option changed"),
     "export.unconfirmed_csv": _("Unconfirmed list downloaded (CSV)"),
     "export.registration_letters": _("Registration letters re-issued"),
+    "export.undeliverable_csv": _("Addresses mail does not reach downloaded (CSV)"),
     "api_token.issued": _("API token issued"),
     "staff.created": _("Staff login created"),
 }

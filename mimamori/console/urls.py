@@ -10,6 +10,7 @@ from mimamori.console import (
     reminders,
     roster,
     support,
+    undeliverable,
     views,
 )
 
@@ -23,6 +24,10 @@ urlpatterns = [
     path("schools/<int:school_id>/", views.school, name="school"),
     path("schools/<int:school_id>/roster/", roster.roster_upload, name="roster_upload"),
     path("schools/<int:school_id>/letters/", roster.letters, name="letters"),
+    path("schools/<int:school_id>/undeliverable/", undeliverable.undeliverable, name="undeliverable"),
+    path(
+        "schools/<int:school_id>/undeliverable.csv", undeliverable.undeliverable_csv, name="undeliverable_csv"
+    ),
     path("registrants/", views.registrants, name="registrants"),
     path("registrants/<int:registrant_id>/", views.registrant, name="registrant"),
     path("broadcasts/", broadcasts.broadcasts, name="broadcasts"),

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -27,7 +28,7 @@ from mimamori.mail.bounces import Failure
 from mimamori.mail.models import OutgoingMail
 from mimamori.mail.smtp import Reply
 from mimamori.registry import mails
-from mimamori.registry.models import Address, AddressFailure, AddressStatus
+from mimamori.registry.models import Address, AddressFailure, AddressStatus, RegistrantStatus, School
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +100,19 @@ def reset(email: str) -> None:
 def _masked(email: str) -> str:
     local, _, domain = email.partition("@")
     return f"{local[:2]}…@{domain}"
+
+
+def undeliverable(school: School) -> QuerySet[Any]:
+    """The school's 「届かないアドレス」: active registrants' addresses that are suppressed or
+    bouncing, with the latest failure's time and words, by grade, class and name."""
+    latest = AddressFailure.objects.filter(email=Lower(OuterRef("email"))).order_by("-at")
+    return (
+        Address.objects.filter(
+            registrant__school=school,
+            registrant__status=RegistrantStatus.ACTIVE,
+            status__in=[AddressStatus.SUPPRESSED, AddressStatus.BOUNCING],
+        )
+        .select_related("registrant")
+        .annotate(failed_at=Subquery(latest.values("at")[:1]), failure=Subquery(latest.values("text")[:1]))
+        .order_by("registrant__grade", "registrant__class_name", "registrant__child_name_kana", "slot")
+    )
