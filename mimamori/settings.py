@@ -231,6 +231,8 @@ EMAIL_HOST_PASSWORD = str(_email["password"])
 EMAIL_USE_TLS = bool(_email["tls"])
 EMAIL_USE_SSL = bool(_email["ssl"])
 EMAIL_TIMEOUT = 30
+# Date: … +0900, the installation's own offset (Django sets the process time zone to TIME_ZONE).
+EMAIL_USE_LOCALTIME = True
 DEFAULT_FROM_EMAIL = env.string("MIMAMORI_DEFAULT_FROM", "no-reply@mimamori.invalid")
 
 LOGGING = {

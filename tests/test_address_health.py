@@ -393,3 +393,23 @@ def test_the_schools_report_lists_what_mail_does_not_reach_on_screen_and_as_csv(
     # The row links to the registrant's page.
     client.force_login(make_staff(Role.SCHOOL, school=school))
     assert reverse("console:registrant", args=[gone.pk]) in page
+
+
+def test_each_mail_has_an_unpredictable_message_id_of_its_own_and_a_local_date(smtp_sink: Sink) -> None:
+    school = make_school()
+    make_registrant(school, ["a@docomo.ne.jp"])
+    make_registrant(school, ["b@docomo.ne.jp"])
+    broadcast = broadcast_to(school, request_confirmation=True)
+    assert send_reminder(broadcast, make_staff(Role.SCHOOL, school=school)) == 2
+    run_until_quiet()
+
+    ids = [
+        str(m["Message-ID"])
+        for address in ("a@docomo.ne.jp", "b@docomo.ne.jp")
+        for m in smtp_sink.to(address)
+    ]
+    assert len(set(ids)) == 4  # the reminder is a new mail
+    assert all(
+        re.fullmatch(rf"<[a-z2-7]{{24}}@{re.escape(school.municipality.mail_domain)}>", i) for i in ids
+    )
+    assert all(str(m["Date"]).endswith("+0900") for _, m in smtp_sink.messages)

@@ -140,7 +140,7 @@ def _mails(broadcast_id: int, claimed: list[tuple[Any, ...]]) -> list[Mail]:
     mails = {}
     for pk, email, school_id, token, round_, attempts in claimed:
         school = schools[school_id]
-        message_id = Delivery.message_id_of(broadcast_id, pk, school.municipality.mail_domain)
+        message_id = Delivery.message_id_of(pk, round_, school.municipality.mail_domain)
         mails[pk] = Mail(pk, email, school, token, round_, attempts, message_id)
     # In the order the mail lists them: by grade, class and the reading of the name.
     for delivery_id, school_id, grade, class_name, _kana, name in sorted(named, key=lambda n: n[2:5]):

@@ -6,11 +6,14 @@ the task queue only carries (broadcast, chunk) numbers that point at rows.
 
 from __future__ import annotations
 
+import base64
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 
 from mimamori.registry.models import Municipality, Registrant, School
@@ -154,13 +157,16 @@ class Delivery(models.Model):
 
     @property
     def message_id(self) -> str:
-        return self.message_id_of(self.broadcast_id, self.pk, self.school.municipality.mail_domain)
+        return self.message_id_of(self.pk, self.round, self.school.municipality.mail_domain)
 
     @staticmethod
-    def message_id_of(broadcast_id: int, delivery_id: int, domain: str) -> str:
-        """The Message-ID header, the same on every attempt: a copy sent twice after a crash
-        carries the same ID, which lets mail clients and relays drop the repeat."""
-        return f"<broadcast{broadcast_id}.{delivery_id}@{domain}>"
+    def message_id_of(delivery_id: int, round_: int, domain: str) -> str:
+        """The Message-ID header: the same on every attempt of one mail, so a copy sent twice
+        after a crash carries the same ID and clients and relays drop the repeat; new for each
+        reminder, which is a new mail (Gmail drops a 【再送】 under an ID it has seen). Keyed with
+        SECRET_KEY, so one ID tells nothing of the next."""
+        digest = salted_hmac("mimamori.message-id", f"{delivery_id}.{round_}", algorithm="sha256").digest()
+        return f"<{base64.b32encode(digest[:15]).decode().lower()}@{domain}>"
 
 
 class AudienceGroup(models.Model):
