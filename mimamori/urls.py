@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 
 from mimamori.api.endpoints import api
 from mimamori.core.health import healthz
-from mimamori.portal import confirm
+from mimamori.portal import confirm, unsubscribe
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="portal:home", permanent=False)),
@@ -13,6 +13,8 @@ urlpatterns = [
     # The 受信確認 link in broadcast mails: short, at the root, no login (S5).
     # <path:…>: anything under /c/, slashes and all, gets the one not-found page.
     path("c/<path:token>/", confirm.confirm, name="confirm"),
+    # The one-click unsubscribe link of broadcast mails (RFC 8058).
+    path("u/<str:token>/", unsubscribe.unsubscribe, name="unsubscribe"),
     path("portal/", include("mimamori.portal.urls")),
     path("console/", include("mimamori.console.urls")),
     path("api/v1/", api.urls),

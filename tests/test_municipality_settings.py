@@ -35,6 +35,8 @@ def form_data(city: Municipality, **changes: Any) -> dict[str, Any]:
     }
     if city.confirmation_links_enabled:
         data["confirmation_links_enabled"] = "on"
+    if city.one_click_unsubscribe:
+        data["one_click_unsubscribe"] = "on"
     data.update(changes)
     return data
 

@@ -50,6 +50,7 @@ def create_municipality(request: HttpRequest, data: MunicipalityIn) -> Status[Mu
         municipality.support_email = contact.email
         municipality.support_hours = contact.hours
     municipality.confirmation_links_enabled = service.confirmation_links_enabled
+    municipality.one_click_unsubscribe = service.one_click_unsubscribe
     municipality.broadcast_slots = sorted(set(service.broadcast_slots))
     municipality.maintenance_notice_lead_hours = service.maintenance_notice_lead_hours
     if Municipality.objects.filter(code=municipality.code).exists():

@@ -37,6 +37,7 @@ class SupportContact(Schema):
 
 class ServiceSettings(Schema):
     confirmation_links_enabled: bool = True
+    one_click_unsubscribe: bool = True
     broadcast_slots: list[Annotated[int, Field(ge=1, le=4)]] = Field(default_factory=lambda: [1, 2])
     maintenance_notice_lead_hours: Annotated[int, Field(ge=0)] = 72
 
@@ -66,6 +67,7 @@ class MunicipalityOut(Schema):
     def resolve_settings(obj: Municipality) -> ServiceSettings:
         return ServiceSettings(
             confirmation_links_enabled=obj.confirmation_links_enabled,
+            one_click_unsubscribe=obj.one_click_unsubscribe,
             broadcast_slots=list(obj.broadcast_slots),
             maintenance_notice_lead_hours=obj.maintenance_notice_lead_hours,
         )

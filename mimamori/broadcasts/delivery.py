@@ -29,6 +29,7 @@ from mimamori.broadcasts import mails as broadcast_mails
 from mimamori.broadcasts.models import (
     OPEN_STATUSES,
     Broadcast,
+    BroadcastKind,
     BroadcastStatus,
     Delivery,
     DeliveryStatus,
@@ -157,8 +158,11 @@ def _send_claimed(broadcast: Broadcast, claim: uuid.UUID, rows: list[Mail]) -> N
     mails = broadcast_mails.BroadcastMail(
         subject=broadcast.subject, body=broadcast.body, urgent=broadcast.urgent
     )
+    # Broadcasts offer one-click unsubscribe where the municipality does; maintenance notices,
+    # which every address must get, never.
+    unsubscribe = broadcast.kind != BroadcastKind.MAINTENANCE
     senders = [
-        threading.Thread(target=_sender, args=(mails, work, results), daemon=True)
+        threading.Thread(target=_sender, args=(mails, work, results, unsubscribe), daemon=True)
         for _ in range(min(settings.MIMAMORI_SMTP_CONNECTIONS, len(rows)))
     ]
     for sender in senders:
@@ -182,7 +186,10 @@ def _drain(work: queue.Queue[Mail]) -> None:
 
 
 def _sender(
-    mails: broadcast_mails.BroadcastMail, work: queue.Queue[Mail], results: queue.Queue[Attempt]
+    mails: broadcast_mails.BroadcastMail,
+    work: queue.Queue[Mail],
+    results: queue.Queue[Attempt],
+    unsubscribe: bool,
 ) -> None:
     with SmtpSession() as session:
         while True:
@@ -200,6 +207,9 @@ def _sender(
                     if row.confirmation_token
                     else None,
                     reminder=row.round > 0,
+                    unsubscribe_url=broadcast_mails.unsubscribe_url(row.pk)
+                    if unsubscribe and row.school.municipality.one_click_unsubscribe
+                    else None,
                 )
             except Exception as error:
                 # A bug must not strand the row in "sending": record it and retry later.

@@ -16,7 +16,7 @@ from email.utils import formatdate
 from django.conf import settings
 from django.core.mail import EmailMessage
 
-from mimamori.mail import messages
+from mimamori.mail import messages, verp
 from mimamori.registry.mails import school_sender
 from mimamori.registry.models import Registrant, School
 
@@ -45,6 +45,11 @@ def confirmation_url(token: str) -> str:
     return f"{settings.BASE_URL}/c/{token}/"
 
 
+def unsubscribe_url(delivery_id: int) -> str:
+    """The mail's one-click unsubscribe link: opaque (mail/verp.py's seal, its own key)."""
+    return f"{settings.BASE_URL}/u/{verp.seal(verp.DELIVERY, delivery_id, purpose='unsubscribe')}/"
+
+
 def new_message_id(school: School) -> str:
     return messages.new_message_id(school.municipality.mail_domain)
 
@@ -60,11 +65,19 @@ def broadcast(
     message_id: str,
     confirmation_url: str | None = None,
     reminder: bool = False,
+    unsubscribe_url: str | None = None,
 ) -> EmailMessage:
     """A broadcast mail to one address, naming every child it is sent for (B5).
 
     ``reminder``: the same mail sent again to a household that has not confirmed yet (P3).
+    ``unsubscribe_url``: the mail's one-click unsubscribe link (RFC 8058), which turns
+    連絡メールを受信する off for the children it names (broadcasts/unsubscribe.py).
     """
+    # One list per school, so mail clients can tell a school's broadcasts from another's.
+    headers = {"List-Id": f"<school-{school.pk}.{school.municipality.mail_domain}>"}
+    if unsubscribe_url is not None:
+        headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     return messages.build(
         TEMPLATE,
         _broadcast_context(
@@ -74,6 +87,7 @@ def broadcast(
         to=to,
         domain=school.municipality.mail_domain,
         message_id=message_id,
+        headers=headers,
     )
 
 
@@ -109,7 +123,7 @@ def _broadcast_context(
 _PLAIN_ADDRESS = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
 )
-_PLAIN_MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")  # printable ASCII but no < > inside
+_PLAIN_VALUE = re.compile(r"<[!-;=?-~]+>")  # a Message-ID or a link: printable ASCII, no < > inside
 _LINE_LIMIT = 78
 # Where a body frame leaves room for the children's lines and the confirmation link.
 _CHILDREN_MARK = "\0mimamori:children\0"
@@ -129,7 +143,7 @@ class BroadcastMail:
 
     def __init__(self, *, subject: str, body: str, urgent: bool) -> None:
         self.subject, self.body, self.urgent = subject, body, urgent
-        self._heads: dict[tuple[int, bool], list[bytes] | None] = {}
+        self._heads: dict[tuple[int, bool, bool], list[bytes] | None] = {}
         self._frames: dict[tuple[int, bool, bool], tuple[str, str, str] | None] = {}
 
     def as_bytes(
@@ -141,18 +155,25 @@ class BroadcastMail:
         message_id: str,
         confirmation_url: str | None = None,
         reminder: bool = False,
+        unsubscribe_url: str | None = None,
     ) -> bytes:
-        key = (school.pk, reminder)
+        own = {"To": to, "Message-ID": message_id}
+        if unsubscribe_url is not None:
+            own["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        key = (school.pk, reminder, unsubscribe_url is not None)
         plain = (
             _PLAIN_ADDRESS.fullmatch(to) is not None
+            and all(
+                _PLAIN_VALUE.fullmatch(value) and len(name) + 2 + len(value) <= _LINE_LIMIT
+                for name, value in own.items()
+                if name != "To"
+            )
             and len(to) + len("To: ") <= _LINE_LIMIT
-            and _PLAIN_MESSAGE_ID.fullmatch(message_id) is not None
-            and len(message_id) + len("Message-ID: ") <= _LINE_LIMIT
         )
         if plain and self._heads.get(key):
             text = self._body(school, children, confirmation_url, reminder)
-            date = formatdate(localtime=settings.EMAIL_USE_LOCALTIME)
-            return self._fast(self._heads[key] or [], to, date, message_id, text)
+            own["Date"] = formatdate(localtime=settings.EMAIL_USE_LOCALTIME)
+            return self._fast(self._heads[key] or [], own, text)
         mail = broadcast(
             school=school,
             to=to,
@@ -163,10 +184,11 @@ class BroadcastMail:
             message_id=message_id,
             confirmation_url=confirmation_url,
             reminder=reminder,
+            unsubscribe_url=unsubscribe_url,
         )
         content = mail.message().as_bytes(linesep="\r\n")
         if plain and key not in self._heads:
-            self._heads[key] = self._learn(content, to, message_id, str(mail.body))
+            self._heads[key] = self._learn(content, own, str(mail.body))
         return content
 
     def _body(self, school: School, children: Children, confirmation_url: str | None, reminder: bool) -> str:
@@ -206,33 +228,31 @@ class BroadcastMail:
         return before + lines + middle + (confirmation_url or "") + after
 
     @staticmethod
-    def _fast(head: list[bytes], to: str, date: str, message_id: str, text: str) -> bytes:
-        values = {
-            b"\0TO": b"To: " + to.encode(),
-            b"\0DATE": b"Date: " + date.encode(),
-            b"\0MID": b"Message-ID: " + message_id.encode(),
-        }
-        lines = [values.get(line, line) for line in head]
+    def _fast(head: list[bytes], own: dict[str, str], text: str) -> bytes:
+        """The mail from a learnt header block, ``own`` filling the headers left open."""
+        lines = [
+            f"{line[1:].decode()}: {own[line[1:].decode()]}".encode() if line[:1] == b"\0" else line
+            for line in head
+        ]
         encoded = base64mime.body_encode(text.encode("utf-8")).replace("\n", "\r\n").encode("ascii")
         return b"\r\n".join(lines) + b"\r\n\r\n" + encoded
 
-    def _learn(self, content: bytes, to: str, message_id: str, text: str) -> list[bytes] | None:
-        """The header block with To, Date and Message-ID left open, if the shortcut is exact."""
+    def _learn(self, content: bytes, own: dict[str, str], text: str) -> list[bytes] | None:
+        """The header block with each mail's own headers (To, Date, Message-ID and, when there
+        is one, List-Unsubscribe) left open, if the shortcut is exact."""
         header, _, _ = content.partition(b"\r\n\r\n")
         lines = header.split(b"\r\n")
         if any(line[:1] in (b" ", b"\t") for line in lines):
             return None  # a folded header: keep to the ordinary way
-        if sum(line.startswith((b"To: ", b"Date: ", b"Message-ID: ")) for line in lines) != 3:
+        found = {line.partition(b": ")[0].decode(): line for line in lines}
+        date = found.get("Date", b"")[len(b"Date: ") :].decode()
+        own = {**own, "Date": date}
+        if not date or any(found.get(name) != f"{name}: {value}".encode() for name, value in own.items()):
             return None
-        date = next(line for line in lines if line.startswith(b"Date: "))[len(b"Date: ") :].decode()
-        head = list(lines)
-        for index, line in enumerate(lines):
-            if line == b"To: " + to.encode():
-                head[index] = b"\0TO"
-            elif line.startswith(b"Date: "):
-                head[index] = b"\0DATE"
-            elif line == b"Message-ID: " + message_id.encode():
-                head[index] = b"\0MID"
-        if not {b"\0TO", b"\0DATE", b"\0MID"} <= set(head):
-            return None
-        return head if self._fast(head, to, date, message_id, text) == content else None
+        if sum(line.partition(b": ")[0].decode() in own for line in lines) != len(own):
+            return None  # a header written twice
+        head = [
+            b"\0" + line.partition(b": ")[0] if line.partition(b": ")[0].decode() in own else line
+            for line in lines
+        ]
+        return head if self._fast(head, own, text) == content else None

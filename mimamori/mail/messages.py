@@ -46,6 +46,7 @@ def build(
     domain: str,
     message_id: str | None = None,
     reply_to: str = "",
+    headers: dict[str, str] | None = None,
 ) -> EmailMessage:
     """One mail from ``<template>_subject.txt`` and ``<template>_body.txt``.
 
@@ -59,7 +60,11 @@ def build(
         from_email=sender,
         to=[to],
         reply_to=[reply_to] if reply_to else None,
-        headers={"Message-ID": message_id or new_message_id(domain), "Auto-Submitted": "auto-generated"},
+        headers={
+            "Message-ID": message_id or new_message_id(domain),
+            "Auto-Submitted": "auto-generated",
+            **(headers or {}),
+        },
     )
     message.encoding = SEVEN_BIT_UTF8
     return message

@@ -22,35 +22,45 @@ PREFIX = "b-"
 DELIVERY, MAIL = "d", "m"  # a broadcast's delivery; any other mail
 KINDS = frozenset((DELIVERY, MAIL))
 _FILL = bytes(7)
-_LOCAL_PART = re.compile(r"b-([a-z2-7]{26})", re.IGNORECASE)
+_TOKEN = re.compile(r"[a-z2-7]{26}", re.IGNORECASE)
 
 
 @functools.cache
-def _cipher(secret: str) -> Cipher[modes.ECB]:
-    key = hashlib.sha256(b"mimamori envelope sender\0" + secret.encode()).digest()[:16]
+def _cipher(secret: str, purpose: str) -> Cipher[modes.ECB]:
+    key = hashlib.sha256(f"mimamori {purpose}\0{secret}".encode()).digest()[:16]
     # ECB on a single block is AES itself: a pseudo-random permutation of the 16 bytes.
     return Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
 
 
-def envelope_sender(kind: str, number: int, domain: str) -> str:
+def seal(kind: str, number: int, *, purpose: str = "envelope sender") -> str:
+    """(kind, number) as 26 opaque characters (base32 of one AES block). Each ``purpose`` has
+    a key of its own, so an envelope sender does not open an unsubscribe link."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}")
+    encryptor = _cipher(settings.SECRET_KEY, purpose).encryptor()
     block = kind.encode() + number.to_bytes(8, "big") + _FILL
-    encryptor = _cipher(settings.SECRET_KEY).encryptor()
-    token = base64.b32encode(encryptor.update(block) + encryptor.finalize()).decode().rstrip("=")
-    return f"{PREFIX}{token.lower()}@{settings.MIMAMORI_BOUNCE_DOMAIN or domain}"
+    return base64.b32encode(encryptor.update(block) + encryptor.finalize()).decode().rstrip("=").lower()
+
+
+def unseal(token: str, *, purpose: str = "envelope sender") -> tuple[str, int] | None:
+    """(kind, number) a token was sealed from, or None for one we did not make."""
+    if _TOKEN.fullmatch(token) is None:
+        return None
+    decryptor = _cipher(settings.SECRET_KEY, purpose).decryptor()
+    block = decryptor.update(base64.b32decode(token.upper() + "======")) + decryptor.finalize()
+    kind, number, fill = block[:1].decode("latin-1"), block[1:9], block[9:]
+    if fill != _FILL or kind not in KINDS:
+        return None
+    return kind, int.from_bytes(number, "big")
+
+
+def envelope_sender(kind: str, number: int, domain: str) -> str:
+    return f"{PREFIX}{seal(kind, number)}@{settings.MIMAMORI_BOUNCE_DOMAIN or domain}"
 
 
 def read(address: str) -> tuple[str, int] | None:
     """(kind, number) of the mail an envelope sender was made for, or None."""
     local_part = address.strip().strip("<>").rpartition("@")[0]
-    found = _LOCAL_PART.fullmatch(local_part)
-    if found is None:
+    if not local_part.lower().startswith(PREFIX):
         return None
-    sealed = base64.b32decode(found.group(1).upper() + "======")
-    decryptor = _cipher(settings.SECRET_KEY).decryptor()
-    block = decryptor.update(sealed) + decryptor.finalize()
-    kind, number, fill = block[:1].decode("latin-1"), block[1:9], block[9:]
-    if fill != _FILL or kind not in KINDS:
-        return None
-    return kind, int.from_bytes(number, "big")
+    return unseal(local_part[len(PREFIX) :])

@@ -33,6 +33,8 @@ class Municipality(models.Model):
     support_hours = models.CharField(_("support desk hours"), max_length=100, blank=True)
     # Service settings (S12): the seed's municipalities differ slightly in what they offer.
     confirmation_links_enabled = models.BooleanField(_("offer confirmation links"), default=True)
+    # RFC 8058: mail clients show an 配信停止 button that turns 連絡メールを受信する off.
+    one_click_unsubscribe = models.BooleanField(_("offer one-click unsubscribe"), default=True)
     broadcast_slots = models.JSONField(_("address slots that receive broadcasts"), default=list)
     maintenance_notice_lead_hours = models.PositiveIntegerField(
         _("maintenance notice lead time (hours)"), default=72

@@ -18,6 +18,7 @@ SETTINGS = (
     "support_email",
     "support_hours",
     "confirmation_links_enabled",
+    "one_click_unsubscribe",
     "broadcast_slots",
     "maintenance_notice_lead_hours",
 )
