@@ -54,6 +54,7 @@ def test_every_mail_equals_the_ordinary_build_apart_from_its_date() -> None:
             "message_id": f"<broadcast1.{n}@{school.municipality.mail_domain}>",
             "confirmation_url": pick.choice([None, f"https://example.jp/c/{n:060d}/"]),
             "reminder": pick.random() < 0.3,
+            "unsubscribe_url": pick.choice([None, f"https://example.jp/u/{n:026d}/"]),
         }
         fast = mails.as_bytes(**values)
         ordinary = messages.broadcast(subject=mails.subject, body=mails.body, urgent=True, **values)
@@ -61,3 +62,6 @@ def test_every_mail_equals_the_ordinary_build_apart_from_its_date() -> None:
         assert DATE.sub(b"Date: -", fast) == DATE.sub(b"Date: -", expected), values
     assert any(mails._frames.values()), "the body shortcut was taken"
     assert any(mails._heads.values()), "the header shortcut was taken"
+    assert any(head and b"\0List-Unsubscribe" in head for head in mails._heads.values()), (
+        "the shortcut fills the unsubscribe link too"
+    )
