@@ -20,8 +20,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from mimamori.accounts.models import ApiToken, Role, User
+from mimamori.broadcasts import mails as broadcast_mails
 from mimamori.broadcasts import sending
-from mimamori.broadcasts.models import Broadcast, BroadcastStatus
+from mimamori.broadcasts.models import Broadcast, BroadcastStatus, Delivery
 from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.maintenance.models import MaintenanceWindow
 from mimamori.receipts.models import Receipt
@@ -266,19 +267,29 @@ def _confirmation_token_of_school_a(world: World) -> str:
     return token
 
 
+def _root_tokens(world: World) -> dict[str, str]:
+    """For each root page, the token school A's mail carries for it."""
+    confirmation = _confirmation_token_of_school_a(world)
+    delivery = Delivery.objects.get(confirmation_token=confirmation)
+    unsubscribe = broadcast_mails.unsubscribe_url(delivery.pk).rstrip("/").rpartition("/")[2]
+    return {"confirm": confirmation, "unsubscribe": unsubscribe}
+
+
 def test_root_pages_reveal_no_child_and_record_nothing(world: World, smtp_sink: Sink, settings: Any) -> None:
     """Pages at the root (the 受信確認 link /c/<token>/) need no login: the token in school A's
     mail is the capability. Whoever opens it sees what the mail says (school, subject, body),
     never a child or an address, and opening it records nothing; a wrong token reveals nothing."""
     settings.MIMAMORI_RETRY_BASE_SECONDS = 0
-    token = _confirmation_token_of_school_a(world)
-    wrong = token[:-1] + ("0" if token[-1] != "0" else "1")
+    tokens = _root_tokens(world)
     patterns = [p for p in get_resolver().url_patterns if isinstance(p, URLPattern) and p.name]
-    assert "confirm" in {p.name for p in patterns}
+    assert {"confirm", "unsubscribe"} <= {p.name for p in patterns}
     for pattern in patterns:
         names = list(pattern.pattern.regex.groupindex)
         unknown = [n for n in names if n != "token"]
         assert not unknown, f"{pattern.name}: teach test_access which object {unknown} should point at"
+        assert not names or pattern.name in tokens, f"{pattern.name}: teach test_access its token"
+        token = tokens.get(str(pattern.name), "")
+        wrong = token[:-1] + ("a" if token[-1:] != "a" else "b")
         for who, user in world.outsiders.items():
             for value in (token, wrong) if names else (None,):
                 url = reverse(pattern.name, kwargs={"token": value} if names else {})
@@ -294,3 +305,4 @@ def test_root_pages_reveal_no_child_and_record_nothing(world: World, smtp_sink: 
                     elif value == token:
                         assert response.status_code == 200, where
     assert not Receipt.objects.exists()
+    assert not Registrant.objects.filter(receive_broadcasts=False).exists()
