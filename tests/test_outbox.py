@@ -144,3 +144,15 @@ def test_a_bounce_of_a_registration_mail_fails_it_and_suppresses_the_address(smt
     assert mail.status == OutgoingStatus.FAILED
     assert mail.reply.startswith("bounce:")
     assert Address.objects.get().status == AddressStatus.SUPPRESSED
+
+
+def test_staff_see_how_an_inquirys_mails_fared(smtp_sink: Sink, client: Any) -> None:
+    inquiry = inquire()
+    smtp_sink.refusals["desk@desk-city.example.jp"] = ["554 5.7.1 Message refused"]
+    run_until_quiet()
+    client.force_login(make_staff(Role.MUNICIPALITY, municipality=inquiry.municipality))
+    page = client.get(reverse("console:inquiry", args=[inquiry.pk])).content.decode()
+    assert "この問い合わせのメール" in page
+    assert "サポート窓口へのコピー" in page
+    assert "554 5.7.1 Message refused" in page
+    assert '<td class="error">失敗</td>' in page
