@@ -6,6 +6,9 @@ address and no row ID in clear, and a token nobody made decrypts to garbage (the
 bytes that fill the block do not come back). A bounce arrives addressed to it; read() gives
 back (kind, number). Keys follow SECRET_KEY: bounces of mails sent under an earlier key are not
 recognised (they are logged and dropped).
+
+seal() and unseal() do the same for other opaque links to one mail, each purpose under a key of
+its own (the one-click unsubscribe link: broadcasts/mails.py).
 """
 
 from __future__ import annotations
