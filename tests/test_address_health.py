@@ -325,6 +325,11 @@ def test_envelope_senders_come_back_to_their_mail_and_follow_the_key(settings: A
     assert verp.read(sender) == (verp.DELIVERY, 123456789)
     assert verp.read(f"<{sender.upper()}>") == (verp.DELIVERY, 123456789)  # case-folded by a relay
     assert verp.envelope_sender(verp.DELIVERY, 123456790, "mail.example.jp") != sender
+    # Only the spelling we wrote: the last character has two unused bits, which must stay clear.
+    token = sender[len("b-") : sender.index("@")]
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    for neighbour in {alphabet[(alphabet.index(token[-1]) & ~3) + bits] for bits in range(4)} - {token[-1]}:
+        assert verp.unseal(token[:-1] + neighbour) is None
 
     settings.MIMAMORI_BOUNCE_DOMAIN = "bounces.example.jp"
     assert verp.envelope_sender(verp.MAIL, 7, "mail.example.jp").endswith("@bounces.example.jp")

@@ -66,7 +66,10 @@ def unseal(token: str, *, purpose: str = "envelope sender") -> tuple[str, int] |
     """(kind, number) a token was sealed from, or None for one we did not make."""
     if _TOKEN.fullmatch(token) is None:
         return None
-    block = _contexts(settings.SECRET_KEY, purpose)[1].update(base64.b32decode(token.upper() + "======"))
+    sealed = base64.b32decode(token.upper() + "======")
+    if base64.b32encode(sealed).decode().rstrip("=") != token.upper():
+        return None  # the last character's unused bits set: not a token we wrote
+    block = _contexts(settings.SECRET_KEY, purpose)[1].update(sealed)
     kind, number, fill = block[:1].decode("latin-1"), block[1:9], block[9:]
     if fill != _FILL or kind not in KINDS:
         return None
