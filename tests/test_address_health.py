@@ -418,3 +418,14 @@ def test_each_mail_has_an_unpredictable_message_id_of_its_own_and_a_local_date(s
         re.fullmatch(rf"<[a-z2-7]{{24}}@{re.escape(school.municipality.mail_domain)}>", i) for i in ids
     )
     assert all(str(m["Date"]).endswith("+0900") for _, m in smtp_sink.messages)
+
+
+def test_a_bounce_for_an_address_nobody_holds_any_more_keeps_nothing(smtp_sink: Sink) -> None:
+    school = make_school()
+    registrant = make_registrant(school, ["old@docomo.ne.jp"])
+    broadcast_to(school)
+    (envelope,) = smtp_sink.envelope_senders["old@docomo.ne.jp"]
+    set_addresses(registrant, ["new@docomo.ne.jp", "", "", ""])  # changed before the bounce came
+    assert "address unregistered" in bounce(dsn("old@docomo.ne.jp"), envelope)
+    assert not AddressFailure.objects.exists()
+    assert status_of("new@docomo.ne.jp") == {AddressStatus.OK}

@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 def record_failure(email: str, failure: Failure, *, source: str) -> str:
     """Record that a mail to ``email`` failed; returns the address's status after it."""
     key = email.strip().lower()
+    rows = Address.objects.annotate(key=Lower("email")).filter(key=key)
+    if not rows.exists():
+        # Nobody holds it any more (changed, erased): keeping its history would keep an
+        # address no retention rule would ever erase.
+        return "unregistered"
     with transaction.atomic():
         AddressFailure.objects.create(
             email=key,
@@ -49,7 +54,6 @@ def record_failure(email: str, failure: Failure, *, source: str) -> str:
         recent = AddressFailure.objects.filter(email=key, at__gte=since).count()
         suppressed = failure.no_such_user or recent >= settings.MIMAMORI_BOUNCE_LIMIT
         status = AddressStatus.SUPPRESSED if suppressed else AddressStatus.BOUNCING
-        rows = Address.objects.annotate(key=Lower("email")).filter(key=key)
         # Never back from suppressed to bouncing: only setting the address again does that.
         changing = rows.exclude(status=AddressStatus.SUPPRESSED).exclude(status=status)
         newly = list(changing.select_related("registrant__school__municipality"))
