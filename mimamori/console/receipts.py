@@ -24,6 +24,7 @@ from mimamori.audit import log as audit
 from mimamori.broadcasts import targeting
 from mimamori.broadcasts.access import get_broadcast
 from mimamori.broadcasts.models import Broadcast
+from mimamori.console.csv_export import CsvLine, csv_cell
 from mimamori.console.decorators import View, staff_required
 from mimamori.console.views import _render, _staff
 from mimamori.receipts import statistics
@@ -212,31 +213,18 @@ def broadcast_unconfirmed(request: HttpRequest, broadcast_id: int) -> HttpRespon
     )
 
 
-class _Line:
-    """csv.writer writes into this and the stream takes each line as it comes."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    # Excel runs a cell starting with = + - @ as a formula; a leading ' keeps it text.
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _unconfirmed_csv(request: HttpRequest, broadcast_id: int) -> StreamingHttpResponse:
     broadcast, schools = _scope(request, broadcast_id)
     rows = statistics.with_addresses(statistics.unconfirmed(broadcast, schools))
 
     def lines() -> Iterator[str]:
         # Japanese Excel reads UTF-8 only with a BOM, and expects CRLF line ends.
-        writer = csv.writer(_Line(), lineterminator="\r\n")
+        writer = csv.writer(CsvLine(), lineterminator="\r\n")
         yield "\ufeff" + writer.writerow(CSV_HEADER)
         for row in _masked(rows.iterator(chunk_size=2000)):
             yield writer.writerow(
                 [
-                    _cell(row[name])
+                    csv_cell(row[name])
                     for name in (
                         "school_name",
                         "grade",

@@ -16,8 +16,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from mimamori.console.decorators import staff_required
-from mimamori.console.views import _page, _render, _staff
-from mimamori.mail.models import OutgoingMail
+from mimamori.console.views import _page, _render, _staff, outgoing_mails
 from mimamori.support.access import get_inquiry, inquiries_for
 from mimamori.support.desk import AlreadyAnswered, answer
 from mimamori.support.models import InquiryStatus
@@ -66,10 +65,10 @@ def inquiry(request: HttpRequest, inquiry_id: int) -> HttpResponse:
         else:
             flash.success(request, _("The answer has been sent by mail and the inquiry is marked answered."))
             return redirect("console:inquiry", inquiry_id=found.pk)
-    # The copy to the desk and the answer to the guardian, as the relay took them (mail/outbox.py).
-    mails = OutgoingMail.objects.filter(target=f"inquiry {found.pk}").order_by("created_at")
-    return _render(
-        request,
-        "inquiry.html",
-        {"inquiry": found, "form": form, "answer_address": found.answer_address(), "mails": mails},
-    )
+    context = {
+        "inquiry": found,
+        "form": form,
+        "answer_address": found.answer_address(),
+        "mails": outgoing_mails(f"inquiry {found.pk}"),  # the copy to the desk, the answer
+    }
+    return _render(request, "inquiry.html", context)

@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from mimamori.audit import log as audit
+from mimamori.console.csv_export import CsvLine, csv_cell
 from mimamori.console.decorators import View, staff_required
-from mimamori.console.receipts import _cell, _Line
 from mimamori.console.views import _render, _staff
 from mimamori.receipts.statistics import mask_address
 from mimamori.registry.access import get_school
@@ -52,7 +52,7 @@ def _undeliverable_csv(request: HttpRequest, school_id: int) -> StreamingHttpRes
 
     def lines() -> Iterator[str]:
         # Japanese Excel reads UTF-8 only with a BOM, and expects CRLF line ends.
-        writer = csv.writer(_Line(), lineterminator="\r\n")
+        writer = csv.writer(CsvLine(), lineterminator="\r\n")
         yield "\ufeff" + writer.writerow(CSV_HEADER)
         for address in undeliverable_addresses(school).iterator(chunk_size=2000):
             registrant = address.registrant
@@ -61,7 +61,7 @@ def _undeliverable_csv(request: HttpRequest, school_id: int) -> StreamingHttpRes
             )
             yield writer.writerow(
                 [
-                    _cell(value)
+                    csv_cell(value)
                     for value in (
                         registrant.grade,
                         registrant.class_name,

@@ -19,6 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse_lazy
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from mimamori.accounts.models import Role, User
 from mimamori.console.decorators import View, staff_required
@@ -164,15 +165,34 @@ def registrant(request: HttpRequest, registrant_id: int) -> HttpResponse:
     ]
     # Setting addresses does not touch the registrant row, so the newest of both counts.
     last_updated = max([found.updated_at, *(a.updated_at for a in addresses.values())])
-    # Each 登録完了メール and what the relay said of it (mail/outbox.py), newest first.
-    mails = OutgoingMail.objects.filter(target=f"registrant {found.pk}").only(
-        "kind", "to", "status", "reply", "created_at", "sent_at", "attempts"
-    )[:20]
     return _render(
         request,
         "registrant.html",
-        {"registrant": found, "slots": slots, "last_updated": last_updated, "mails": mails},
+        {
+            "registrant": found,
+            "slots": slots,
+            "last_updated": last_updated,
+            "mails": outgoing_mails(f"registrant {found.pk}"),
+        },
     )
+
+
+# The mails of the outbox (mail/outbox.py) by the kind their app gives them.
+MAIL_KINDS = {
+    "registration_complete": gettext_lazy("Registration complete mail"),
+    "address_suppressed": gettext_lazy("Notice that an address does not receive mail"),
+    "inquiry_copy": gettext_lazy("Copy to the support address"),
+    "inquiry_answer": gettext_lazy("Answer to the guardian"),
+}
+
+
+def outgoing_mails(target: str) -> list[dict[str, object]]:
+    """The last mails sent about ``target`` ("registrant 12", "inquiry 3") and what the relay
+    said of each, newest first, for console/_outgoing_mails.html."""
+    mails = OutgoingMail.objects.filter(target=target).only(
+        "kind", "to", "status", "reply", "created_at", "sent_at"
+    )[:20]
+    return [{"mail": mail, "kind": MAIL_KINDS.get(mail.kind, mail.kind)} for mail in mails]
 
 
 def _visible_mail(user: User, mails: list[StoredMail]) -> list[StoredMail]:
