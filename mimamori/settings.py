@@ -250,6 +250,18 @@ MIMAMORI_RETRY_BASE_SECONDS = env.integer("MIMAMORI_RETRY_BASE_SECONDS", 10)
 MIMAMORI_RETRY_MAX_SECONDS = env.integer("MIMAMORI_RETRY_MAX_SECONDS", 600)
 MIMAMORI_RETRY_MAX_ATTEMPTS = env.integer("MIMAMORI_RETRY_MAX_ATTEMPTS", 12)
 MIMAMORI_DELIVERY_LEASE_SECONDS = env.integer("MIMAMORI_DELIVERY_LEASE_SECONDS", 120)
+# Carrier profiles (B3, B12; mail/carriers.py): a group's SMTP sessions are leases that run out
+# this long after a dead worker's last renewal; a reply slower than SLOW, or a deferral, is
+# trouble, and TROUBLE_LIMIT of them in a row pause the group for PAUSE seconds, doubling each
+# time up to PAUSE_MAX; a rate-limited group's mails are reserved at most HORIZON seconds ahead.
+MIMAMORI_CARRIER_LEASE_SECONDS = env.integer("MIMAMORI_CARRIER_LEASE_SECONDS", 60)
+MIMAMORI_CARRIER_SLOW_SECONDS = env.integer("MIMAMORI_CARRIER_SLOW_SECONDS", 3)
+MIMAMORI_CARRIER_TROUBLE_LIMIT = env.integer("MIMAMORI_CARRIER_TROUBLE_LIMIT", 3)
+MIMAMORI_CARRIER_PAUSE_SECONDS = env.integer("MIMAMORI_CARRIER_PAUSE_SECONDS", 10)
+MIMAMORI_CARRIER_PAUSE_MAX_SECONDS = env.integer("MIMAMORI_CARRIER_PAUSE_MAX_SECONDS", 300)
+MIMAMORI_CARRIER_HORIZON_SECONDS = env.integer("MIMAMORI_CARRIER_HORIZON_SECONDS", 5)
+# A group with no session free has its mails tried again this much later.
+MIMAMORI_CARRIER_BUSY_SECONDS = env.integer("MIMAMORI_CARRIER_BUSY_SECONDS", 2)
 # Address health (P5, registry/health.py): "no such user" suppresses an address at once; any
 # other failed mail counts, and this many within the window suppress it too. Bounces come back
 # to b-<token>@ the municipality's mail domain, or this domain if set (mail/verp.py).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections import Counter
@@ -34,12 +35,24 @@ class Sink(Pipelining):
         self.refusals: dict[str, list[str]] = {}
         self.attempts: Counter[str] = Counter()
         self.envelope_senders: dict[str, list[str]] = {}  # recipient → MAIL FROM of each copy
+        # A destination in trouble, by recipient domain: a reply to give every RCPT (e.g.
+        # "451 4.7.1 try later"), or seconds to take before answering it.
+        self.domain_replies: dict[str, str] = {}
+        self.domain_delays: dict[str, float] = {}
+        self.sessions: dict[int, list[str]] = {}  # connection → recipients offered on it, in order
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        domain = address.rpartition("@")[2].lower()
+        delay = self.domain_delays.get(domain)
+        if delay:
+            await asyncio.sleep(delay)
         with self.lock:
             self.attempts[address] += 1
+            self.sessions.setdefault(id(session), []).append(address)
+            if domain in self.domain_replies:
+                return self.domain_replies[domain]
             planned = self.refusals.get(address)
             if planned:
                 reply = planned[0]

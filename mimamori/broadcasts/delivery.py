@@ -10,14 +10,16 @@ recorded when a worker is killed can be sent a second time, when the claim's lea
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import queue
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -35,12 +37,13 @@ from mimamori.broadcasts.models import (
     DeliveryStatus,
     Recipient,
 )
-from mimamori.mail import bounces, verp
+from mimamori.mail import bounces, carriers, verp
 from mimamori.mail.smtp import Outcome, Reply, SmtpSession, retry_delay
 from mimamori.registry import health
 from mimamori.registry.models import School
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FLUSH_ROWS = 20
 FLUSH_SECONDS = 0.2
@@ -73,6 +76,101 @@ class Attempt:
     row: Mail
     reply: Reply
     at: datetime
+    lane: Lane
+    seconds: float = 0.0  # how long the relay took over it
+
+
+class Lane:
+    """One carrier group's share of a chunk (mail/carriers.py): its mails, the sessions it holds
+    (one sender thread each) and, for a rate-limited group, the start times it reserved."""
+
+    def __init__(self, profile: carriers.Profile) -> None:
+        self.profile = profile
+        self.rows: list[Mail] = []
+        self.work: queue.Queue[Mail] = queue.Queue()
+        self.leases: list[int] = []
+        self.pace: carriers.Pace | None = None
+        self.turns = itertools.count()
+        self.stopped = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.in_flight: dict[int, float] = {}  # sender thread → when its mail went to the relay
+        self.recovered = False
+
+    def next(self) -> Mail | None:
+        """The next mail to send, at its reserved time; None once the lane is done or stopped."""
+        if self.stopped.is_set():
+            return None
+        try:
+            row = self.work.get_nowait()
+        except queue.Empty:
+            return None
+        if self.pace is not None:
+            time.sleep(max(0.0, self.pace.turn(next(self.turns)) - time.time()))
+        return row
+
+    def stop(self) -> list[Mail]:
+        """No more mails from this lane: returns those it had not started."""
+        self.stopped.set()
+        return _drain(self.work)
+
+    def straggling(self, now: float) -> bool:
+        """Every sender of this lane that is still alive waits on a slow reply, or the lane was
+        stopped: nothing else of the chunk should wait for it."""
+        alive = [thread for thread in self.threads if thread.is_alive()]
+        slow = settings.MIMAMORI_CARRIER_SLOW_SECONDS
+        return bool(alive) and (
+            self.stopped.is_set()
+            or all(now - self.in_flight.get(thread.ident or 0, now) > slow for thread in alive)
+        )
+
+
+class Outcomes:
+    """Where sender threads leave their attempts: for the chunk's recording loop while it runs,
+    and, once it has moved on, recorded by the sender itself.
+
+    The loop moves on when all that is left is waiting on slow replies of troubled groups, so a
+    slow destination never holds the worker (and with it every other group's mail, B12). A mail
+    in flight cannot be taken back without risking a second copy, so its sender finishes it,
+    records it on a database connection of its own, gives its session back, and the last of
+    them does what the end of the chunk does.
+    """
+
+    def __init__(self, broadcast: Broadcast, chunk: int, senders: int) -> None:
+        self.broadcast, self.chunk = broadcast, chunk
+        self.queue: queue.Queue[Attempt] = queue.Queue()
+        self.lock = threading.Lock()
+        self.left = False
+        self.running = senders
+        self.free_leases: list[int] = []  # of senders done while the loop ran: it gives them back
+
+    def put(self, attempt: Attempt) -> None:
+        with self.lock:
+            if not self.left:
+                self.queue.put(attempt)
+                return
+        _record([attempt])
+        _observe(attempt)
+
+    def sender_done(self, lease: int) -> None:
+        with self.lock:
+            self.running -= 1
+            if not self.left:
+                self.free_leases.append(lease)
+                return
+            last = self.running == 0
+        try:
+            carriers.release([lease])
+            if last:
+                _schedule_retry(self.broadcast, self.chunk)
+                finish_if_done(self.broadcast.pk)
+        finally:
+            connection.close()  # this thread's own
+
+    def leave(self) -> list[Attempt]:
+        """The loop moves on: the attempts it has not read yet, and the leases it gives back."""
+        with self.lock:
+            self.left = True
+            return _drain(self.queue)
 
 
 def deliver_chunk(broadcast_id: int, chunk: int) -> int:
@@ -81,7 +179,7 @@ def deliver_chunk(broadcast_id: int, chunk: int) -> int:
     claimed = _claim(broadcast_id, chunk, claim)
     if claimed:
         broadcast = Broadcast.objects.get(pk=broadcast_id)
-        _send_claimed(broadcast, claim, _mails(broadcast_id, claimed))
+        _send_claimed(broadcast, chunk, claim, _mails(broadcast_id, claimed))
         _schedule_retry(broadcast, chunk)
     finish_if_done(broadcast_id)
     return len(claimed)
@@ -149,11 +247,8 @@ def _mails(broadcast_id: int, claimed: list[tuple[Any, ...]]) -> list[Mail]:
     return sorted(mails.values(), key=lambda mail: mail.email)
 
 
-def _send_claimed(broadcast: Broadcast, claim: uuid.UUID, rows: list[Mail]) -> None:
-    work: queue.Queue[Mail] = queue.Queue()
-    for row in rows:
-        work.put(row)
-    results: queue.Queue[Attempt] = queue.Queue()
+def _send_claimed(broadcast: Broadcast, chunk: int, claim: uuid.UUID, rows: list[Mail]) -> None:
+    lanes = _lanes(claim, rows, broadcast.urgent)
     # One builder for the chunk: it learns each school's header block once (see BroadcastMail).
     mails = broadcast_mails.BroadcastMail(
         subject=broadcast.subject, body=broadcast.body, urgent=broadcast.urgent
@@ -161,79 +256,166 @@ def _send_claimed(broadcast: Broadcast, claim: uuid.UUID, rows: list[Mail]) -> N
     # Broadcasts offer one-click unsubscribe where the municipality does; maintenance notices,
     # which every address must get, never.
     unsubscribe = broadcast.kind != BroadcastKind.MAINTENANCE
-    senders = [
-        threading.Thread(target=_sender, args=(mails, work, results, unsubscribe), daemon=True)
-        for _ in range(min(settings.MIMAMORI_SMTP_CONNECTIONS, len(rows)))
-    ]
-    for sender in senders:
-        sender.start()
+    outcomes = Outcomes(broadcast, chunk, sum(len(lane.leases) for lane in lanes))
+    for lane in lanes:
+        for lease in lane.leases:
+            thread = threading.Thread(
+                target=_sender, args=(mails, lane, lease, outcomes, unsubscribe), daemon=True
+            )
+            lane.threads.append(thread)
+            thread.start()
     try:
-        _record_as_they_come(claim, [row.pk for row in rows], results, senders)
+        _record_as_they_come(claim, [row.pk for row in rows], lanes, outcomes)
     except BaseException:
         # Outcomes can no longer be recorded (the database went away): let the senders stop
         # after the mail in hand, as no more should go out unrecorded; the lease hands the
         # rest of the claim back (sweep.py).
-        _drain(work)
+        for lane in lanes:
+            lane.stop()
         raise
 
 
-def _drain(work: queue.Queue[Mail]) -> None:
+def _lanes(claim: uuid.UUID, rows: list[Mail], urgent: bool) -> list[Lane]:
+    """The claimed mails by carrier group, each group with the sessions it could take; what a
+    group cannot send now (paused, no session free, past its rate) is put back for later."""
+    profiles = carriers.current()
+    grouped: dict[int, Lane] = {}
+    for row in rows:
+        profile = profiles.of(row.email)
+        grouped.setdefault(profile.id, Lane(profile)).rows.append(row)
+    now = timezone.now()
+    later: list[tuple[list[Mail], datetime]] = []
+    lanes = []
+    for lane in grouped.values():
+        if lane.profile.paused(now):
+            later.append((lane.rows, lane.profile.paused_until or now))
+        else:
+            lanes.append(lane)
+    leases = carriers.acquire(
+        {lane.profile.id: _sessions_wanted(lane, len(rows)) for lane in lanes}, claim, urgent
+    )
+    busy = now + timedelta(seconds=settings.MIMAMORI_CARRIER_BUSY_SECONDS)
+    ready = []
+    for lane in lanes:
+        lane.leases = leases.get(lane.profile.id, [])
+        if not lane.leases:
+            later.append((lane.rows, busy))
+            continue
+        if lane.profile.rate_per_minute:
+            lane.pace = carriers.reserve(lane.profile, len(lane.rows))
+            granted = lane.pace.granted
+            if granted < len(lane.rows):
+                again = lane.pace.turn(granted) - settings.MIMAMORI_CARRIER_HORIZON_SECONDS
+                later.append((lane.rows[granted:], max(busy, _moment(again))))
+                lane.rows = lane.rows[:granted]
+        surplus = len(lane.leases) - len(lane.rows)
+        if surplus > 0:
+            carriers.release(lane.leases[len(lane.rows) :])
+            lane.leases = lane.leases[: len(lane.rows)]
+        for row in lane.rows:
+            lane.work.put(row)
+        if lane.rows:
+            ready.append(lane)
+    for unsent, when in later:
+        _put_back(unsent, when)
+    return ready
+
+
+def _sessions_wanted(lane: Lane, claimed: int) -> int:
+    """The chunk's MIMAMORI_SMTP_CONNECTIONS shared among its groups by their mails, one at
+    least each; after a pause, one session tries whether the group is back."""
+    if lane.profile.pauses:
+        return 1
+    share = math.ceil(settings.MIMAMORI_SMTP_CONNECTIONS * len(lane.rows) / claimed)
+    return max(1, min(share, len(lane.rows)))
+
+
+def _moment(unix_time: float) -> datetime:
+    return datetime.fromtimestamp(unix_time, tz=UTC)
+
+
+def _put_back(rows: list[Mail], when: datetime) -> None:
+    """Mails not offered to the relay wait for ``when``, their attempts untouched."""
+    if rows:
+        Delivery.objects.filter(pk__in=[row.pk for row in rows]).update(
+            status=DeliveryStatus.DEFERRED, claim=None, claimed_at=None, next_attempt_at=when
+        )
+
+
+def _drain(work: queue.Queue[T]) -> list[T]:
+    items = []
     while True:
         try:
-            work.get_nowait()
+            items.append(work.get_nowait())
         except queue.Empty:
-            return
+            return items
 
 
 def _sender(
     mails: broadcast_mails.BroadcastMail,
-    work: queue.Queue[Mail],
-    results: queue.Queue[Attempt],
+    lane: Lane,
+    lease: int,
+    outcomes: Outcomes,
     unsubscribe: bool,
 ) -> None:
-    with SmtpSession() as session:
-        while True:
-            try:
-                row = work.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                content = mails.as_bytes(
-                    school=row.school,
-                    to=row.email,
-                    children=row.children,
-                    message_id=row.message_id,
-                    confirmation_url=broadcast_mails.confirmation_url(row.confirmation_token)
-                    if row.confirmation_token
-                    else None,
-                    reminder=row.round > 0,
-                    unsubscribe_url=broadcast_mails.unsubscribe_url(row.pk)
-                    if unsubscribe and row.school.municipality.one_click_unsubscribe
-                    else None,
-                )
-            except Exception as error:
-                # A bug must not strand the row in "sending": record it and retry later.
-                log.exception("could not build the mail for delivery %s", row.pk)
-                reply = Reply(Outcome.TEMPORARY, f"internal error: {error}"[:500])
-            else:
-                # Its own envelope sender, so that a bounce coming back later names this mail.
-                sender = verp.envelope_sender(verp.DELIVERY, row.pk, row.school.municipality.mail_domain)
-                reply = session.send(sender, row.email, content)
-            results.put(Attempt(row, reply, timezone.now()))
+    me = threading.get_ident()
+    try:
+        with SmtpSession(mails_per_connection=lane.profile.mails_per_session) as session:
+            while (row := lane.next()) is not None:
+                try:
+                    content = mails.as_bytes(
+                        school=row.school,
+                        to=row.email,
+                        children=row.children,
+                        message_id=row.message_id,
+                        confirmation_url=broadcast_mails.confirmation_url(row.confirmation_token)
+                        if row.confirmation_token
+                        else None,
+                        reminder=row.round > 0,
+                        unsubscribe_url=broadcast_mails.unsubscribe_url(row.pk)
+                        if unsubscribe and row.school.municipality.one_click_unsubscribe
+                        else None,
+                    )
+                except Exception as error:
+                    # A bug must not strand the row in "sending": record it and retry later.
+                    log.exception("could not build the mail for delivery %s", row.pk)
+                    reply, seconds = Reply(Outcome.TEMPORARY, f"internal error: {error}"[:500]), 0.0
+                else:
+                    # Its own envelope sender, so that a bounce coming back later names this mail.
+                    sender = verp.envelope_sender(verp.DELIVERY, row.pk, row.school.municipality.mail_domain)
+                    began = lane.in_flight[me] = time.monotonic()
+                    reply = session.send(sender, row.email, content)
+                    seconds = time.monotonic() - lane.in_flight.pop(me, began)
+                outcomes.put(Attempt(row, reply, timezone.now(), lane, seconds))
+    finally:
+        outcomes.sender_done(lease)
 
 
-def _record_as_they_come(
-    claim: uuid.UUID, ids: list[int], results: queue.Queue[Attempt], senders: list[threading.Thread]
-) -> None:
+def _record_as_they_come(claim: uuid.UUID, ids: list[int], lanes: list[Lane], outcomes: Outcomes) -> None:
     batch: list[Attempt] = []
-    last_flush = last_heartbeat = time.monotonic()
+    last_flush = last_heartbeat = last_lease = time.monotonic()
     lease = settings.MIMAMORI_DELIVERY_LEASE_SECONDS
     while True:
         try:
-            batch.append(results.get(timeout=FLUSH_SECONDS))
+            attempt = outcomes.queue.get(timeout=FLUSH_SECONDS)
         except queue.Empty:
-            if not any(sender.is_alive() for sender in senders) and results.empty():
+            moment = time.monotonic()
+            working = [lane for lane in lanes if any(thread.is_alive() for thread in lane.threads)]
+            if not working and outcomes.queue.empty():
                 break
+            if working and all(lane.straggling(moment) for lane in working):
+                # Only slow replies are left: put back what those groups have not started and
+                # move on; their senders record the mails in hand themselves (Outcomes).
+                for lane in working:
+                    _put_back(
+                        lane.stop(),
+                        timezone.now() + timedelta(seconds=settings.MIMAMORI_CARRIER_BUSY_SECONDS),
+                    )
+                batch.extend(outcomes.leave())
+                break
+        else:
+            batch.append(attempt)
+            _observe(attempt)
         moment = time.monotonic()
         if len(batch) >= FLUSH_ROWS or (batch and moment - last_flush >= FLUSH_SECONDS):
             _record(batch)
@@ -244,8 +426,28 @@ def _record_as_they_come(
                 claimed_at=timezone.now()
             )
             last_heartbeat = moment
+        if moment - last_lease >= settings.MIMAMORI_CARRIER_LEASE_SECONDS / 3:
+            carriers.renew(leased for lane in lanes for leased in lane.leases)
+            last_lease = moment
     if batch:
         _record(batch)
+    with outcomes.lock:
+        carriers.release(outcomes.free_leases)
+        outcomes.free_leases = []
+
+
+def _observe(attempt: Attempt) -> None:
+    """What an attempt says of its carrier group: enough trouble pauses the group (its unsent
+    mails wait for the pause's end); the first mail through after trouble ends it."""
+    lane, reply = attempt.lane, attempt.reply
+    reason = carriers.trouble_in(reply, attempt.seconds)
+    if reason is not None:
+        until = carriers.troubled(lane.profile, reason)
+        if until is not None:
+            _put_back(lane.stop(), until)
+    elif reply.outcome is Outcome.ACCEPTED and lane.profile.troubled and not lane.recovered:
+        lane.recovered = True
+        carriers.recovered(lane.profile)
 
 
 def _record(batch: list[Attempt]) -> None:

@@ -8,6 +8,7 @@ server's words, and an outcome staff can see.
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -56,3 +57,84 @@ class OutgoingMail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.target} ({self.status})"
+
+
+class Charset(models.TextChoices):
+    UTF8 = "utf-8", "UTF-8"
+    ISO2022JP = "iso-2022-jp", "ISO-2022-JP"
+
+
+class CarrierProfile(models.Model):
+    """How mail for one group of destination domains is handed to the relay (B3, B12).
+
+    The limits hold across every worker process of the installation, whichever task engine runs
+    them: sessions are leases in this database (CarrierLease), the rate a shared pace kept on
+    this row (mail/carriers.py). The rest of the row is the group's state: a destination that
+    keeps deferring or answering slowly is paused, with growing pauses, without delaying any
+    other group. The group named ``default`` takes every domain no other group lists.
+    """
+
+    name = models.SlugField(_("name"), max_length=32, unique=True)
+    label = models.CharField(_("label"), max_length=64)
+    domains = models.JSONField(
+        _("domains"), default=list, blank=True, help_text=_("Their subdomains belong to the group too.")
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+    sessions = models.PositiveSmallIntegerField(
+        _("concurrent sessions"),
+        default=8,
+        validators=[MinValueValidator(1), MaxValueValidator(200)],
+        help_text=_("SMTP sessions open at once for this group, across all workers."),
+    )
+    mails_per_session = models.PositiveSmallIntegerField(
+        _("mails per session"),
+        default=100,
+        validators=[MinValueValidator(1), MaxValueValidator(10000)],
+        help_text=_("A session is closed and opened anew after this many mails."),
+    )
+    rate_per_minute = models.PositiveIntegerField(
+        _("mails per minute"),
+        default=0,
+        validators=[MaxValueValidator(1_000_000)],
+        help_text=_("0: as fast as the sessions go."),
+    )
+    charset = models.CharField(
+        _("character set"), max_length=16, choices=Charset.choices, default=Charset.UTF8
+    )
+    # State, written by the workers.
+    trouble = models.PositiveIntegerField(default=0)  # deferrals or slow replies in a row
+    pauses = models.PositiveIntegerField(default=0)  # pauses in a row, for the next one's length
+    paused_until = models.DateTimeField(null=True, blank=True)
+    last_trouble = models.CharField(max_length=500, blank=True)
+    pace = models.FloatField(default=0.0)  # when the next mail may start (Unix time), for the rate
+
+    class Meta:
+        ordering = ["position", "name"]
+        verbose_name = _("carrier profile")
+        verbose_name_plural = _("carrier profiles")
+
+    def __str__(self) -> str:
+        return self.label
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        # One lease row per session the group may open (mail/carriers.py).
+        CarrierLease.objects.bulk_create(
+            [CarrierLease(profile=self, slot=slot) for slot in range(self.sessions)], ignore_conflicts=True
+        )
+
+
+class CarrierLease(models.Model):
+    """One of a carrier group's SMTP sessions, held by a delivery task while it sends.
+
+    A holder renews its lease while it works; a lease whose holder died runs out and is free
+    again (MIMAMORI_CARRIER_LEASE_SECONDS).
+    """
+
+    profile = models.ForeignKey(CarrierProfile, on_delete=models.CASCADE, related_name="leases")
+    slot = models.PositiveSmallIntegerField()
+    holder = models.UUIDField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["profile", "slot"], name="one_lease_per_slot")]

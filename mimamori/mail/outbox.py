@@ -12,6 +12,8 @@ then a task on the mail queue offers it to the relay and records what the relay 
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -22,7 +24,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from mimamori import tasking
-from mimamori.mail import verp
+from mimamori.mail import carriers, verp
 from mimamori.mail.models import OutgoingMail, OutgoingStatus
 from mimamori.mail.smtp import Outcome, Reply, SmtpSession, retry_delay
 
@@ -70,10 +72,38 @@ def send(mail_id: int) -> str:
     mail = OutgoingMail.objects.get(pk=mail_id)
     if not taken:
         return str(mail.status)  # done already, or not due: a twin task or the sweep's
-    with SmtpSession() as session:
-        sender = verp.envelope_sender(verp.MAIL, mail.pk, mail.envelope_domain)
-        reply = session.send(sender, mail.to, bytes(mail.message))
+    # Its carrier group's limits hold for these mails too (mail/carriers.py).
+    profile = carriers.current().of(mail.to)
+    holder = uuid.uuid4()
+    if profile.paused(now):
+        return _wait(mail, profile.paused_until or now)
+    leases = carriers.acquire({profile.id: 1}, holder).get(profile.id)
+    if not leases:
+        return _wait(mail, now + timedelta(seconds=settings.MIMAMORI_CARRIER_BUSY_SECONDS))
+    try:
+        with SmtpSession() as session:
+            sender = verp.envelope_sender(verp.MAIL, mail.pk, mail.envelope_domain)
+            began = time.monotonic()
+            reply = session.send(sender, mail.to, bytes(mail.message))
+            seconds = time.monotonic() - began
+    finally:
+        carriers.release(leases)
+    reason = carriers.trouble_in(reply, seconds)
+    if reason is not None:
+        carriers.troubled(profile, reason)
+    elif reply.outcome is Outcome.ACCEPTED and profile.troubled:
+        carriers.recovered(profile)
     return _record(mail, reply)
+
+
+def _wait(mail: OutgoingMail, until: datetime) -> str:
+    """Not offered: its carrier group is paused or busy. It waits, its attempts untouched."""
+    with transaction.atomic():
+        OutgoingMail.objects.filter(pk=mail.pk).update(
+            status=OutgoingStatus.DEFERRED, claimed_at=None, next_attempt_at=until
+        )
+        _queue(mail.pk, run_after=until)
+    return str(OutgoingStatus.DEFERRED)
 
 
 def _record(mail: OutgoingMail, reply: Reply) -> str:

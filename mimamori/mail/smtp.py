@@ -88,11 +88,14 @@ def _dot_terminated(message: bytes) -> bytes:
 
 
 class SmtpSession:
-    """One connection to the relay, opened lazily and reopened after it breaks."""
+    """One connection to the relay, opened lazily and reopened after it breaks, or after
+    ``mails_per_connection`` mails (0: no limit) when a carrier profile asks for it."""
 
-    def __init__(self, timeout: float | None = None) -> None:
+    def __init__(self, timeout: float | None = None, mails_per_connection: int = 0) -> None:
         self.timeout = timeout or settings.EMAIL_TIMEOUT
         self.connection: smtplib.SMTP | None = None
+        self.mails_per_connection = mails_per_connection
+        self.mails = 0  # offered on this connection
 
     def __enter__(self) -> SmtpSession:
         return self
@@ -136,8 +139,12 @@ class SmtpSession:
         """Offer one message for one recipient; never raises for what the server or network does."""
         try:
             paths = _path(sender), _path(recipient)  # an unsendable one is refused before anything goes out
+            if self.connection is not None and 0 < self.mails_per_connection <= self.mails:
+                self.close()
             if self.connection is None:
                 self.connection = self._open()
+                self.mails = 0
+            self.mails += 1
             connection = self.connection
             if connection.has_extn("pipelining"):
                 return self._send_pipelined(connection, *paths, message)
