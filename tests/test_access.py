@@ -122,6 +122,7 @@ def _kwargs(pattern: URLPattern, world: World) -> dict[str, object]:
         "code": world.school_a.municipality.code,
         "inquiry_id": world.inquiry_a.pk,
         "window_id": world.window.pk,
+        "name": "docomo",  # a carrier profile
     }
     names = list(pattern.pattern.regex.groupindex)
     unknown = [n for n in names if n not in known]
@@ -149,7 +150,7 @@ PUBLIC |= {"portal:help", "portal:inquiry", "portal:inquiry_thanks"}
 
 
 # Pages for the support centre alone: other staff get a 404, as for an object out of their scope.
-CENTRE_ONLY = {"console:maintenance_windows", "console:maintenance_new"}
+CENTRE_ONLY = {"console:maintenance_windows", "console:maintenance_new", "console:carrier_profiles"}
 # The audit log: the centre and municipalities read it, school staff get a 404.
 NOT_FOR_SCHOOL_STAFF = {"console:audit"}
 

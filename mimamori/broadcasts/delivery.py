@@ -148,8 +148,12 @@ class Outcomes:
             if not self.left:
                 self.queue.put(attempt)
                 return
-        _record([attempt])
-        _observe(attempt)
+        try:
+            _record([attempt])
+            _observe(attempt)
+        except Exception:
+            # The row stays claimed: when its lease runs out the sweep offers it again.
+            log.exception("could not record delivery %s", attempt.row.pk)
 
     def sender_done(self, lease: int) -> None:
         with self.lock:
@@ -163,6 +167,9 @@ class Outcomes:
             if last:
                 _schedule_retry(self.broadcast, self.chunk)
                 finish_if_done(self.broadcast.pk)
+        except Exception:
+            # The lease runs out by itself, and the sweep queues what is due and finishes.
+            log.exception("could not end chunk %s of broadcast %s", self.chunk, self.broadcast.pk)
         finally:
             connection.close()  # this thread's own
 

@@ -3,6 +3,7 @@ from django.urls import path
 from mimamori.console import (
     audit,
     broadcasts,
+    carriers,
     deregistration,
     maintenance,
     municipalities,
@@ -75,6 +76,9 @@ urlpatterns = [
     ),
     path("municipalities/", municipalities.municipalities, name="municipalities"),
     path("municipalities/<slug:code>/", municipalities.municipality_settings, name="municipality_settings"),
+    path("carriers/", carriers.carrier_profiles, name="carrier_profiles"),
+    path("carriers/<slug:name>/", carriers.carrier_profile, name="carrier_profile"),
+    path("carriers/<slug:name>/resume/", carriers.carrier_resume, name="carrier_resume"),
     path("maintenance/", maintenance.maintenance_windows, name="maintenance_windows"),
     path("maintenance/new/", maintenance.maintenance_new, name="maintenance_new"),
     path("maintenance/<int:window_id>/", maintenance.maintenance_edit, name="maintenance_edit"),

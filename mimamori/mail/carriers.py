@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -273,3 +273,40 @@ def recovered(profile: Profile) -> None:
     CarrierProfile.objects.filter(pk=profile.id).filter(Q(trouble__gt=0) | Q(pauses__gt=0)).update(
         trouble=0, pauses=0
     )
+
+
+# --- settings -------------------------------------------------------------------------------
+
+SETTINGS = ("label", "domains", "sessions", "mails_per_session", "rate_per_minute", "charset")
+
+
+def change(profile: CarrierProfile, values: dict[str, object]) -> dict[str, list[object]]:
+    """Store a group's settings (already validated); returns what changed as {field: [old, new]},
+    for the caller's audit log. Workers see them at their next chunk."""
+    changes: dict[str, list[object]] = {}
+    with transaction.atomic():
+        locked = CarrierProfile.objects.select_for_update().get(pk=profile.pk)
+        for field in SETTINGS:
+            if field in values and getattr(locked, field) != values[field]:
+                changes[field] = [getattr(locked, field), values[field]]
+                setattr(locked, field, values[field])
+        if changes:
+            locked.save()  # and the lease rows for added sessions
+    profile.refresh_from_db()
+    return changes
+
+
+def resume(profile: CarrierProfile) -> bool:
+    """End a group's pause now (staff know the destination is back); False if it was not paused."""
+    return bool(
+        CarrierProfile.objects.filter(pk=profile.pk, paused_until__gt=timezone.now()).update(
+            paused_until=None, trouble=0, pauses=0
+        )
+    )
+
+
+def sessions_in_use() -> dict[int, int]:
+    """Leases held now, by group."""
+    now = timezone.now()
+    held = CarrierLease.objects.filter(holder__isnull=False, expires_at__gt=now)
+    return {row["profile"]: row["count"] for row in held.values("profile").annotate(count=models.Count("id"))}
