@@ -40,15 +40,15 @@ KANA_SURNAMES = (
 KANA_GIVEN = ("たろう", "はなこ", "しょうた", "ゆい", "ひろと", "ひな", "れん", "あおい", "みなと", "りん")
 
 
-def roster_csv(rows: int, school: int) -> str:
-    """A school's roster of ``rows`` children, each with slot 1 and slot 3 filled."""
+def roster_csv(rows: int, school: int, domains: tuple[str, ...] = DOMAINS) -> str:
+    """A school's roster of ``rows`` children, each with slot 1 and slot 3 filled, at ``domains`` in turn."""
     lines = [HEADER]
     for i in range(rows):
         surname, given = i % 10, (i // 10) % 10
         name = f"{SURNAMES[surname]} {GIVEN[given]}{i}"
         kana = f"{KANA_SURNAMES[surname]} {KANA_GIVEN[given]}"
-        parent = f"{'mama' if i % 2 else 'papa'}.s{school}n{i}@{DOMAINS[i % len(DOMAINS)]}"
-        other = f"sofubo-s{school}n{i}@{DOMAINS[(i + 3) % len(DOMAINS)]}"
+        parent = f"{'mama' if i % 2 else 'papa'}.s{school}n{i}@{domains[i % len(domains)]}"
+        other = f"sofubo-s{school}n{i}@{domains[(i + 3) % len(domains)]}"
         lines.append(f"{1 + i % 6}年,{1 + (i // 6) % 4}組,{name},{kana},{parent},,{other},")
     return "\r\n".join(lines) + "\r\n"
 
@@ -177,10 +177,10 @@ class Installation:
             for n in range(schools)
         ]
 
-    def import_roster(self, school_id: int, rows: int) -> Imported:
+    def import_roster(self, school_id: int, rows: int, domains: tuple[str, ...] = DOMAINS) -> Imported:
         """`mimamori import-roster` of a generated roster, timed, with the importer's peak RSS."""
         path = self.data_dir / f"roster-{school_id}.csv"
-        path.write_text(roster_csv(rows, school_id), encoding="utf-8")
+        path.write_text(roster_csv(rows, school_id, domains), encoding="utf-8")
         started = time.monotonic()
         process = subprocess.Popen(
             [sys.executable, "-m", "mimamori", "import-roster", str(path), f"--school={school_id}"],

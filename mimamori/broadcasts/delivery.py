@@ -47,6 +47,7 @@ T = TypeVar("T")
 
 FLUSH_ROWS = 20
 FLUSH_SECONDS = 0.2
+WATCH_SECONDS = 0.1  # how often the recording loop looks for mails waiting too long on a reply
 RECORDED_FIELDS = [
     "status",
     "attempts",
@@ -93,7 +94,9 @@ class Lane:
         self.turns = itertools.count()
         self.stopped = threading.Event()
         self.threads: list[threading.Thread] = []
-        self.in_flight: dict[int, float] = {}  # sender thread → when its mail went to the relay
+        # Sender thread → when its mail went to the relay, and which mail.
+        self.in_flight: dict[int, tuple[float, int]] = {}
+        self.counted_slow: set[int] = set()  # mails already counted as trouble while in flight
         self.recovered = False
 
     def next(self) -> Mail | None:
@@ -113,14 +116,13 @@ class Lane:
         self.stopped.set()
         return _drain(self.work)
 
-    def straggling(self, now: float) -> bool:
-        """Every sender of this lane that is still alive waits on a slow reply, or the lane was
-        stopped: nothing else of the chunk should wait for it."""
+    def straggling(self, now: float, patience: float) -> bool:
+        """Every sender of this lane that is still alive has waited on a reply for longer than
+        ``patience``, or the lane was stopped: nothing else of the chunk should wait for it."""
         alive = [thread for thread in self.threads if thread.is_alive()]
-        slow = settings.MIMAMORI_CARRIER_SLOW_SECONDS
         return bool(alive) and (
             self.stopped.is_set()
-            or all(now - self.in_flight.get(thread.ident or 0, now) > slow for thread in alive)
+            or all(now - self.in_flight.get(thread.ident or 0, (now, 0))[0] > patience for thread in alive)
         )
 
 
@@ -390,9 +392,11 @@ def _sender(
                 else:
                     # Its own envelope sender, so that a bounce coming back later names this mail.
                     sender = verp.envelope_sender(verp.DELIVERY, row.pk, row.school.municipality.mail_domain)
-                    began = lane.in_flight[me] = time.monotonic()
+                    began = time.monotonic()
+                    lane.in_flight[me] = (began, row.pk)
                     reply = session.send(sender, row.email, content)
-                    seconds = time.monotonic() - lane.in_flight.pop(me, began)
+                    lane.in_flight.pop(me, None)
+                    seconds = time.monotonic() - began
                 outcomes.put(Attempt(row, reply, timezone.now(), lane, seconds))
     finally:
         outcomes.sender_done(lease)
@@ -400,7 +404,8 @@ def _sender(
 
 def _record_as_they_come(claim: uuid.UUID, ids: list[int], lanes: list[Lane], outcomes: Outcomes) -> None:
     batch: list[Attempt] = []
-    last_flush = last_heartbeat = last_lease = time.monotonic()
+    replies = ReplyTimes()
+    last_flush = last_heartbeat = last_lease = last_watch = time.monotonic()
     lease = settings.MIMAMORI_DELIVERY_LEASE_SECONDS
     while True:
         try:
@@ -410,7 +415,7 @@ def _record_as_they_come(claim: uuid.UUID, ids: list[int], lanes: list[Lane], ou
             working = [lane for lane in lanes if any(thread.is_alive() for thread in lane.threads)]
             if not working and outcomes.queue.empty():
                 break
-            if working and all(lane.straggling(moment) for lane in working):
+            if working and all(lane.straggling(moment, replies.patience()) for lane in working):
                 # Only slow replies are left: put back what those groups have not started and
                 # move on; their senders record the mails in hand themselves (Outcomes).
                 for lane in working:
@@ -422,8 +427,12 @@ def _record_as_they_come(claim: uuid.UUID, ids: list[int], lanes: list[Lane], ou
                 break
         else:
             batch.append(attempt)
+            replies.add(attempt.seconds)
             _observe(attempt)
         moment = time.monotonic()
+        if moment - last_watch >= WATCH_SECONDS:
+            _watch(lanes, moment)
+            last_watch = moment
         if len(batch) >= FLUSH_ROWS or (batch and moment - last_flush >= FLUSH_SECONDS):
             _record(batch)
             batch = []
@@ -443,10 +452,47 @@ def _record_as_they_come(claim: uuid.UUID, ids: list[int], lanes: list[Lane], ou
         outcomes.free_leases = []
 
 
+class ReplyTimes:
+    """How long the relay takes over a mail in this chunk, to tell a slow group from a busy one."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def add(self, seconds: float) -> None:
+        if 0 < seconds < settings.MIMAMORI_CARRIER_SLOW_SECONDS:
+            self.total += seconds
+            self.count += 1
+
+    def patience(self) -> float:
+        """How long the chunk waits, once everything else is done, for a group whose every
+        sender is waiting on a reply: twenty times the usual reply, a fifth of a second at
+        least, MIMAMORI_CARRIER_SLOW_SECONDS at most (and before anything came back)."""
+        slow = float(settings.MIMAMORI_CARRIER_SLOW_SECONDS)
+        if not self.count:
+            return slow
+        return min(slow, max(0.2, 20 * self.total / self.count))
+
+
+def _watch(lanes: list[Lane], now: float) -> None:
+    """A mail still waiting for the relay's reply after MIMAMORI_CARRIER_SLOW_SECONDS is trouble
+    for its group at once, not when the reply comes at last: a group that has stopped answering
+    is paused within seconds, and every other task stops offering it mail."""
+    slow = settings.MIMAMORI_CARRIER_SLOW_SECONDS
+    for lane in lanes:
+        for began, pk in list(lane.in_flight.values()):
+            if now - began > slow and pk not in lane.counted_slow and not lane.stopped.is_set():
+                lane.counted_slow.add(pk)
+                until = carriers.troubled(lane.profile, f"no reply within {slow} s")
+                if until is not None:
+                    _put_back(lane.stop(), until)
+
+
 def _observe(attempt: Attempt) -> None:
     """What an attempt says of its carrier group: enough trouble pauses the group (its unsent
     mails wait for the pause's end); the first mail through after trouble ends it."""
     lane, reply = attempt.lane, attempt.reply
+    if attempt.row.pk in lane.counted_slow:
+        return  # counted while it waited (_watch)
     reason = carriers.trouble_in(reply, attempt.seconds)
     if reason is not None:
         until = carriers.troubled(lane.profile, reason)

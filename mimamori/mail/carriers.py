@@ -15,8 +15,9 @@ A group (docomo.ne.jp; ezweb.ne.jp and au.com; …; ``default`` for every other 
 - **trouble**: deferrals (4xx for a recipient) and slow replies (over MIMAMORI_CARRIER_SLOW_SECONDS)
   in a row. At MIMAMORI_CARRIER_TROUBLE_LIMIT the group pauses, for longer each time
   (MIMAMORI_CARRIER_PAUSE_SECONDS doubling up to MIMAMORI_CARRIER_PAUSE_MAX_SECONDS): its mails
-  wait, without using up their attempts, and after the pause one session tries again. The first
-  mail it gets through ends the trouble. Other groups are never paused with it.
+  wait, without using up their attempts, and after the pause a single session, in the whole
+  installation, tries again: the first mail it gets through ends the trouble, the first trouble
+  pauses the group again. Other groups are never paused with it.
 
 The relay itself (deploy/postfix/) holds the carriers' own limits towards their servers; these
 bound what mimamori hands it, so that one group's trouble cannot hold the workers every group
@@ -153,6 +154,7 @@ def acquire(wanted: dict[int, int], holder: uuid.UUID, urgent: bool = False) -> 
     )
     limit = " ".join("WHEN %s THEN %s" for _ in wanted)
     order, slots = ("DESC", "p.sessions") if urgent else ("", "p.sessions - p.sessions / 4")
+    slots = f"CASE WHEN p.pauses > 0 THEN 1 ELSE {slots} END"  # after a pause, one probe at a time
     groups = ", ".join("%s" for _ in wanted)
     sql = f"""
         UPDATE {lease} SET holder = %s, expires_at = %s
@@ -255,7 +257,8 @@ def troubled(profile: Profile, reason: str) -> datetime | None:
             return row.paused_until
         row.trouble += 1
         row.last_trouble = reason[:500]
-        if row.trouble >= settings.MIMAMORI_CARRIER_TROUBLE_LIMIT:
+        # Right after a pause one trouble is enough: the probe found the destination still ill.
+        if row.trouble >= (1 if row.pauses else settings.MIMAMORI_CARRIER_TROUBLE_LIMIT):
             row.pauses += 1
             row.trouble = 0
             row.paused_until = now + pause_length(row.pauses)
