@@ -35,7 +35,7 @@ from mimamori.broadcasts.models import (
     DeliveryStatus,
     Recipient,
 )
-from mimamori.mail import bounces, verp
+from mimamori.mail import bounces, signing, verp
 from mimamori.mail.smtp import Outcome, Reply, SmtpSession, retry_delay
 from mimamori.registry import health
 from mimamori.registry.models import School
@@ -161,8 +161,12 @@ def _send_claimed(broadcast: Broadcast, claim: uuid.UUID, rows: list[Mail]) -> N
     # Broadcasts offer one-click unsubscribe where the municipality does; maintenance notices,
     # which every address must get, never.
     unsubscribe = broadcast.kind != BroadcastKind.MAINTENANCE
+    # Each mail domain's DKIM signer (None: no key), read here, where the database may be used.
+    signers = {
+        domain: signing.signer_for(domain) for domain in {r.school.municipality.mail_domain for r in rows}
+    }
     senders = [
-        threading.Thread(target=_sender, args=(mails, work, results, unsubscribe), daemon=True)
+        threading.Thread(target=_sender, args=(mails, work, results, unsubscribe, signers), daemon=True)
         for _ in range(min(settings.MIMAMORI_SMTP_CONNECTIONS, len(rows)))
     ]
     for sender in senders:
@@ -190,6 +194,7 @@ def _sender(
     work: queue.Queue[Mail],
     results: queue.Queue[Attempt],
     unsubscribe: bool,
+    signers: dict[str, signing.Signer | None],
 ) -> None:
     with SmtpSession() as session:
         while True:
@@ -211,6 +216,11 @@ def _sender(
                     if unsubscribe and row.school.municipality.one_click_unsubscribe
                     else None,
                 )
+                # Signed last, over the final bytes (RSA in OpenSSL, which lets the other
+                # connections' threads run meanwhile).
+                signer = signers[row.school.municipality.mail_domain]
+                if signer is not None:
+                    content = signer.sign(content)
             except Exception as error:
                 # A bug must not strand the row in "sending": record it and retry later.
                 log.exception("could not build the mail for delivery %s", row.pk)

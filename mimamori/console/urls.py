@@ -75,6 +75,7 @@ urlpatterns = [
     ),
     path("municipalities/", municipalities.municipalities, name="municipalities"),
     path("municipalities/<slug:code>/", municipalities.municipality_settings, name="municipality_settings"),
+    path("municipalities/<slug:code>/dns/", municipalities.municipality_dns, name="municipality_dns"),
     path("maintenance/", maintenance.maintenance_windows, name="maintenance_windows"),
     path("maintenance/new/", maintenance.maintenance_new, name="maintenance_new"),
     path("maintenance/<int:window_id>/", maintenance.maintenance_edit, name="maintenance_edit"),
