@@ -205,7 +205,7 @@ def test_mail_of_a_domain_without_a_key_goes_unsigned_and_tampering_breaks_a_sig
     changed = body[:10] + (b"A" if body[10:11] != b"A" else b"B") + body[11:]
     assert not dkim.verify(head + b"\r\n\r\n" + changed, dnsfunc=txt)
     assert not dkim.verify(mail.replace(b"Subject: ", b"Subject: Re: ", 1), dnsfunc=txt)
-    # A second From, put in front by someone on the way: From is signed once more than it appears.
+    # A second From, added on the way: each signed header is signed once more than it appears.
     added = head + b"\r\nFrom: attacker@example.com\r\n\r\n" + body
     assert not dkim.verify(added, dnsfunc=txt)
     # Signed, as every mail, over the bytes sent: the sink's parser sees the same mail.

@@ -12,10 +12,12 @@ import time
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from mimamori import env
 from mimamori.accounts.models import Role
 from mimamori.mail import records
 from mimamori.mail.models import DkimKey
@@ -163,3 +165,21 @@ def test_a_domain_without_a_key_is_told_how_to_get_one(dns_server: DnsServer) ->
     assert "mimamori dkim-keygen --municipality keyless" in page
     assert "_domainkey" not in page
     assert page.count('<strong class="error">不一致</strong>') == 2  # SPF, DMARC: not published
+
+
+def test_dns_servers_are_read_as_addresses_with_optional_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "MIMAMORI_DNS_SERVERS", " 192.0.2.53, 192.0.2.54:5353,2001:db8::53 , [2001:db8::54]:53 "
+    )
+    assert env.ip_ports("MIMAMORI_DNS_SERVERS", 53) == [
+        ("192.0.2.53", 53),
+        ("192.0.2.54", 5353),
+        ("2001:db8::53", 53),
+        ("2001:db8::54", 53),
+    ]
+    for wrong in ("dns.example.jp", "192.0.2.53:0", "192.0.2.300", "[2001:db8::54]:99999"):
+        monkeypatch.setenv("MIMAMORI_DNS_SERVERS", wrong)
+        with pytest.raises(ImproperlyConfigured, match="MIMAMORI_DNS_SERVERS"):
+            env.ip_ports("MIMAMORI_DNS_SERVERS", 53)
+    monkeypatch.delenv("MIMAMORI_DNS_SERVERS")
+    assert env.ip_ports("MIMAMORI_DNS_SERVERS", 53) == []
