@@ -6,7 +6,9 @@ process starts, never at the first request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -53,3 +55,29 @@ def integer(name: str, default: int) -> int:
 
 def path(name: str, default: str) -> Path:
     return Path(string(name, default) or default).expanduser().resolve()
+
+
+def ip_ports(name: str, default_port: int) -> list[tuple[str, int]]:
+    """Comma-separated IP addresses, each with an optional port: ``192.0.2.1``, ``192.0.2.1:5353``,
+    ``2001:db8::1`` or ``[2001:db8::1]:5353``."""
+    found: list[tuple[str, int]] = []
+    for item in (string(name) or "").split(","):
+        text = item.strip()
+        if not text:
+            continue
+        bracketed = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", text)
+        if bracketed:
+            address, port = bracketed.group(1), bracketed.group(2)
+        elif text.count(":") == 1:
+            address, port = text.split(":")
+        else:
+            address, port = text, None
+        try:
+            ipaddress.ip_address(address)
+            number = int(port) if port is not None else default_port
+        except ValueError:
+            number = 0
+        if not 0 < number < 65536:
+            raise ImproperlyConfigured(f"{name}: {text!r} is not an IP address with an optional :port.")
+        found.append((address, number))
+    return found

@@ -268,6 +268,13 @@ MIMAMORI_CARRIER_BUSY_SECONDS = env.integer("MIMAMORI_CARRIER_BUSY_SECONDS", 2)
 MIMAMORI_BOUNCE_LIMIT = env.integer("MIMAMORI_BOUNCE_LIMIT", 3)
 MIMAMORI_BOUNCE_WINDOW_DAYS = env.integer("MIMAMORI_BOUNCE_WINDOW_DAYS", 30)
 MIMAMORI_BOUNCE_DOMAIN = env.string("MIMAMORI_BOUNCE_DOMAIN", "") or ""
+# The records each mail domain publishes (mail/records.py, the console's DNS page): the SPF
+# mechanisms that name the relay (`mx`: the hosts that take the domain's bounces send its mail
+# too), where DMARC reports go (none if empty), and the DNS servers the page asks (the
+# machine's own if empty).
+MIMAMORI_SPF = env.string("MIMAMORI_SPF", "mx") or "mx"
+MIMAMORI_DMARC_RUA = env.string("MIMAMORI_DMARC_RUA", "") or ""
+MIMAMORI_DNS_SERVERS = env.ip_ports("MIMAMORI_DNS_SERVERS", 53)
 # Distributed mode (docs/operations.md): broker queue names get this prefix, so several
 # installations (or test runs) can share one RabbitMQ or Redis without taking each other's work.
 MIMAMORI_QUEUE_PREFIX = env.string("MIMAMORI_QUEUE_PREFIX", "") or ""

@@ -34,15 +34,19 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         database.setdefault("TEST", {})["NAME"] = f"test_mimamori_{os.getpid()}"
 
 
-pytest_plugins = ["tests.mailsink", "tests.browser"]
+pytest_plugins = ["tests.mailsink", "tests.browser", "tests.dnsserver"]
 
 
 @pytest.fixture(autouse=True)
 def empty_cache() -> None:
-    """Each test starts with an empty cache: a rolled-back test's ids come round again."""
+    """Each test starts with an empty cache: a rolled-back test's ids come round again (and
+    its DKIM keys, which each process keeps for a minute, are gone)."""
     from django.core.cache import cache
 
+    from mimamori.mail import signing
+
     cache.clear()
+    signing.forget()
 
 
 @pytest.fixture(autouse=True)

@@ -37,7 +37,7 @@ from mimamori.broadcasts.models import (
     DeliveryStatus,
     Recipient,
 )
-from mimamori.mail import bounces, carriers, verp
+from mimamori.mail import bounces, carriers, signing, verp
 from mimamori.mail.smtp import Outcome, Reply, SmtpSession, retry_delay
 from mimamori.registry import health
 from mimamori.registry.models import School
@@ -265,11 +265,15 @@ def _send_claimed(broadcast: Broadcast, chunk: int, claim: uuid.UUID, rows: list
     # Broadcasts offer one-click unsubscribe where the municipality does; maintenance notices,
     # which every address must get, never.
     unsubscribe = broadcast.kind != BroadcastKind.MAINTENANCE
+    # Each mail domain's DKIM signer (None: no key), read here, where the database may be used.
+    signers = {
+        domain: signing.signer_for(domain) for domain in {r.school.municipality.mail_domain for r in rows}
+    }
     outcomes = Outcomes(broadcast, chunk, sum(len(lane.leases) for lane in lanes))
     for lane in lanes:
         for lease in lane.leases:
             thread = threading.Thread(
-                target=_sender, args=(mails, lane, lease, outcomes, unsubscribe), daemon=True
+                target=_sender, args=(mails, lane, lease, outcomes, unsubscribe, signers), daemon=True
             )
             lane.threads.append(thread)
             thread.start()
@@ -366,6 +370,7 @@ def _sender(
     lease: int,
     outcomes: Outcomes,
     unsubscribe: bool,
+    signers: dict[str, signing.Signer | None],
 ) -> None:
     me = threading.get_ident()
     try:
@@ -385,6 +390,11 @@ def _sender(
                         if unsubscribe and row.school.municipality.one_click_unsubscribe
                         else None,
                     )
+                    # Signed last, over the final bytes (RSA in OpenSSL, which lets the other
+                    # connections' threads run meanwhile).
+                    signer = signers[row.school.municipality.mail_domain]
+                    if signer is not None:
+                        content = signer.sign(content)
                 except Exception as error:
                     # A bug must not strand the row in "sending": record it and retry later.
                     log.exception("could not build the mail for delivery %s", row.pk)

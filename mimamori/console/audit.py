@@ -41,6 +41,7 @@ ACTION_LABELS = {
     "export.undeliverable_csv": _("Addresses mail does not reach downloaded (CSV)"),
     "api_token.issued": _("API token issued"),
     "staff.created": _("Staff login created"),
+    "dkim.key_created": _("DKIM signing key created"),
 }
 
 

@@ -1,24 +1,33 @@
-"""Console pages for S12: each municipality's service settings.
+"""Console pages for S12: each municipality's service settings, and the DNS records its mail
+domain must publish.
 
 Every staff member may read the settings of the municipalities in their scope; only
 support-centre staff change them (others get a 404 for the edit page, as for anything out of
-reach), and every change is audited with its old and new values.
+reach), and every change is audited with its old and new values. The DNS records (SPF, DKIM,
+DMARC, checked against DNS where it answers) are for the centre and the municipality's staff.
 """
 
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _render, _staff
-from mimamori.registry.access import can_manage_municipalities, get_municipality, municipalities_for
+from mimamori.mail import records
+from mimamori.registry.access import (
+    can_manage_municipalities,
+    can_see_mail_domain_records,
+    get_municipality,
+    municipalities_for,
+)
 from mimamori.registry.models import SLOTS, Municipality
 from mimamori.registry.municipalities import change_settings
 
@@ -61,6 +70,7 @@ def municipalities(request: HttpRequest) -> HttpResponse:
         {
             "municipalities": municipalities_for(user),
             "can_edit": can_manage_municipalities(user),
+            "can_see_records": can_see_mail_domain_records(user),
         },
     )
 
@@ -88,3 +98,30 @@ def municipality_settings(request: HttpRequest, code: str) -> HttpResponse:
             request, "municipality_settings.html", {"municipality": municipality, "form": form}, 400
         )
     return _render(request, "municipality_settings.html", {"municipality": municipality, "form": form})
+
+
+@staff_required
+@require_GET
+def municipality_dns(request: HttpRequest, code: str) -> HttpResponse:
+    """The SPF, DKIM and DMARC records of the municipality's mail domain, each checked against
+    what DNS says (briefly: a machine without outside DNS shows them 未確認). Public keys only."""
+    user = _staff(request)
+    municipality = get_municipality(user, code)
+    if not can_see_mail_domain_records(user):
+        raise Http404
+    checks = records.check(
+        records.for_domain(municipality.mail_domain), nameservers=settings.MIMAMORI_DNS_SERVERS
+    )
+    return _render(
+        request,
+        "municipality_dns.html",
+        {
+            "municipality": municipality,
+            "checks": checks,
+            "has_signing_key": any(
+                c.record.key is not None and c.record.key.retired_at is None for c in checks
+            ),
+            "dmarc_report_address": settings.MIMAMORI_DMARC_RUA,
+            "can_edit": can_manage_municipalities(user),
+        },
+    )

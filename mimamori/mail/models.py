@@ -138,3 +138,44 @@ class CarrierLease(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["profile", "slot"], name="one_lease_per_slot")]
+
+
+class DkimKey(models.Model):
+    """A key that signs a mail domain's mail (DKIM, RFC 6376), made by `mimamori dkim-keygen`.
+
+    Keyed by the mail domain (the ``d=`` of its signatures and the From domain of its mail), not
+    by municipality: the mail app knows no app above it. The newest key of a domain signs
+    (``retired_at`` empty); a key replaced by a newer one keeps its public half, so the console
+    can say which records may still be needed while mail it signed is on its way, and drops its
+    private half, which nothing needs any more. The private key is never shown anywhere.
+    """
+
+    domain = models.CharField(max_length=253)  # lower case
+    selector = models.CharField(max_length=63)
+    private_key = models.TextField(editable=False)  # PEM (PKCS #8); "" once retired
+    public_key = models.TextField(editable=False)  # base64 DER SubjectPublicKeyInfo: the record's p=
+    created_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["domain", "-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["domain", "selector"], name="dkim_selector_unique"),
+            models.UniqueConstraint(
+                fields=["domain"], condition=Q(retired_at__isnull=True), name="one_signing_dkim_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.record_name
+
+    def __repr__(self) -> str:  # never the key
+        return f"<DkimKey {self.record_name}>"
+
+    @property
+    def record_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"
+
+    @property
+    def record_value(self) -> str:
+        return f"v=DKIM1; k=rsa; p={self.public_key}"

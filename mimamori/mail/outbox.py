@@ -4,6 +4,7 @@ then a task on the mail queue offers it to the relay and records what the relay 
 - 2xx: sent. 4xx or a cut connection: tried again with backoff (smtp.retry_delay) up to
   MIMAMORI_RETRY_MAX_ATTEMPTS; 5xx: failed at once, with the server's words.
 - Each mail has its own envelope sender (mail/verp.py), so a later bounce names it.
+- Each mail is DKIM-signed as it is offered (mail/signing.py), when its domain has a key.
 - A worker that died holding a mail lets it go after a lease; the sweep offers it again, as it
   does a mail whose queue message was lost.
 - ``failed`` is sent for each mail that failed for good, so the app that owns the address can
@@ -12,6 +13,7 @@ then a task on the mail queue offers it to the relay and records what the relay 
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -24,9 +26,11 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from mimamori import tasking
-from mimamori.mail import carriers, verp
+from mimamori.mail import carriers, signing, verp
 from mimamori.mail.models import OutgoingMail, OutgoingStatus
 from mimamori.mail.smtp import Outcome, Reply, SmtpSession, retry_delay
+
+log = logging.getLogger(__name__)
 
 # Sent with ``mail`` (an OutgoingMail) and ``reply`` when a mail failed for good.
 failed = Signal()
@@ -72,19 +76,26 @@ def send(mail_id: int) -> str:
     mail = OutgoingMail.objects.get(pk=mail_id)
     if not taken:
         return str(mail.status)  # done already, or not due: a twin task or the sweep's
+    try:
+        # Signed now rather than when posted: with the key of this moment (a key made or
+        # replaced since counts) and a fresh t=, also on a retry.
+        content = signing.sign(bytes(mail.message))
+    except Exception as error:
+        # As a broadcast mail that cannot be built: tried again, then failed with the reason.
+        log.exception("could not sign outgoing mail %s", mail.pk)
+        return _record(mail, Reply(Outcome.TEMPORARY, f"internal error: {error}"[:500]))
     # Its carrier group's limits hold for these mails too (mail/carriers.py).
     profile = carriers.current().of(mail.to)
-    holder = uuid.uuid4()
     if profile.paused(now):
         return _wait(mail, profile.paused_until or now)
-    leases = carriers.acquire({profile.id: 1}, holder).get(profile.id)
+    leases = carriers.acquire({profile.id: 1}, uuid.uuid4()).get(profile.id)
     if not leases:
         return _wait(mail, now + timedelta(seconds=settings.MIMAMORI_CARRIER_BUSY_SECONDS))
     try:
         with SmtpSession() as session:
             sender = verp.envelope_sender(verp.MAIL, mail.pk, mail.envelope_domain)
             began = time.monotonic()
-            reply = session.send(sender, mail.to, bytes(mail.message))
+            reply = session.send(sender, mail.to, content)
             seconds = time.monotonic() - began
     finally:
         carriers.release(leases)

@@ -61,6 +61,12 @@ def can_manage_municipalities(user: User) -> bool:
     return user.is_console_user and user.role == Role.CENTRE
 
 
+def can_see_mail_domain_records(user: User) -> bool:
+    """May see the DNS records (SPF, DKIM, DMARC) of the mail domains of the municipalities
+    reached through get_municipality: the support centre and municipality staff, who run them."""
+    return user.is_console_user and user.role in (Role.CENTRE, Role.MUNICIPALITY)
+
+
 def can_manage_schools(user: User) -> bool:
     """May add schools (in municipalities reached through get_municipality)."""
     if not user.is_console_user:
