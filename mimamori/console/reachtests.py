@@ -54,11 +54,7 @@ def reach_test_new(request: HttpRequest, school_id: int) -> HttpResponse:
         except reachtests.ReachTestRefused as refused:
             messages.error(request, str(refused))
             return redirect("console:school", school.pk)
-        messages.success(
-            request,
-            _("The reach test has started: %(count)d addresses are being mailed.")
-            % {"count": test.address_count},
-        )
+        messages.success(request, _("The reach test has started: its mails go out in a few moments."))
         return redirect("console:reach_test", test.pk)
     sample = reachtests.sample(school)
     return _render(

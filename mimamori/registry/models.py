@@ -350,8 +350,9 @@ class ReachTest(models.Model):
     """A 到達テスト (B4): a short test mail to every address of a school's active registrants,
     to find the addresses mail no longer reaches before an emergency (registry/reachtests.py).
 
-    Its mails are outbox mails (kind "reach_test", target ``target``); each tested slot is a
-    ReachTestSlot pointing at the mail that tested its address.
+    Its mails are outbox mails (kind "reach_test", target ``target``), written by a task just
+    after the test starts; each tested slot is a ReachTestSlot pointing at the mail that
+    tested its address.
     """
 
     school = models.ForeignKey(School, on_delete=models.PROTECT, related_name="reach_tests")
@@ -361,6 +362,8 @@ class ReachTest(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     started_at = models.DateTimeField(_("started"), default=timezone.now)
+    # When a task wrote its mails (registry/reachtests.py post); until then there are none.
+    posted_at = models.DateTimeField(null=True, blank=True)
     # Distinct addresses mailed, and those left out because mail to them is suppressed.
     address_count = models.PositiveIntegerField(default=0)
     suppressed_count = models.PositiveIntegerField(default=0)
@@ -369,7 +372,13 @@ class ReachTest(models.Model):
         ordering = ["-started_at", "-pk"]
         verbose_name = _("reach test")
         verbose_name_plural = _("reach tests")
-        indexes = [models.Index(fields=["school", "started_at"], name="reach_test_school_idx")]
+        indexes = [
+            models.Index(fields=["school", "started_at"], name="reach_test_school_idx"),
+            # The sweep asks every few seconds for tests whose mails are still to be written.
+            models.Index(
+                fields=["started_at"], name="reach_test_unposted_idx", condition=Q(posted_at__isnull=True)
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.school} {self.started_at:%Y-%m-%d %H:%M}"

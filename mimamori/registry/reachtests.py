@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
@@ -38,6 +39,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from mimamori import tasking
 from mimamori.accounts.models import User
 from mimamori.audit.log import record
 from mimamori.mail import outbox
@@ -60,6 +62,7 @@ KIND = "reach_test"  # OutgoingMail.kind of its mails
 # A scheduled test goes out only in the day: a mail from the school at night wakes a household
 # and reads like an emergency; staff follow the results up during the day anyway.
 DAY_STARTS, DAY_ENDS = time(9), time(18)
+BATCH = 200  # addresses written per transaction
 WAITING = (OutgoingStatus.PENDING, OutgoingStatus.SENDING, OutgoingStatus.DEFERRED)
 
 
@@ -109,23 +112,28 @@ def plan(school: School) -> Plan:
 
 def sample(school: School) -> EmailMessage | None:
     """The mail the first address that would be mailed gets, for the confirmation step."""
-    for held in _by_address(school):
-        if all(address.status != AddressStatus.SUPPRESSED for address in held):
-            return mails.reach_test(school, held[0].email, [(a.registrant, a.slot) for a in held])
-    return None
+    rows = _addresses(school)
+    first = (
+        rows.exclude(status=AddressStatus.SUPPRESSED).order_by("key").values_list("key", flat=True).first()
+    )
+    if first is None:
+        return None
+    held = list(_in_order(rows.filter(key=first)))
+    return mails.reach_test(school, held[0].email, [(a.registrant, a.slot) for a in held])
 
 
 def start(school: School, *, by: User, request: HttpRequest | None = None) -> ReachTest:
     """Start a test of ``school`` now, by a staff member (whose scope the caller checked).
 
-    Refused while the school's last test still has mails on their way (retries last up to
-    about an hour), so a second click or a colleague's press does not mail everyone twice.
+    Refused while the school's last test is still being written or has mails on their way
+    (retries last up to about an hour), so a second click or a colleague's press does not mail
+    everyone twice.
     """
     with transaction.atomic():
         # The row lock makes two clicks (or a click and the schedule) take turns.
         locked = School.objects.select_for_update().select_related("municipality").get(pk=school.pk)
         last = ReachTest.objects.filter(school=locked).first()
-        if last is not None and _mails(last).filter(status__in=WAITING).exists():
+        if last is not None and (last.posted_at is None or _mails(last).filter(status__in=WAITING).exists()):
             raise ReachTestRefused(
                 _(
                     "The last reach test of this school is still being sent. "
@@ -138,12 +146,81 @@ def start(school: School, *, by: User, request: HttpRequest | None = None) -> Re
 def _begin(
     school: School, *, by: User | None, now: datetime, request: HttpRequest | None = None
 ) -> ReachTest:
-    """Write the test and queue its mails, in the caller's transaction."""
+    """Record the test and queue the task that writes its mails, in the caller's transaction.
+
+    A school's mails take a few milliseconds each to build and queue (seconds for a large
+    school), so neither the staff member's request nor the sweep waits for them.
+    """
     test = ReachTest.objects.create(school=school, scheduled=by is None, started_by=by, started_at=now)
+    record(
+        "reach_test.started",
+        actor=by,
+        target=test.target,
+        municipality=school.municipality,
+        request=request,
+        school=school.pk,
+        scheduled=by is None,
+    )
+    _queue(test.pk)
+    return test
+
+
+def _queue(test_id: int) -> None:
+    from mimamori.registry.tasks import post_reach_test
+
+    # The least urgent work there is: every broadcast's fan-out and chunks go first.
+    tasking.enqueue(post_reach_test, test_id, queue=tasking.DEFAULT, priority=-100)
+
+
+def post(test_id: int) -> int:
+    """Write a test's mails (one outbox mail per distinct address) and its slots; returns how
+    many mails this call wrote.
+
+    In batches of BATCH addresses, in address order, one transaction each: a large school's
+    few seconds of writing never hold SQLite's one write lock at a stretch (an urgent
+    broadcast's workers need it too), and a crash loses at most the batch in hand, which the
+    next run (the sweep's, after a lost queue message) writes from the last address written.
+    A test already written is left alone (a twin task).
+    """
+    mailed = 0
+    while True:
+        with transaction.atomic():
+            test = (
+                ReachTest.objects.select_for_update()
+                .select_related("school__municipality")
+                .filter(pk=test_id, posted_at__isnull=True)
+                .first()
+            )
+            if test is None:
+                return mailed
+            done = ReachTestSlot.objects.filter(reach_test=test).aggregate(last=Max(Lower("email")))["last"]
+            batch = _next_batch(test.school, after=done)
+            if not batch:
+                ReachTest.objects.filter(pk=test.pk).update(posted_at=timezone.now())
+                log.info("reach test %s of school %s: mails written", test.pk, test.school_id)
+                return mailed
+            mailed += _write(test, batch)
+
+
+def _next_batch(school: School, *, after: str | None) -> list[list[Address]]:
+    """The next BATCH distinct addresses past ``after`` (lower-cased), each with its rows."""
+    rows = _addresses(school)
+    if after is not None:
+        rows = rows.filter(key__gt=after)
+    keys = list(rows.order_by("key").values_list("key", flat=True).distinct()[:BATCH])
+    if not keys:
+        return []
+    held = _in_order(rows.filter(key__lte=keys[-1]))
+    return [list(group) for _key, group in itertools.groupby(held, key=lambda a: a.key)]
+
+
+def _write(test: ReachTest, batch: list[list[Address]]) -> int:
+    """One mail per address of ``batch`` (none to a suppressed one), and every slot's row."""
+    school = test.school
     municipality = school.municipality
     rows: list[ReachTestSlot] = []
     mailed = suppressed = 0
-    for held in _by_address(school):
+    for held in batch:
         mail = None
         # Every row of one address has its status (registry/health.py).
         if any(address.status == AddressStatus.SUPPRESSED for address in held):
@@ -162,60 +239,62 @@ def _begin(
             ReachTestSlot(reach_test=test, registrant=a.registrant, slot=a.slot, email=a.email, mail=mail)
             for a in held
         )
-    ReachTestSlot.objects.bulk_create(rows, batch_size=1000)
-    test.address_count, test.suppressed_count = mailed, suppressed
-    test.save(update_fields=["address_count", "suppressed_count"])
-    record(
-        "reach_test.started",
-        actor=by,
-        target=test.target,
-        municipality=municipality,
-        request=request,
-        school=school.pk,
-        scheduled=by is None,
-        addresses=mailed,
-        suppressed=suppressed,
+    ReachTestSlot.objects.bulk_create(rows)
+    ReachTest.objects.filter(pk=test.pk).update(
+        address_count=F("address_count") + mailed, suppressed_count=F("suppressed_count") + suppressed
     )
-    log.info(
-        "reach test %s of school %s: %s addresses, %s suppressed", test.pk, school.pk, mailed, suppressed
-    )
-    return test
+    return mailed
 
 
-def _by_address(school: School) -> Iterator[list[Address]]:
-    """The school's addresses, the rows of each distinct address together (siblings)."""
-    rows = (
-        _addresses(school)
-        .select_related("registrant")
-        .order_by(
-            "key",
-            "registrant__grade",
-            "registrant__class_name",
-            "registrant__child_name_kana",
-            "registrant_id",
-            "slot",
-        )
+def _in_order(rows: QuerySet[Any]) -> QuerySet[Any]:
+    """By address, and each address's rows by grade, class and name: its mail names the
+    children in that order."""
+    return rows.select_related("registrant").order_by(
+        "key",
+        "registrant__grade",
+        "registrant__class_name",
+        "registrant__child_name_kana",
+        "registrant_id",
+        "slot",
     )
-    for _key, held in itertools.groupby(rows.iterator(chunk_size=2000), key=lambda a: a.key):
-        yield list(held)
 
 
 # --- the schedule ------------------------------------------------------------------------
 
 
-def due_reach_tests(now: datetime) -> int:
-    """The sweep step: start the test of the school most overdue under its municipality's
-    ``reach_test_interval_days``, if it is day and no other test's mails are still queued.
+def due_reach_tests(now: datetime) -> dict[str, int]:
+    """The sweep step: queue again the tests whose mails were never written (a queue message
+    lost), then start the test of the school most overdue under its municipality's
+    ``reach_test_interval_days``, if it is day and no other test is still going out.
 
     One school per sweep and one at a time, so a city that turns the schedule on does not put
     tens of thousands of test mails in the mail queue at once, ahead of 登録完了メール.
     """
+    return {"reach_tests_requeued": _requeue(now), "reach_tests_started": _start_due(now)}
+
+
+def _requeue(now: datetime) -> int:
+    lost = now - timedelta(seconds=settings.MIMAMORI_REQUEUE_AFTER_SECONDS)
+    waiting = list(
+        ReachTest.objects.filter(posted_at__isnull=True, started_at__lt=lost).values_list("pk", flat=True)
+    )
+    with transaction.atomic():
+        for test_id in waiting:
+            _queue(test_id)
+    return len(waiting)
+
+
+def _start_due(now: datetime) -> int:
     if not DAY_STARTS <= timezone.localtime(now).time() < DAY_ENDS:
         return 0
-    if OutgoingMail.objects.filter(
-        kind=KIND, status__in=[OutgoingStatus.PENDING, OutgoingStatus.SENDING]
-    ).exists():
-        return 0  # the last test's mails are still going out (retries do not hold the next)
+    # The last test is still going out (its mails not yet written, or not yet offered to the
+    # relay; retries do not hold the next).
+    if ReachTest.objects.filter(posted_at__isnull=True).exists() or (
+        OutgoingMail.objects.filter(
+            kind=KIND, status__in=[OutgoingStatus.PENDING, OutgoingStatus.SENDING]
+        ).exists()
+    ):
+        return 0
     candidates = []
     for city in Municipality.objects.filter(reach_test_interval_days__gt=0).only("reach_test_interval_days"):
         cutoff = now - timedelta(days=city.reach_test_interval_days)
