@@ -5,8 +5,8 @@ longer reaches before an emergency does.
   registrant of the school, whatever 連絡メールを受信する says: the test asks whether mail
   reaches the address, not whether the guardian wants broadcasts, and an address that is dead
   today is dead the day the option is turned on again (maintenance notices reach the same
-  addresses, registrations mails every slot too). Siblings sharing an address get one mail
-  that names both. A suppressed address is not mailed (mail to it is what carriers block a
+  addresses, and the 登録完了メール goes to every slot too). Siblings sharing an address get
+  one mail that names both. A suppressed address is not mailed (mail to it is what carriers block a
   sender for); it is counted and listed as such.
 - **The mail** (registry/mails.py ``reach_test``) comes from the school, says it is a test
   and that nothing needs doing, and where addresses are changed.
@@ -18,7 +18,8 @@ longer reaches before an emergency does.
   them.
 - **Started by** staff (console: school page) or by the municipality's schedule
   (``reach_test_interval_days``, the sweep step ``due_reach_tests``), which sends between
-  DAY_STARTS and DAY_ENDS local time only and one school at a time.
+  DAY_STARTS and DAY_ENDS local time only and one school at a time. Starting records the test;
+  a task writes its mails (``post``), so neither a request nor the sweep waits for them.
 """
 
 from __future__ import annotations
