@@ -14,7 +14,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -434,8 +434,6 @@ def test_concurrent_sweeps_start_one_test_of_a_due_school() -> None:
             done.append(started_by_sweep(now))
         finally:
             connections.close_all()
-
-    from django.db import transaction
 
     with transaction.atomic():
         # Hold the school's row, as a sweep starting its test would, while two more sweeps look.
