@@ -26,7 +26,8 @@ from mimamori.broadcasts.models import Broadcast, BroadcastStatus, Delivery
 from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.maintenance.models import MaintenanceWindow
 from mimamori.receipts.models import Receipt
-from mimamori.registry.models import Registrant, School
+from mimamori.registry import reachtests
+from mimamori.registry.models import ReachTest, Registrant, School
 from mimamori.support.models import Inquiry
 from tests.cast import make_municipality, make_registrant, make_school, make_staff
 from tests.mailsink import Sink
@@ -46,6 +47,7 @@ class World:
     mail_key_a: str
     inquiry_a: Inquiry
     window: MaintenanceWindow
+    reach_test_a: ReachTest
     outsiders: dict[str, User | None]
 
 
@@ -94,6 +96,8 @@ def world(settings: Any, tmp_path: Path) -> World:
             message=SECRET_CHILD,
             created_by=make_staff(Role.CENTRE),
         ),
+        # A 到達テスト of school A: its mail to the secret address is queued in the outbox.
+        reach_test_a=reachtests.start(school_a, by=staff_a),
         outsiders={
             "anonymous": None,
             "guardian of another school": guardian_b,
@@ -123,6 +127,7 @@ def _kwargs(pattern: URLPattern, world: World) -> dict[str, object]:
         "inquiry_id": world.inquiry_a.pk,
         "window_id": world.window.pk,
         "name": "docomo",  # a carrier profile
+        "reach_test_id": world.reach_test_a.pk,
     }
     names = list(pattern.pattern.regex.groupindex)
     unknown = [n for n in names if n not in known]
@@ -188,6 +193,8 @@ def test_outsiders_reach_nothing_of_another_school(world: World, namespace: str)
                     # Own-scope pages (lists, own guardian pages): allowed, and checked above
                     # to show nothing of school A.
                     assert response.status_code in {200, 302, 405}, where
+    # Nobody outside started another 到達テスト of school A by posting to its page.
+    assert ReachTest.objects.filter(school=world.school_a).count() == 1
 
 
 def _api_url(path: str, world: World) -> str:

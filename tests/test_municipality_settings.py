@@ -32,6 +32,7 @@ def form_data(city: Municipality, **changes: Any) -> dict[str, Any]:
         "support_hours": city.support_hours,
         "broadcast_slots": [str(s) for s in city.broadcast_slots],
         "maintenance_notice_lead_hours": city.maintenance_notice_lead_hours,
+        "reach_test_interval_days": city.reach_test_interval_days,
     }
     if city.confirmation_links_enabled:
         data["confirmation_links_enabled"] = "on"

@@ -53,6 +53,7 @@ def create_municipality(request: HttpRequest, data: MunicipalityIn) -> Status[Mu
     municipality.one_click_unsubscribe = service.one_click_unsubscribe
     municipality.broadcast_slots = sorted(set(service.broadcast_slots))
     municipality.maintenance_notice_lead_hours = service.maintenance_notice_lead_hours
+    municipality.reach_test_interval_days = service.reach_test_interval_days
     if Municipality.objects.filter(code=municipality.code).exists():
         raise HttpError(409, _("A municipality with code %(code)s already exists.") % {"code": data.code})
     municipality.full_clean(validate_unique=False)

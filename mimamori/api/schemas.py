@@ -40,6 +40,9 @@ class ServiceSettings(Schema):
     one_click_unsubscribe: bool = True
     broadcast_slots: list[Annotated[int, Field(ge=1, le=4)]] = Field(default_factory=lambda: [1, 2])
     maintenance_notice_lead_hours: Annotated[int, Field(ge=0)] = 72
+    reach_test_interval_days: Annotated[int, Field(ge=0, le=366)] = Field(
+        default=0, description="Every this many days each school gets a 到達テスト (9:00-18:00); 0: never."
+    )
 
 
 class MunicipalityIn(Schema):
@@ -70,6 +73,7 @@ class MunicipalityOut(Schema):
             one_click_unsubscribe=obj.one_click_unsubscribe,
             broadcast_slots=list(obj.broadcast_slots),
             maintenance_notice_lead_hours=obj.maintenance_notice_lead_hours,
+            reach_test_interval_days=obj.reach_test_interval_days,
         )
 
 

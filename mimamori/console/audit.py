@@ -39,6 +39,7 @@ ACTION_LABELS = {
     "export.unconfirmed_csv": _("Unconfirmed list downloaded (CSV)"),
     "export.registration_letters": _("Registration letters re-issued"),
     "export.undeliverable_csv": _("Addresses mail does not reach downloaded (CSV)"),
+    "reach_test.started": _("Reach test started"),
     "api_token.issued": _("API token issued"),
     "staff.created": _("Staff login created"),
     "dkim.key_created": _("DKIM signing key created"),

@@ -52,6 +52,7 @@ class MunicipalitySettingsForm(forms.ModelForm):
             "one_click_unsubscribe",
             "broadcast_slots",
             "maintenance_notice_lead_hours",
+            "reach_test_interval_days",
         ]
 
     def clean_broadcast_slots(self) -> list[int]:

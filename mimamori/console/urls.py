@@ -7,6 +7,7 @@ from mimamori.console import (
     deregistration,
     maintenance,
     municipalities,
+    reachtests,
     receipts,
     reminders,
     roster,
@@ -29,6 +30,8 @@ urlpatterns = [
     path(
         "schools/<int:school_id>/undeliverable.csv", undeliverable.undeliverable_csv, name="undeliverable_csv"
     ),
+    path("schools/<int:school_id>/reach-tests/new/", reachtests.reach_test_new, name="reach_test_new"),
+    path("reach-tests/<int:reach_test_id>/", reachtests.reach_test, name="reach_test"),
     path("registrants/", views.registrants, name="registrants"),
     path("registrants/<int:registrant_id>/", views.registrant, name="registrant"),
     path("broadcasts/", broadcasts.broadcasts, name="broadcasts"),

@@ -26,6 +26,7 @@ from mimamori.console.decorators import View, staff_required
 from mimamori.console.forms import RegistrantFilterForm, SchoolSearchForm, StaffAuthenticationForm
 from mimamori.mail.devmailbox import StoredMail, find_mail, list_mail
 from mimamori.mail.models import OutgoingMail
+from mimamori.registry import reachtests
 from mimamori.registry.access import get_registrant, get_school, registrants_for, schools_for
 from mimamori.registry.models import Address, AddressStatus, Registrant, RegistrantStatus
 
@@ -109,7 +110,17 @@ def school(request: HttpRequest, school_id: int) -> HttpResponse:
         .values("grade")
         .annotate(count=Count("pk"))
     )
-    return _render(request, "school.html", {"school": found, "by_grade": list(by_grade)})
+    tests = reachtests.last_tests(found)
+    counts = reachtests.counts(tests)
+    return _render(
+        request,
+        "school.html",
+        {
+            "school": found,
+            "by_grade": list(by_grade),
+            "reach_tests": [{"test": test, "counts": counts[test.pk]} for test in tests],
+        },
+    )
 
 
 def _search(registrants: QuerySet[Registrant], text: str) -> QuerySet[Registrant]:
@@ -183,6 +194,7 @@ MAIL_KINDS = {
     "address_suppressed": gettext_lazy("Notice that an address does not receive mail"),
     "inquiry_copy": gettext_lazy("Copy to the support address"),
     "inquiry_answer": gettext_lazy("Answer to the guardian"),
+    "reach_test": gettext_lazy("Reach test mail"),
 }
 
 

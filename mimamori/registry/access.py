@@ -17,6 +17,7 @@ from mimamori.registry.models import (
     DeregistrationRequest,
     DeregistrationStatus,
     Municipality,
+    ReachTest,
     Registrant,
     School,
 )
@@ -54,6 +55,19 @@ def get_registrant(user: User, registrant_id: int) -> Registrant:
     try:
         return registrants_for(user).get(pk=registrant_id)
     except Registrant.DoesNotExist:
+        raise Http404 from None
+
+
+def reach_tests_for(user: User) -> QuerySet[ReachTest]:
+    """到達テスト of the schools the user reaches."""
+    tests = ReachTest.objects.select_related("school__municipality", "started_by")
+    return in_scope(user, tests, municipality="school__municipality__staff", school="school__staff")
+
+
+def get_reach_test(user: User, reach_test_id: int) -> ReachTest:
+    try:
+        return reach_tests_for(user).get(pk=reach_test_id)
+    except ReachTest.DoesNotExist:
         raise Http404 from None
 
 

@@ -9,7 +9,7 @@ class RegistryConfig(AppConfig):
 
     def ready(self) -> None:
         from mimamori.mail import outbox
-        from mimamori.registry import health, logins, retention
+        from mimamori.registry import health, logins, reachtests, retention
         from mimamori.tasking import sweep
 
         logins.connect()
@@ -17,3 +17,5 @@ class RegistryConfig(AppConfig):
         outbox.failed.connect(health.outgoing_failed, dispatch_uid="mimamori.registry.health")
         # Deregistered children whose retention period is over lose their personal data (S10).
         sweep.register("erased", retention.erase_expired)
+        # Each municipality's 到達テスト schedule, in the day, one school at a time (B4).
+        sweep.register("reach_tests", reachtests.due_reach_tests)

@@ -6,6 +6,8 @@ name (S2), so a guardian's ドメイン指定受信 setting for the municipality
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.conf import settings
 from django.core.mail import EmailMessage
 
@@ -54,4 +56,35 @@ def address_suppressed(registrant: Registrant, slot: int, email: str, to_slot: i
         sender=school_sender(school),
         to=to,
         domain=school.municipality.mail_domain,
+    )
+
+
+def reach_test(school: School, email: str, slots: Sequence[tuple[Registrant, int]]) -> EmailMessage:
+    """到達テスト (B4): one mail to an address, naming every (registrant, slot) that holds it.
+
+    It says it is a test and asks for nothing, names the children and slots the address is
+    registered for (a slot 3 or 4, or 連絡メールを受信する off, gets no broadcasts: said per
+    line, as the 登録完了メール says it), and where addresses are changed.
+    """
+    municipality = school.municipality
+    return messages.build(
+        "registry/mail/reach_test",
+        {
+            "school": school,
+            "municipality": municipality,
+            "entries": [
+                {
+                    "registrant": registrant,
+                    "slot": slot,
+                    "receives_broadcasts": registrant.receive_broadcasts
+                    and slot in municipality.broadcast_slots,
+                }
+                for registrant, slot in slots
+            ],
+            "broadcast_slots": "、".join(str(slot) for slot in sorted(municipality.broadcast_slots)),
+            "site_url": settings.BASE_URL + "/portal/",
+        },
+        sender=school_sender(school),
+        to=email,
+        domain=municipality.mail_domain,
     )

@@ -39,6 +39,16 @@ class Municipality(models.Model):
     maintenance_notice_lead_hours = models.PositiveIntegerField(
         _("maintenance notice lead time (hours)"), default=72
     )
+    # 到達テスト (B4): every this many days the sweep sends one to each school (0: never).
+    reach_test_interval_days = models.PositiveIntegerField(
+        _("reach test interval (days)"),
+        default=0,
+        validators=[MaxValueValidator(366)],
+        help_text=_(
+            "Every this many days each school gets a reach test, sent between 9:00 and 18:00. "
+            "0: only when staff start one."
+        ),
+    )
 
     class Meta:
         ordering = ["code"]
@@ -334,3 +344,71 @@ class AddressFailure(models.Model):
     class Meta:
         ordering = ["-at", "-pk"]
         indexes = [models.Index(fields=["email", "at"], name="address_failure_email_idx")]
+
+
+class ReachTest(models.Model):
+    """A 到達テスト (B4): a short test mail to every address of a school's active registrants,
+    to find the addresses mail no longer reaches before an emergency (registry/reachtests.py).
+
+    Its mails are outbox mails (kind "reach_test", target ``target``), written by a task just
+    after the test starts; each tested slot is a ReachTestSlot pointing at the mail that
+    tested its address.
+    """
+
+    school = models.ForeignKey(School, on_delete=models.PROTECT, related_name="reach_tests")
+    # False: a staff member pressed the button (started_by, unless that login was deleted since).
+    scheduled = models.BooleanField(_("started by the schedule"), default=False)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    # When a task wrote its mails (registry/reachtests.py post); until then there are none.
+    posted_at = models.DateTimeField(null=True, blank=True)
+    # Distinct addresses mailed, and those left out because mail to them is suppressed.
+    address_count = models.PositiveIntegerField(default=0)
+    suppressed_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        verbose_name = _("reach test")
+        verbose_name_plural = _("reach tests")
+        indexes = [
+            models.Index(fields=["school", "started_at"], name="reach_test_school_idx"),
+            # The sweep asks every few seconds for tests whose mails are still to be written.
+            models.Index(
+                fields=["started_at"], name="reach_test_unposted_idx", condition=Q(posted_at__isnull=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.school} {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def target(self) -> str:
+        """How its mails (OutgoingMail.target) and the audit log name it."""
+        return f"reachtest {self.pk}"
+
+
+class ReachTestSlot(models.Model):
+    """One slot of one registrant in a 到達テスト, and the mail that tested its address.
+
+    Siblings sharing an address share one mail: their rows point at the same OutgoingMail.
+    ``mail`` is empty for an address that was suppressed when the test started (not mailed).
+    """
+
+    reach_test = models.ForeignKey(ReachTest, on_delete=models.CASCADE, related_name="slots")
+    registrant = models.ForeignKey(Registrant, on_delete=models.CASCADE, related_name="+")
+    slot = models.PositiveSmallIntegerField(_("slot"))
+    email = models.CharField(_("mail address"), max_length=254)  # as it was when the test started
+    mail = models.ForeignKey(
+        "mail.OutgoingMail", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["reach_test", "registrant", "slot"]
+        constraints = [
+            models.UniqueConstraint(fields=["reach_test", "registrant", "slot"], name="one_reach_test_slot"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reach_test_id} {self.registrant_id}/{self.slot}"

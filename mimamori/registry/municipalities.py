@@ -21,6 +21,7 @@ SETTINGS = (
     "one_click_unsubscribe",
     "broadcast_slots",
     "maintenance_notice_lead_hours",
+    "reach_test_interval_days",
 )
 
 

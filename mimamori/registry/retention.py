@@ -23,6 +23,7 @@ from django.utils import timezone
 from mimamori.accounts.models import User
 from mimamori.audit.log import record
 from mimamori.mail.models import OutgoingMail
+from mimamori.registry import reachtests
 from mimamori.registry.models import (
     Address,
     AddressFailure,
@@ -70,6 +71,7 @@ def erase(registrant_id: int) -> None:
             return  # another sweep erased it meanwhile
         erasing.send(sender=Registrant, registrant=registrant)
         _erase_failures(registrant)
+        reachtests.forget(registrant)
         Address.objects.filter(registrant=registrant).delete()
         DeregistrationRequest.objects.filter(registrant=registrant).update(note="")
         registrant.child_name = ERASED_NAME
@@ -95,7 +97,7 @@ def erase(registrant_id: int) -> None:
 
 def _erase_failures(registrant: Registrant) -> None:
     """The bounce history of the child's addresses that no other registrant holds, and the
-    record of the mails sent about the child (登録完了メール)."""
+    record of the mails sent about the child (登録完了メール; 到達テスト: reachtests.forget)."""
     own = {
         email.lower()
         for email in Address.objects.filter(registrant=registrant).values_list("email", flat=True)

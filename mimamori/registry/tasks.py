@@ -7,7 +7,7 @@ import logging
 from django_tasks import task
 
 from mimamori.mail import outbox
-from mimamori.registry import mails
+from mimamori.registry import mails, reachtests
 from mimamori.registry.models import Address, AddressStatus, Registrant, RegistrantStatus
 
 log = logging.getLogger(__name__)
@@ -36,3 +36,9 @@ def send_registration_complete(registrant_id: int, slot: int, email: str) -> boo
         domain=municipality.mail_domain,
     )
     return True
+
+
+@task(queue_name="default")
+def post_reach_test(reach_test_id: int) -> int:
+    """Write a 到達テスト's mails into the outbox (registry/reachtests.py); a no-op once done."""
+    return reachtests.post(reach_test_id)
