@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import re
 import shutil
 import statistics
@@ -204,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 database_url = stack.enter_context(common.throwaway_postgres(args.admin_url))
             common.django_for(database_url, data_dir, EMAIL_URL=f"smtp://127.0.0.1:{port}")
+            # aiosmtpd logs every command at INFO, which Django's logging set-up lets through:
+            # that would cost the relay stand-in more than its work.
+            logging.getLogger("mail.log").setLevel(logging.WARNING)
             installation = users.Installation(database_url, data_dir, f"smtp://127.0.0.1:{port}")
             with installation.running():
                 installation.sign_in_as_centre()
