@@ -43,6 +43,8 @@ ACTION_LABELS = {
     "api_token.issued": _("API token issued"),
     "staff.created": _("Staff login created"),
     "dkim.key_created": _("DKIM signing key created"),
+    "carrier.changed": _("Carrier profile changed"),
+    "carrier.resumed": _("Carrier pause ended by hand"),
 }
 
 
