@@ -176,7 +176,7 @@ class Outcomes:
             connection.close()  # this thread's own
 
     def leave(self) -> list[Attempt]:
-        """The loop moves on: the attempts it has not read yet, and the leases it gives back."""
+        """The loop moves on: the attempts it has not read yet; later ones their senders record."""
         with self.lock:
             self.left = True
             return _drain(self.queue)
@@ -433,7 +433,9 @@ def _record_as_they_come(claim: uuid.UUID, ids: list[int], lanes: list[Lane], ou
                         lane.stop(),
                         timezone.now() + timedelta(seconds=settings.MIMAMORI_CARRIER_BUSY_SECONDS),
                     )
-                batch.extend(outcomes.leave())
+                for attempt in outcomes.leave():
+                    batch.append(attempt)
+                    _observe(attempt)
                 break
         else:
             batch.append(attempt)
