@@ -1,13 +1,14 @@
 """The relay of deploy/postfix/, run by Debian's Postfix, in front of mimamori (issue 12).
 
-Each test starts a private Postfix instance as root: its own configuration directory, queue,
-log and port in a temporary directory (`postfix -c DIR start`), made from the files of
+The module starts one private Postfix instance as root, with its own configuration directory,
+queue, log and port in a temporary directory (`postfix -c DIR start`), made from the files of
 deploy/postfix/ the way docs/operations.md installs them (main.cf as the whole main.cf,
-master.cf after Debian's stock one, the transport table), changing only what must differ on a
-test machine: ports and next hops (each carrier's transport delivers to an SMTP sink of its own
-on loopback, everything else to one more), paths, the pipe's user, the chroot column, and
-short queue timings. Nothing leaves 127.0.0.1, and the machine's own Postfix, if any, is not
-touched. mimamori sends to the instance over SMTP (EMAIL_HOST, EMAIL_PORT) as to a real relay.
+master.cf after Debian's stock one, the transport table). Only what must differ on a test
+machine is changed: ports and next hops (each carrier's transport delivers to an SMTP sink of
+its own on loopback, everything else to one more, postmaster's mail included), paths, the
+pipe's user, the chroot column, and short queue timings. Nothing leaves 127.0.0.1, and the
+machine's own Postfix, if any, is not touched; the instance is stopped and removed whatever
+happens. mimamori sends to it over SMTP (EMAIL_HOST, EMAIL_PORT) as to a production relay.
 
 The bounce test needs PostgreSQL: the pipe runs `mimamori bounce` as a process of its own,
 as another user, and it must see this run's test database, which on SQLite lives in memory.
@@ -484,14 +485,14 @@ def _database_url() -> str:
     return f"postgres://{credentials}@{host}/{database['NAME']}"
 
 
+@pytest.mark.skipif(
+    django_settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3",
+    reason="the pipe's `mimamori bounce` needs the PostgreSQL test database (DATABASE_URL=postgres://…)",
+)
 @pytest.mark.django_db(transaction=True)
 def test_a_user_unknown_comes_back_through_the_pipe_suppresses_the_address_and_the_next_broadcast_skips_it(
     relay: Relay, settings: Any
 ) -> None:
-    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-        pytest.skip(
-            "the pipe's `mimamori bounce` needs the PostgreSQL test database (DATABASE_URL=postgres://…)"
-        )
     settings.SECRET_KEY = "postfix-test-secret"  # envelope senders are sealed under it
     relay.write_environment(
         SECRET_KEY=settings.SECRET_KEY,
