@@ -436,7 +436,7 @@ def test_each_carrier_gets_its_own_transport_and_docomo_never_more_sessions_or_m
     relay: Relay,
 ) -> None:
     docomo = relay.sinks["mimamori-docomo"]
-    docomo.delay = 0.02  # a gateway's time per message: sessions overlap, a backlog forms
+    docomo.delay = 0.05  # a gateway's time per message: sessions overlap, a backlog forms
     school = a_school()
     enrol_bulk(school, [[f"g{n:05d}@docomo.ne.jp"] for n in range(DOCOMO_MAILS)])
     enrol_bulk(school, [[address] for addresses in ROUTES.values() for address in addresses])
