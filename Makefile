@@ -6,7 +6,7 @@ export UV_NO_PROGRESS := 1
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run test install install-browser lint typecheck test-sqlite test-postgres messages
+.PHONY: run test install install-system install-browser install-mail lint typecheck test-sqlite test-postgres messages
 
 .tools/bin/uv:
 	python3 -m venv .tools && .tools/bin/pip install --quiet uv
@@ -19,12 +19,26 @@ run: install
 	$(UV) run mimamori run --demo
 
 ## Install everything the tests need, then lint, type-check and run the suite on SQLite and PostgreSQL.
-test: install install-browser lint typecheck test-sqlite test-postgres
+test: install install-system lint typecheck test-sqlite test-postgres
+
+# The Debian packages the tests run (as root, on Debian or Ubuntu).
+install-system: install-browser install-mail
 
 # Debian's Chromium for the Playwright tests (no browser download), and a Japanese font for screenshots.
 install-browser:
 	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi ipagothic; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-ipafont-gothic >/dev/null; \
+	fi
+
+# Debian's Postfix, which tests/test_postfix.py runs as the relay (a private instance of its own),
+# and SpamAssassin, which scores every kind of mail (tests/test_spamassassin.py). Postfix is set up
+# as "No configuration": no system mail server is configured or started, nothing listens on port 25.
+# No recommends: they would add spamd, a daemon the tests do not use.
+install-mail:
+	@if [ ! -x /usr/sbin/postfix ] || ! command -v spamassassin >/dev/null; then \
+		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			postfix spamassassin >/dev/null; \
 	fi
 
 lint:
