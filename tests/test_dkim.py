@@ -38,6 +38,7 @@ from mimamori.mail.models import DkimKey, OutgoingMail, OutgoingStatus
 from mimamori.maintenance import windows
 from mimamori.maintenance.notices import due_notices
 from mimamori.receipts.reminders import send_reminder
+from mimamori.registry import reachtests
 from mimamori.registry.addresses import set_addresses
 from mimamori.registry.models import Municipality, School
 from mimamori.support.models import Inquiry
@@ -138,6 +139,9 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
     inquiry = Inquiry.objects.get()
     desk.post(reverse("console:inquiry", args=[inquiry.pk]), {"answer": "受信設定をご確認ください。"})
     run_until_quiet()
+    # A 到達テスト of the school: every address but the suppressed one.
+    reachtests.start(school, by=staff)
+    run_until_quiet()
 
     # Every kind went out, through the outbox or as a broadcast.
     assert set(OutgoingMail.objects.values_list("kind", "status")) == {
@@ -146,6 +150,7 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
         ("address_suppressed", OutgoingStatus.SENT),
         ("inquiry_copy", OutgoingStatus.SENT),
         ("inquiry_answer", OutgoingStatus.SENT),
+        ("reach_test", OutgoingStatus.SENT),
     }
     assert set(Broadcast.objects.values_list("kind", flat=True)) == {
         BroadcastKind.ALERT,
@@ -156,8 +161,9 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
     assert "【再送】不審者情報" in subjects
     assert any(s.startswith("【メンテナンスのお知らせ】") for s in subjects)
     # 登録完了メール ×2 and the address notice, the broadcast and its reminder (slot 2 is
-    # suppressed by then), the maintenance notice ×2 (slots 1 and 3), the inquiry's copy and answer.
-    assert len(received) == 2 + 1 + 1 + 1 + 2 + 1 + 1
+    # suppressed by then), the maintenance notice ×2 (slots 1 and 3), the inquiry's copy and
+    # answer, the 到達テスト ×2.
+    assert len(received) == 2 + 1 + 1 + 1 + 2 + 1 + 1 + 2
 
     # Each verifies against the printed record, signed by the municipality's domain.
     for raw, title in zip(received, subjects, strict=True):

@@ -12,6 +12,7 @@ SpamAssassin takes about a second to start, so one run scores all of them.
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -33,6 +34,7 @@ from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.maintenance import windows
 from mimamori.maintenance.notices import due_notices
 from mimamori.receipts.reminders import send_reminder
+from mimamori.registry import reachtests
 from mimamori.registry.addresses import set_addresses
 from mimamori.support.models import Inquiry
 from tests.cast import make_municipality, make_registrant, make_school, make_staff
@@ -51,17 +53,7 @@ if SPAMASSASSIN is None:
 
 
 class RawSink(Sink):
-    """The test sink, also keeping each message's bytes as they arrived."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.raw: list[tuple[str, bytes]] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        with self.lock:
-            for recipient in envelope.rcpt_tos:
-                self.raw.append((recipient, envelope.original_content or b""))
-        return await super().handle_DATA(server, session, envelope)
+    """The test sink (which keeps each message's bytes as they arrived), taking them one by one."""
 
     def take(self, recipient: str) -> bytes:
         """The first message not yet taken that came for ``recipient``."""
@@ -98,6 +90,8 @@ def every_kind_of_mail(sink: RawSink) -> dict[str, bytes]:
     )
     school = make_school(city, name="緑小学校", local="midori-sho")
     staff = make_staff(Role.SCHOOL, school=school)
+    # Signed, as production mail is (DKIM rules are local tests too).
+    call_command("dkim_keygen", municipality=city.code, stdout=io.StringIO())
 
     registrant = make_registrant(school, child_name="見守 花子")
     set_addresses(registrant, ["hanako.mama@docomo.ne.jp", "hanako.papa@ezweb.ne.jp", "", ""])
@@ -175,6 +169,10 @@ def every_kind_of_mail(sink: RawSink) -> dict[str, bytes]:
     run_until_quiet()
     sink.take("hanako.papa@ezweb.ne.jp")  # the broadcast
     mails["suppressed-address notice"] = sink.take("hanako.papa@ezweb.ne.jp")
+
+    reachtests.start(school, by=staff)
+    run_until_quiet()
+    mails["到達テスト"] = sink.take("hanako.papa@ezweb.ne.jp")
     assert not sink.raw
     return mails
 
@@ -212,7 +210,7 @@ def scores(paths: list[Path]) -> list[tuple[float, str]]:
 
 def test_every_kind_of_mail_scores_below_one(sink: RawSink, tmp_path: Path) -> None:
     mails = every_kind_of_mail(sink)
-    assert len(mails) == 7
+    assert len(mails) == 8
     mails["control (GTUBE)"] = (
         "From: test@example.jp\r\nTo: test@example.jp\r\nSubject: control\r\n\r\n" + GTUBE + "\r\n"
     ).encode()
