@@ -40,7 +40,7 @@ class Sink(Pipelining):
         # "451 4.7.1 try later"), or seconds to take before answering it.
         self.domain_replies: dict[str, str] = {}
         self.domain_delays: dict[str, float] = {}
-        self.sessions: dict[int, list[str]] = {}  # connection → recipients offered on it, in order
+        self.by_session: dict[int, list[str]] = {}  # connection → recipients offered on it, in order
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -51,7 +51,7 @@ class Sink(Pipelining):
             await asyncio.sleep(delay)
         with self.lock:
             self.attempts[address] += 1
-            self.sessions.setdefault(id(session), []).append(address)
+            self.by_session.setdefault(id(session), []).append(address)
             if domain in self.domain_replies:
                 return self.domain_replies[domain]
             planned = self.refusals.get(address)

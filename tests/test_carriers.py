@@ -124,7 +124,7 @@ def test_each_session_carries_one_group_and_at_most_its_mails(smtp_sink: Sink) -
     assert broadcast.status == BroadcastStatus.SENT
     assert smtp_sink.copies() == Counter(dict.fromkeys(addresses, 1))
     groups = carriers.current()
-    for recipients in smtp_sink.sessions.values():
+    for recipients in smtp_sink.by_session.values():
         assert len({groups.of(address).name for address in recipients}) == 1
         if groups.of(recipients[0]).name == "docomo":
             assert len(recipients) <= 10
