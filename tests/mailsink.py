@@ -30,6 +30,7 @@ class Sink(Pipelining):
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages: list[tuple[str, EmailMessage]] = []
+        self.raw: list[tuple[str, bytes]] = []  # the bytes as they came, for what parsing hides
         # Replies to give a recipient on its next RCPT attempts before accepting, e.g.
         # {"a@x.jp": ["451 4.3.0 try later"]}; "550 …" entries repeat forever.
         self.refusals: dict[str, list[str]] = {}
@@ -68,12 +69,17 @@ class Sink(Pipelining):
         with self.lock:
             for recipient in envelope.rcpt_tos:
                 self.messages.append((recipient, message))
+                self.raw.append((recipient, envelope.original_content or b""))
                 self.envelope_senders.setdefault(recipient, []).append(str(envelope.mail_from))
         return "250 OK"
 
     def to(self, recipient: str) -> list[EmailMessage]:
         with self.lock:
             return [m for r, m in self.messages if r == recipient]
+
+    def raw_to(self, recipient: str) -> list[bytes]:
+        with self.lock:
+            return [m for r, m in self.raw if r == recipient]
 
     def copies(self) -> Counter[str]:
         with self.lock:

@@ -375,6 +375,7 @@ def _sender(
                         unsubscribe_url=broadcast_mails.unsubscribe_url(row.pk)
                         if unsubscribe and row.school.municipality.one_click_unsubscribe
                         else None,
+                        charset=lane.profile.charset,
                     )
                 except Exception as error:
                     # A bug must not strand the row in "sending": record it and retry later.
