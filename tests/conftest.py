@@ -50,6 +50,15 @@ def empty_cache() -> None:
 
 
 @pytest.fixture(autouse=True)
+def fresh_carrier_profiles() -> None:
+    """Each test reads the carrier groups anew: one that changed a group's character set does
+    not leave it to the next in this process's copy (mail/carriers.py cached())."""
+    from mimamori.mail import carriers
+
+    carriers.forget()
+
+
+@pytest.fixture(autouse=True)
 def quick_retries(settings: Any) -> None:
     """A deferred mail is due again at once, so run_until_quiet() plays out a retry schedule."""
     settings.MIMAMORI_RETRY_BASE_SECONDS = 0

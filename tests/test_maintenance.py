@@ -76,8 +76,8 @@ def plan(centre: User, starts_in: timedelta, cities: Sequence[str] = (), **field
 
 
 def subjects(sink: Sink, address: str) -> list[str]:
-    # A long encoded subject is folded onto its own line; unfolding leaves a leading space.
-    return [str(m["Subject"]).strip() for m in sink.to(address)]
+    # A long subject starts its encoded words on the Subject line itself: nothing to strip.
+    return [str(m["Subject"]) for m in sink.to(address)]
 
 
 def body(mail: EmailMessage) -> str:

@@ -19,7 +19,7 @@ from ninja.pagination import LimitOffsetPagination, paginate
 
 from mimamori.api.auth import staff_of
 from mimamori.api.schemas import Error, LocalTime
-from mimamori.broadcasts import access, sending, targeting
+from mimamori.broadcasts import access, mails, sending, targeting
 from mimamori.broadcasts.models import Broadcast, Delivery, DeliveryStatus
 from mimamori.receipts import statistics
 from mimamori.registry.access import schools_for
@@ -100,9 +100,44 @@ class BroadcastSummary(Schema):
         )
 
 
+class Change(Schema):
+    typed: str = Field(description="As staff wrote it, e.g. ①.")
+    sent: str = Field(description="As the mail carries it, e.g. (1); 〓 where nothing can stand for it.")
+
+
+class Rewriting(Schema):
+    groups: list[str] = Field(
+        description="The carrier groups (labels) whose mail is written in this charset."
+    )
+    charset: str = Field(description="E.g. ISO-2022-JP.")
+    changes: list[Change]
+
+
+def _rewritings(obj: Broadcast) -> list[Rewriting]:
+    return [
+        Rewriting(
+            groups=found.groups,
+            charset=found.charset,
+            changes=[Change(typed=typed, sent=sent) for typed, sent in found.changes],
+        )
+        for found in mails.rewritings(obj.subject, obj.body)
+    ]
+
+
+REWRITINGS = (
+    "What the character set of carrier groups whose mail is not UTF-8 changes in the subject and "
+    "body (empty when nothing): check it before sending."
+)
+
+
 class DraftOut(BroadcastSummary):
     body: str
     preview: Preview
+    rewritings: list[Rewriting] = Field(description=REWRITINGS)
+
+    @staticmethod
+    def resolve_rewritings(obj: Broadcast) -> list[Rewriting]:
+        return _rewritings(obj)
 
     @staticmethod
     def resolve_preview(obj: Broadcast) -> Preview:
@@ -113,6 +148,11 @@ class DraftOut(BroadcastSummary):
 class BroadcastOut(BroadcastSummary):
     body: str
     counts: Counts
+    rewritings: list[Rewriting] = Field(description=REWRITINGS)
+
+    @staticmethod
+    def resolve_rewritings(obj: Broadcast) -> list[Rewriting]:
+        return _rewritings(obj)
 
     @staticmethod
     def resolve_counts(obj: Broadcast) -> Counts:

@@ -389,6 +389,7 @@ def _sender(
                         unsubscribe_url=broadcast_mails.unsubscribe_url(row.pk)
                         if unsubscribe and row.school.municipality.one_click_unsubscribe
                         else None,
+                        charset=lane.profile.charset,
                     )
                     # Signed last, over the final bytes (RSA in OpenSSL, which lets the other
                     # connections' threads run meanwhile).

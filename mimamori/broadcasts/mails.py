@@ -15,9 +15,8 @@ from email import base64mime
 from email.utils import formatdate
 
 from django.conf import settings
-from django.core.mail import EmailMessage
 
-from mimamori.mail import messages, verp
+from mimamori.mail import carriers, charsets, messages, verp
 from mimamori.registry.mails import school_sender
 from mimamori.registry.models import Registrant, School
 
@@ -67,7 +66,7 @@ def broadcast(
     confirmation_url: str | None = None,
     reminder: bool = False,
     unsubscribe_url: str | None = None,
-) -> EmailMessage:
+) -> messages.Mail:
     """A broadcast mail to one address, naming every child it is sent for (B5).
 
     ``reminder``: the same mail sent again to a household that has not confirmed yet (P3).
@@ -119,6 +118,27 @@ def _broadcast_context(
     }
 
 
+@dataclass(frozen=True)
+class Rewriting:
+    """What writing a broadcast in the character set of some carrier groups changes in its text
+    (mail/charsets.py): each (typed, sent) pair once, e.g. ("①", "(1)")."""
+
+    groups: list[str]  # the groups' labels: ドコモ
+    charset: str  # as mail names it: ISO-2022-JP
+    changes: list[tuple[str, str]]
+
+
+def rewritings(subject: str, body: str) -> list[Rewriting]:
+    """What the carrier groups whose mail is not UTF-8 would change in this subject and body,
+    for staff to see before they send (nothing when no group uses another character set)."""
+    found = []
+    for charset, groups in carriers.by_charset().items():
+        changes = charsets.changes(f"{subject}\n{body}", charset)
+        if changes:
+            found.append(Rewriting(groups, charsets.NAMES.get(charset, charset), changes))
+    return found
+
+
 # Header values the fast path writes as they are: a plain dot-atom address or Message-ID that
 # needs no quoting, encoding or folding (RFC 5322 line limit 78). Anything else is built slowly.
 _PLAIN_ADDRESS = re.compile(
@@ -129,24 +149,28 @@ _LINE_LIMIT = 78
 # Where a body frame leaves room for the children's lines and the confirmation link.
 _CHILDREN_MARK = "\0mimamori:children\0"
 _URL_MARK = "\0mimamori:link\0"
+_NEWLINE = re.compile(rb"\r\n|\r|\n")  # as Python's email generator ends lines
 
 
 class BroadcastMail:
     """The bytes of one broadcast's mails, built without an EmailMessage per recipient.
 
     A broadcast's mails differ only in To, Date, Message-ID and the body (the children named,
-    the confirmation link). Building the first mail of each school (and round) the ordinary way
-    gives a header block; later mails reuse it and only base64 their own body, which is several
-    times cheaper than Django's per-message MIME and header encoding. The first mail also
-    proves the shortcut: rebuilt the fast way with the same values, it must come out byte for
-    byte the same, or that school's mails are all built the ordinary way.
+    the confirmation link). Building the first mail of each school (and round, and character
+    set) the ordinary way gives a header block, folded lines of its Subject and From included;
+    later mails reuse it and only encode their own body, which is several times cheaper than
+    Django's per-message MIME and header encoding. The first mail also proves the shortcut:
+    rebuilt the fast way with the same values, it must come out byte for byte the same, or that
+    school's mails are all built the ordinary way.
     """
 
     def __init__(self, *, subject: str, body: str, urgent: bool) -> None:
         self.subject, self.body, self.urgent = subject, body, urgent
-        self._heads: dict[tuple[int, bool, bool], list[bytes] | None] = {}
+        self._heads: dict[tuple[int, bool, bool, str], list[bytes] | None] = {}
         self._date: tuple[int, str] = (0, "")
         self._frames: dict[tuple[int, bool, bool], tuple[str, str, str] | None] = {}
+        # The frames as a character set other than UTF-8 writes them (substituted once).
+        self._written_frames: dict[tuple[int, bool, bool, str], tuple[str, str, str] | None] = {}
 
     def as_bytes(
         self,
@@ -158,11 +182,13 @@ class BroadcastMail:
         confirmation_url: str | None = None,
         reminder: bool = False,
         unsubscribe_url: str | None = None,
+        charset: str = charsets.UTF8,
     ) -> bytes:
+        """The mail to ``to``, written in ``charset`` (its carrier profile's)."""
         own = {"To": to, "Message-ID": message_id}
         if unsubscribe_url is not None:
             own["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-        key = (school.pk, reminder, unsubscribe_url is not None)
+        key = (school.pk, reminder, unsubscribe_url is not None, charset)
         plain = (
             _PLAIN_ADDRESS.fullmatch(to) is not None
             and all(
@@ -173,9 +199,9 @@ class BroadcastMail:
             and len(to) + len("To: ") <= _LINE_LIMIT
         )
         if plain and self._heads.get(key):
-            text = self._body(school, children, confirmation_url, reminder)
+            text = self._body(school, children, confirmation_url, reminder, charset)
             own["Date"] = self._now()
-            return self._fast(self._heads[key] or [], own, text)
+            return self._fast(self._heads[key] or [], own, text, charset)
         mail = broadcast(
             school=school,
             to=to,
@@ -188,9 +214,9 @@ class BroadcastMail:
             reminder=reminder,
             unsubscribe_url=unsubscribe_url,
         )
-        content = mail.message().as_bytes(linesep="\r\n")
+        content = messages.as_bytes(mail, charset)
         if plain and key not in self._heads:
-            self._heads[key] = self._learn(content, own, str(mail.body))
+            self._heads[key] = self._learn(content, own, charsets.body_text(str(mail.body), charset), charset)
         return content
 
     def _now(self) -> str:
@@ -201,16 +227,27 @@ class BroadcastMail:
             self._date = (second, formatdate(second, localtime=settings.EMAIL_USE_LOCALTIME))
         return self._date[1]
 
-    def _body(self, school: School, children: Children, confirmation_url: str | None, reminder: bool) -> str:
-        """The text, from a frame rendered once per school and kind with the children's lines
-        and the link left open, when the frame proved to give exactly what the template does."""
+    def _body(
+        self, school: School, children: Children, confirmation_url: str | None, reminder: bool, charset: str
+    ) -> str:
+        """The text as ``charset`` writes it, from a frame rendered once per school and kind with
+        the children's lines and the link left open, when the frame proved to give exactly what
+        the template does."""
         key = (school.pk, reminder, confirmation_url is not None)
         if key not in self._frames:
             self._frames[key] = self._learn_frame(school, children, confirmation_url, reminder)
         frame = self._frames[key]
+        if frame is not None and charset != charsets.UTF8:
+            written = (*key, charset)
+            if written not in self._written_frames:
+                self._written_frames[written] = self._learn_written_frame(
+                    frame, school, children, confirmation_url, reminder, charset
+                )
+            frame = self._written_frames[written]
         if frame is None:
-            return self._render(school, [child_line(c) for c in children], confirmation_url, reminder)
-        return self._fill(frame, children, confirmation_url)
+            text = self._render(school, [child_line(c) for c in children], confirmation_url, reminder)
+            return charsets.body_text(text, charset)
+        return self._fill(frame, children, confirmation_url, charset)
 
     def _render(self, school: School, lines: list[str], confirmation_url: str | None, reminder: bool) -> str:
         context = _broadcast_context(
@@ -231,38 +268,71 @@ class BroadcastMail:
         expected = self._render(school, [child_line(c) for c in children], confirmation_url, reminder)
         return frame if self._fill(frame, children, confirmation_url) == expected else None
 
+    def _learn_written_frame(
+        self,
+        frame: tuple[str, str, str],
+        school: School,
+        children: Children,
+        confirmation_url: str | None,
+        reminder: bool,
+        charset: str,
+    ) -> tuple[str, str, str] | None:
+        """The frame with its text as ``charset`` writes it, if filling it in gives what writing
+        the whole text does (the marks sit between lines, so a substitution never spans them)."""
+        before, middle, after = (charsets.body_text(part, charset) for part in frame)
+        written = (before, middle, after)
+        lines = [child_line(c) for c in children]
+        expected = charsets.body_text(self._render(school, lines, confirmation_url, reminder), charset)
+        return written if self._fill(written, children, confirmation_url, charset) == expected else None
+
     @staticmethod
-    def _fill(frame: tuple[str, str, str], children: Children, confirmation_url: str | None) -> str:
+    def _fill(
+        frame: tuple[str, str, str],
+        children: Children,
+        confirmation_url: str | None,
+        charset: str = charsets.UTF8,
+    ) -> str:
         before, middle, after = frame
-        lines = "".join(child_line(child) + "\n" for child in children)
+        # A child's line is short (names and class names have a maximum length), so substituting
+        # is all a character set does to it.
+        lines = "".join(charsets.written(child_line(child), charset) + "\n" for child in children)
         return before + lines + middle + (confirmation_url or "") + after
 
     @staticmethod
-    def _fast(head: list[bytes], own: dict[str, str], text: str) -> bytes:
+    def _fast(head: list[bytes], own: dict[str, str], text: str, charset: str) -> bytes:
         """The mail from a learnt header block, ``own`` filling the headers left open."""
         lines = [
             f"{line[1:].decode()}: {own[line[1:].decode()]}".encode() if line[:1] == b"\0" else line
             for line in head
         ]
-        encoded = base64mime.body_encode(text.encode("utf-8")).replace("\n", "\r\n").encode("ascii")
+        if charset == charsets.ISO2022JP:  # 7bit: the text itself, its lines ended by CRLF
+            encoded = _NEWLINE.sub(b"\r\n", text.encode("iso2022_jp"))
+        else:
+            encoded = base64mime.body_encode(text.encode("utf-8")).replace("\n", "\r\n").encode("ascii")
         return b"\r\n".join(lines) + b"\r\n\r\n" + encoded
 
-    def _learn(self, content: bytes, own: dict[str, str], text: str) -> list[bytes] | None:
+    def _learn(self, content: bytes, own: dict[str, str], text: str, charset: str) -> list[bytes] | None:
         """The header block with each mail's own headers (To, Date, Message-ID and, when there
-        is one, List-Unsubscribe) left open, if the shortcut is exact."""
+        is one, List-Unsubscribe) left open, if the shortcut is exact. The other headers are
+        the same in every mail of the school and kind, folded lines and all."""
         header, _, _ = content.partition(b"\r\n\r\n")
         lines = header.split(b"\r\n")
-        if any(line[:1] in (b" ", b"\t") for line in lines):
-            return None  # a folded header: keep to the ordinary way
-        found = {line.partition(b": ")[0].decode(): line for line in lines}
+        names: list[str] = []  # the header each line belongs to
+        for line in lines:
+            if line[:1] in (b" ", b"\t"):
+                if not names:
+                    return None
+                names.append(names[-1])
+            else:
+                names.append(line.partition(b": ")[0].decode())
+        found = {name: line for name, line in zip(names, lines, strict=True) if line[:1] not in (b" ", b"\t")}
         date = found.get("Date", b"")[len(b"Date: ") :].decode()
         own = {**own, "Date": date}
         if not date or any(found.get(name) != f"{name}: {value}".encode() for name, value in own.items()):
             return None
-        if sum(line.partition(b": ")[0].decode() in own for line in lines) != len(own):
-            return None  # a header written twice
+        if sum(name in own for name in names) != len(own):
+            return None  # a header of a mail's own written twice, or folded
         head = [
-            b"\0" + line.partition(b": ")[0] if line.partition(b": ")[0].decode() in own else line
-            for line in lines
+            b"\0" + name.encode() if name in own else line for name, line in zip(names, lines, strict=True)
         ]
-        return head if self._fast(head, own, text) == content else None
+        return head if self._fast(head, own, text, charset) == content else None

@@ -143,6 +143,8 @@ def broadcast(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     if found.is_draft:
         context["sample"] = _sample_mail(found)
         context["reach"] = targeting.reach(found)
+        # Before sending: what a carrier group's character set would change in the text.
+        context["rewritings"] = mails.rewritings(found.subject, found.body)
     else:
         context["progress"] = sending.progress(found)
         failed = Delivery.objects.filter(broadcast=found, status=DeliveryStatus.FAILED).order_by(

@@ -129,6 +129,20 @@ def cached(max_age: float = 30.0) -> Profiles:
     return _cached[1]
 
 
+def by_charset() -> dict[str, list[str]]:
+    """The groups' labels by the character set their mail is written in, in the console's order."""
+    groups: dict[str, list[str]] = {}
+    for label, charset in CarrierProfile.objects.order_by("position", "name").values_list("label", "charset"):
+        groups.setdefault(charset, []).append(label)
+    return groups
+
+
+def forget() -> None:
+    """Read the groups again at the next cached(): after this process changed one."""
+    global _cached
+    _cached = None
+
+
 # --- sessions -------------------------------------------------------------------------------
 
 
