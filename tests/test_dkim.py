@@ -33,8 +33,8 @@ from mimamori.audit.models import AuditEvent
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.models import Broadcast, BroadcastKind, Delivery, DeliveryStatus
 from mimamori.broadcasts.targeting import resolve_scope
-from mimamori.mail import signing
-from mimamori.mail.models import DkimKey, OutgoingMail, OutgoingStatus
+from mimamori.mail import carriers, signing
+from mimamori.mail.models import CarrierProfile, Charset, DkimKey, OutgoingMail, OutgoingStatus
 from mimamori.maintenance import windows
 from mimamori.maintenance.notices import due_notices
 from mimamori.receipts.reminders import send_reminder
@@ -335,3 +335,25 @@ def test_a_key_that_cannot_be_used_fails_each_mail_visibly_and_strands_none(
     delivery = Delivery.objects.get(broadcast=broadcast)
     assert delivery.status == DeliveryStatus.FAILED
     assert delivery.reply.startswith("internal error: the DKIM key mimamori")
+
+
+def test_mail_written_in_iso_2022_jp_is_signed_over_the_bytes_that_leave(smtp_sink: Sink) -> None:
+    CarrierProfile.objects.filter(name="docomo").update(charset=Charset.ISO2022JP)
+    carriers.forget()
+    city = make_municipality("jis-city")
+    school = make_school(city)
+    txt = published(keygen(city)[-1])
+    registrant = make_registrant(school)
+    set_addresses(registrant, ["mama@docomo.ne.jp", "", "", ""])  # a 登録完了メール
+    staff = make_staff(Role.SCHOOL, school=school)
+    broadcast = sending.compose(
+        staff, subject="① 不審者情報", body="髙橋さん宅付近 ～ 公園", scope=resolve_scope(staff)
+    )
+    sending.send(broadcast)
+    run_until_quiet()
+
+    received = smtp_sink.raw_to("mama@docomo.ne.jp")
+    assert len(received) == 2
+    for raw in received:
+        assert b'charset="ISO-2022-JP"' in raw or b"charset=ISO-2022-JP" in raw
+        assert dkim.verify(raw, dnsfunc=txt)
