@@ -254,7 +254,7 @@ MIMAMORI_DELIVERY_LEASE_SECONDS = env.integer("MIMAMORI_DELIVERY_LEASE_SECONDS",
 # this long after a dead worker's last renewal; a reply slower than SLOW, or a deferral, is
 # trouble, and TROUBLE_LIMIT of them in a row pause the group for PAUSE seconds, doubling each
 # time up to PAUSE_MAX; a rate-limited group's mails are reserved at most HORIZON seconds ahead.
-MIMAMORI_CARRIER_LEASE_SECONDS = env.integer("MIMAMORI_CARRIER_LEASE_SECONDS", 60)
+MIMAMORI_CARRIER_LEASE_SECONDS = env.integer("MIMAMORI_CARRIER_LEASE_SECONDS", 15)
 MIMAMORI_CARRIER_SLOW_SECONDS = env.integer("MIMAMORI_CARRIER_SLOW_SECONDS", 1)
 MIMAMORI_CARRIER_TROUBLE_LIMIT = env.integer("MIMAMORI_CARRIER_TROUBLE_LIMIT", 3)
 MIMAMORI_CARRIER_PAUSE_SECONDS = env.integer("MIMAMORI_CARRIER_PAUSE_SECONDS", 10)

@@ -316,3 +316,18 @@ def test_centre_staff_see_and_change_the_profiles_and_every_change_is_audited(cl
     assert client.post(reverse("console:carrier_resume", args=["softbank"])).status_code == 302
     assert profile("softbank").paused_until is None
     assert AuditEvent.objects.filter(action="carrier.resumed", target="carrier softbank").exists()
+
+
+def test_a_greylisted_address_here_and_there_does_not_pause_its_group(smtp_sink: Sink) -> None:
+    school = make_school()
+    addresses = audience(school, docomo_ne_jp=40)
+    for address in addresses[::4]:
+        smtp_sink.refusals[address] = ["451 4.7.1 Greylisted, try again later"]
+
+    broadcast = broadcast_to(school)
+    run_until_quiet()
+
+    broadcast.refresh_from_db()
+    assert broadcast.status == BroadcastStatus.SENT
+    assert smtp_sink.copies() == Counter(dict.fromkeys(addresses, 1))
+    assert profile("docomo").paused_until is None  # never paused: mails went through between them

@@ -10,6 +10,7 @@ recorded when a worker is killed can be sent a second time, when the claim's lea
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -98,6 +99,7 @@ class Lane:
         self.in_flight: dict[int, tuple[float, int]] = {}
         self.counted_slow: set[int] = set()  # mails already counted as trouble while in flight
         self.recovered = False
+        self.through = False  # a mail got through since the lane last reported trouble
 
     def next(self) -> Mail | None:
         """The next mail to send, at its reserved time; None once the lane is done or stopped."""
@@ -282,9 +284,12 @@ def _send_claimed(broadcast: Broadcast, chunk: int, claim: uuid.UUID, rows: list
     except BaseException:
         # Outcomes can no longer be recorded (the database went away): let the senders stop
         # after the mail in hand, as no more should go out unrecorded; the lease hands the
-        # rest of the claim back (sweep.py).
+        # rest of the claim back (sweep.py), and the carrier groups' sessions run out soon
+        # (MIMAMORI_CARRIER_LEASE_SECONDS) unless they can be given back now.
         for lane in lanes:
             lane.stop()
+        with contextlib.suppress(Exception):
+            carriers.release(lease for lane in lanes for lease in lane.leases)
         raise
 
 
@@ -495,7 +500,8 @@ def _watch(lanes: list[Lane], now: float) -> None:
         for began, pk in list(lane.in_flight.values()):
             if now - began > slow and pk not in lane.counted_slow and not lane.stopped.is_set():
                 lane.counted_slow.add(pk)
-                until = carriers.troubled(lane.profile, f"no reply within {slow} s")
+                until = carriers.troubled(lane.profile, f"no reply within {slow} s", anew=lane.through)
+                lane.through = False
                 if until is not None:
                     _put_back(lane.stop(), until)
 
@@ -508,12 +514,15 @@ def _observe(attempt: Attempt) -> None:
         return  # counted while it waited (_watch)
     reason = carriers.trouble_in(reply, attempt.seconds)
     if reason is not None:
-        until = carriers.troubled(lane.profile, reason)
+        until = carriers.troubled(lane.profile, reason, anew=lane.through)
+        lane.through = False
         if until is not None:
             _put_back(lane.stop(), until)
-    elif reply.outcome is Outcome.ACCEPTED and lane.profile.troubled and not lane.recovered:
-        lane.recovered = True
-        carriers.recovered(lane.profile)
+    elif reply.outcome is Outcome.ACCEPTED:
+        lane.through = True
+        if lane.profile.troubled and not lane.recovered:
+            lane.recovered = True
+            carriers.recovered(lane.profile)
 
 
 def _record(batch: list[Attempt]) -> None:

@@ -261,15 +261,19 @@ def trouble_in(reply: Reply, seconds: float) -> str | None:
     return None
 
 
-def troubled(profile: Profile, reason: str) -> datetime | None:
+def troubled(profile: Profile, reason: str, anew: bool = False) -> datetime | None:
     """Count one deferral or slow reply against the group; returns the end of its pause when
-    this (or another worker's trouble meanwhile) paused it."""
+    this (or another worker's trouble meanwhile) paused it.
+
+    ``anew``: a mail got through since the caller last reported trouble, so the run of trouble
+    in a row starts again with this one (a greylisted address here and there among mails that
+    go through is no trouble of the destination's)."""
     now = timezone.now()
     with transaction.atomic():
         row = CarrierProfile.objects.select_for_update().get(pk=profile.id)
         if row.paused_until is not None and row.paused_until > now:
             return row.paused_until
-        row.trouble += 1
+        row.trouble = 1 if anew else row.trouble + 1
         row.last_trouble = reason[:500]
         # Right after a pause one trouble is enough: the probe found the destination still ill.
         if row.trouble >= (1 if row.pauses else settings.MIMAMORI_CARRIER_TROUBLE_LIMIT):
