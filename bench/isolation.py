@@ -244,9 +244,9 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
         rows.append(
             [
                 {"451": "451 to every RCPT", "slow": f"{SLOW_SECONDS:.0f} s per RCPT"}[trouble],
-                statistics.median(run.clean_rest_msgs_per_s for run in mine),
-                statistics.median(run.trouble_rest_msgs_per_s for run in mine),
-                statistics.median(run.ratio for run in mine),
+                round(statistics.median(run.clean_rest_msgs_per_s for run in mine)),
+                round(statistics.median(run.trouble_rest_msgs_per_s for run in mine)),
+                round(statistics.median(run.ratio for run in mine), 2),
                 max(run.recovered_in_s for run in mine),
                 sum(run.duplicates for run in mine),
             ]
