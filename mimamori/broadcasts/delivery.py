@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import math
 import queue
 import threading
 import time
@@ -340,11 +339,13 @@ def _lanes(claim: uuid.UUID, rows: list[Mail], urgent: bool) -> list[Lane]:
 
 
 def _sessions_wanted(lane: Lane, claimed: int) -> int:
-    """The chunk's MIMAMORI_SMTP_CONNECTIONS shared among its groups by their mails, one at
-    least each; after a pause, one session tries whether the group is back."""
+    """The chunk's MIMAMORI_SMTP_CONNECTIONS shared among its groups by their mails, rounded,
+    one at least each (rounding up gave six sender threads where four had served the chunk, and
+    cost a tenth more worker CPU a mail: docs/performance.md); after a pause, one session tries
+    whether the group is back."""
     if lane.profile.pauses:
         return 1
-    share = math.ceil(settings.MIMAMORI_SMTP_CONNECTIONS * len(lane.rows) / claimed)
+    share = round(settings.MIMAMORI_SMTP_CONNECTIONS * len(lane.rows) / claimed)
     return max(1, min(share, len(lane.rows)))
 
 
