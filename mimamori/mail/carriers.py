@@ -13,7 +13,8 @@ A group (docomo.ne.jp; ezweb.ne.jp and au.com; …; ``default`` for every other 
   ``pace`` is when the next mail may start) and puts back what would have to wait longer than
   MIMAMORI_CARRIER_HORIZON_SECONDS;
 - **trouble**: deferrals (4xx for a recipient) and slow replies (over MIMAMORI_CARRIER_SLOW_SECONDS)
-  in a row, a mail that gets through starting the count again. At MIMAMORI_CARRIER_TROUBLE_LIMIT the group pauses, for longer each time
+  in a row, a mail that gets through starting the count again. At
+  MIMAMORI_CARRIER_TROUBLE_LIMIT the group pauses, for longer each time
   (MIMAMORI_CARRIER_PAUSE_SECONDS doubling up to MIMAMORI_CARRIER_PAUSE_MAX_SECONDS): its mails
   wait, without using up their attempts, and after the pause a single session, in the whole
   installation, tries again: the first mail it gets through ends the trouble, the first trouble
