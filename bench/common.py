@@ -41,6 +41,16 @@ def throwaway_postgres(admin_url: str = ADMIN_URL, tag: str = "") -> Iterator[st
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def database(embedded: bool, data_dir: Path, admin_url: str = ADMIN_URL) -> Iterator[str]:
+    """A throwaway database for one bench: SQLite in ``data_dir`` (embedded mode) or PostgreSQL."""
+    if embedded:
+        yield f"sqlite:///{data_dir / 'mimamori.sqlite3'}"
+    else:
+        with throwaway_postgres(admin_url) as url:
+            yield url
+
+
 def django_for(database_url: str, data_dir: Path, **environment: str) -> None:
     """Configure Django in this process for ``database_url`` and migrate it (quietly)."""
     os.environ["DATABASE_URL"] = database_url

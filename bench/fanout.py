@@ -561,11 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="mimamori-bench-"))
     imports: list[Any] = []
     try:
-        with contextlib.ExitStack() as stack:
-            if args.embedded:
-                database_url = f"sqlite:///{data_dir / 'mimamori.sqlite3'}"
-            else:
-                database_url = stack.enter_context(common.throwaway_postgres(args.admin_url))
+        with common.database(args.embedded, data_dir, args.admin_url) as database_url:
             common.django_for(database_url, data_dir, EMAIL_URL="smtp://127.0.0.1:9")
             if args.generated:
                 started = time.monotonic()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import re
 import shutil
@@ -199,11 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="mimamori-bench-"))
     runs: list[Run] = []
     try:
-        with contextlib.ExitStack() as stack:
-            if args.embedded:
-                database_url = f"sqlite:///{data_dir / 'mimamori.sqlite3'}"
-            else:
-                database_url = stack.enter_context(common.throwaway_postgres(args.admin_url))
+        with common.database(args.embedded, data_dir, args.admin_url) as database_url:
             common.django_for(database_url, data_dir, EMAIL_URL=f"smtp://127.0.0.1:{port}")
             # aiosmtpd logs every command at INFO, which Django's logging set-up lets through:
             # that would cost the relay stand-in more than its work.

@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -49,6 +48,7 @@ from mimamori.registry.models import Address, AddressFailure, AddressStatus, Reg
 from tests.cast import make_municipality, make_school, make_staff
 from tests.mailsink import Sink, free_port
 from tests.tasks import run_until_quiet
+from tests.test_engines import _database_url
 
 pytestmark = pytest.mark.postfix
 
@@ -473,16 +473,6 @@ def test_each_carrier_gets_its_own_transport_and_docomo_never_more_sessions_or_m
     # And the limits were reached: Postfix ran at the limits, not below them by chance.
     assert docomo.most_transactions == concurrency, summary
     assert max(sessions) == per_session, summary
-
-
-def _database_url() -> str:
-    """This run's PostgreSQL test database, as the pipe's process must reach it."""
-    database = django_settings.DATABASES["default"]
-    credentials = quote(database.get("USER") or "")
-    if database.get("PASSWORD"):
-        credentials += ":" + quote(database["PASSWORD"])
-    host = f"{database.get('HOST') or '127.0.0.1'}:{database.get('PORT') or 5432}"
-    return f"postgres://{credentials}@{host}/{database['NAME']}"
 
 
 @pytest.mark.skipif(
