@@ -18,6 +18,7 @@ Django forms and validators, pydantic schemas and the roster reader can each rep
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from django.core.exceptions import ValidationError
 from django.utils.deconstruct import deconstructible
@@ -73,7 +74,7 @@ class TextValidator:
             return
         message = problem(value, multiline=self.multiline)
         if message is not None:
-            raise ValidationError(message, code=self.code)
+            raise ValidationError(cast(str, message), code=self.code)  # a lazy str
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TextValidator) and other.multiline == self.multiline

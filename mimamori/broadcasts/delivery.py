@@ -37,7 +37,7 @@ from mimamori.broadcasts.models import (
     DeliveryStatus,
     Recipient,
 )
-from mimamori.mail import bounces, carriers, signing, verp
+from mimamori.mail import bounces, carriers, messages, signing, verp
 from mimamori.mail.smtp import Outcome, Reply, SmtpSession, retry_delay
 from mimamori.registry import health
 from mimamori.registry.models import School
@@ -383,7 +383,8 @@ def _sender(
         with SmtpSession(mails_per_connection=lane.profile.mails_per_session) as session:
             while (row := lane.next()) is not None:
                 try:
-                    content = mails.as_bytes(
+                    content = _build(
+                        mails,
                         school=row.school,
                         to=row.email,
                         children=row.children,
@@ -402,6 +403,11 @@ def _sender(
                     signer = signers[row.school.municipality.mail_domain]
                     if signer is not None:
                         content = signer.sign(content)
+                except Unbuildable as error:
+                    # Data the mail cannot carry (a line break in a header value): another try
+                    # builds the same mail, so it fails now, with the reason staff see.
+                    log.warning("the mail for delivery %s cannot be built: %s", row.pk, error.reason)
+                    reply, seconds = Reply(Outcome.PERMANENT, error.reason), 0.0
                 except Exception as error:
                     # A bug must not strand the row in "sending": record it and retry later.
                     log.exception("could not build the mail for delivery %s", row.pk)
@@ -417,6 +423,20 @@ def _sender(
                 outcomes.put(Attempt(row, reply, timezone.now(), lane, seconds))
     finally:
         outcomes.sender_done(lease)
+
+
+class Unbuildable(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _build(mails: broadcast_mails.BroadcastMail, **mail: Any) -> bytes:
+    """The mail's bytes; Unbuildable, with the reason, for data no mail can carry."""
+    try:
+        return mails.as_bytes(**mail)
+    except messages.BUILD_ERRORS as error:
+        raise Unbuildable(messages.unbuildable(error)) from error
 
 
 def _record_as_they_come(claim: uuid.UUID, ids: list[int], lanes: list[Lane], outcomes: Outcomes) -> None:

@@ -18,6 +18,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from mimamori import text
 from mimamori.registry.models import Municipality, Registrant, School
 
 SUBJECT_MAX = 150
@@ -42,8 +43,8 @@ class Broadcast(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="broadcasts"
     )
     created_at = models.DateTimeField(default=timezone.now)
-    subject = models.CharField(_("subject"), max_length=SUBJECT_MAX)
-    body = models.TextField(_("body"), max_length=BODY_MAX)
+    subject = models.CharField(_("subject"), max_length=SUBJECT_MAX, validators=[text.single_line])
+    body = models.TextField(_("body"), max_length=BODY_MAX, validators=[text.multi_line])
     urgent = models.BooleanField(_("urgent"), default=False)
     request_confirmation = models.BooleanField(_("request read confirmation"), default=False)
     kind = models.CharField(

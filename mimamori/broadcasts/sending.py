@@ -12,6 +12,7 @@ from django.db.models import Count, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from mimamori import text
 from mimamori.accounts.models import User
 from mimamori.audit import log as audit
 from mimamori.broadcasts import lanes
@@ -52,10 +53,14 @@ def compose(
         errors["subject"] = _("Please enter a subject.")
     elif len(subject) > SUBJECT_MAX:
         errors["subject"] = _("The subject is too long (at most %(max)d characters).") % {"max": SUBJECT_MAX}
+    elif problem := text.problem(subject):
+        errors["subject"] = str(problem)
     if not body:
         errors["body"] = _("Please enter the message.")
     elif len(body) > BODY_MAX:
         errors["body"] = _("The message is too long (at most %(max)d characters).") % {"max": BODY_MAX}
+    elif problem := text.problem(body, multiline=True):
+        errors["body"] = str(problem)
     if request_confirmation and (closed := _without_confirmation_links(scope)):
         # A municipality may not offer confirmation URLs (S12); asking for a read confirmation
         # there would promise staff a count that can never come.

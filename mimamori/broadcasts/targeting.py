@@ -15,6 +15,7 @@ from django.db.models import Count, Exists, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils.translation import gettext as _
 
+from mimamori import text
 from mimamori.accounts.models import User
 from mimamori.broadcasts.models import Broadcast, BroadcastKind
 from mimamori.registry.access import municipalities_for, schools_for
@@ -48,16 +49,22 @@ def resolve_scope(
     errors: dict[str, str] = {}
 
     allowed_municipalities = municipalities_for(user)
-    municipalities = list(allowed_municipalities.filter(code__in=codes))
+    # What the input rule refuses cannot name anything in scope, and must not reach the
+    # database (a NUL is a server error on PostgreSQL, an id past bigint one on SQLite).
+    sound_codes = [c for c in codes if text.is_clean(c)]
+    sound_ids = [i for i in ids if 0 < i <= text.MAX_BIGINT]
+    municipalities = list(allowed_municipalities.filter(code__in=sound_codes))
     if len(municipalities) != len(codes):
         errors["municipalities"] = _("You can only send to municipalities in your own scope.")
-    schools = list(schools_for(user).filter(pk__in=ids))
+    schools = list(schools_for(user).filter(pk__in=sound_ids))
     if len(schools) != len(ids):
         errors["schools"] = _("You can only send to schools in your own scope.")
     elif municipalities and any(s.municipality not in municipalities for s in schools):
         errors["schools"] = _("The schools chosen are not in the municipalities chosen.")
     if any(not 1 <= g <= 9 for g in grade_list):
         errors["grades"] = _("Grades are numbers from 1 to 9.")
+    if problem := next(filter(None, (text.problem(c) for c in class_list)), None):
+        errors["classes"] = str(problem)
     if not codes and not ids and not errors:
         if user.role == "centre":
             errors["municipalities"] = _("Choose at least one municipality or school.")

@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
+from mimamori import text
 from mimamori.accounts.access import audit_events_for, can_read_audit_log
 from mimamori.audit.models import AuditEvent
 from mimamori.audit.search import search
@@ -50,8 +51,8 @@ ACTION_LABELS = {
 
 class AuditSearchForm(forms.Form):
     action = forms.ChoiceField(label=_("Action"), required=False)
-    actor = forms.CharField(label=_("Who"), required=False, max_length=150)
-    target = forms.CharField(label=_("Target"), required=False, max_length=200)
+    actor = forms.CharField(label=_("Who"), required=False, max_length=150, validators=[text.single_line])
+    target = forms.CharField(label=_("Target"), required=False, max_length=200, validators=[text.single_line])
     date_from = forms.DateField(
         label=_("From (date)"), required=False, widget=forms.DateInput(attrs={"type": "date"})
     )

@@ -15,6 +15,7 @@ from django.db.models import Max
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from mimamori import text
 from mimamori.accounts.models import Role, User
 from mimamori.broadcasts.models import BODY_MAX, SUBJECT_MAX
 from mimamori.registry.access import municipalities_for, registrants_for, schools_for
@@ -38,6 +39,13 @@ class IdsField(forms.MultipleChoiceField):
     def valid_value(self, value: Any) -> bool:
         return True
 
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        # Not checked against the choices, so checked against the input rule: a NUL would
+        # otherwise reach the database's lookup (a server error on PostgreSQL).
+        for item in value:
+            text.single_line(item)
+
 
 class SchoolIdsField(IdsField):
     def clean(self, value: Any) -> list[int]:
@@ -51,11 +59,13 @@ class BroadcastForm(forms.Form):
     subject = forms.CharField(
         label=_("Subject"),
         max_length=SUBJECT_MAX,
+        validators=[text.single_line],
         error_messages={"required": _("Please enter a subject.")},
     )
     body = forms.CharField(
         label=_("Message"),
         max_length=BODY_MAX,
+        validators=[text.multi_line],
         widget=forms.Textarea(attrs={"rows": 10}),
         error_messages={"required": _("Please enter the message.")},
     )
@@ -88,6 +98,7 @@ class BroadcastForm(forms.Form):
         label=_("Classes"),
         required=False,
         max_length=200,
+        validators=[text.single_line],
         help_text=_("Class names separated by commas, e.g. 1,2. Empty: every class."),
     )
 

@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
+from mimamori import text
 from mimamori.accounts.models import Role, User
 from mimamori.audit.log import record
 from mimamori.console.decorators import staff_required
@@ -33,6 +34,7 @@ class CarrierProfileForm(forms.ModelForm):
     domains = forms.CharField(
         label=gettext_lazy("Domains"),
         required=False,
+        validators=[text.multi_line],
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text=gettext_lazy("One a line. Their subdomains belong to the group too."),
     )

@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
+from mimamori import text
 from mimamori.accounts.models import User
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _render, _staff
@@ -54,7 +55,11 @@ class DeregistrationForm(forms.Form):
         required=False,
     )
     note = forms.CharField(
-        label=gettext_lazy("Note"), max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 3})
+        label=gettext_lazy("Note"),
+        max_length=500,
+        required=False,
+        validators=[text.multi_line],
+        widget=forms.Textarea(attrs={"rows": 3}),
     )
 
     def __init__(self, *args: Any, registrant: Registrant, **kwargs: Any) -> None:
@@ -84,12 +89,17 @@ class TransferInForm(forms.Form):
     copy_addresses = forms.BooleanField(
         label=gettext_lazy("Copy the mail addresses of the old registration"), required=False
     )
-    child_name = forms.CharField(label=gettext_lazy("Child's name"), max_length=64)
+    child_name = forms.CharField(
+        label=gettext_lazy("Child's name"), max_length=64, validators=[text.single_line]
+    )
     child_name_kana = forms.CharField(
-        label=gettext_lazy("Child's name (kana)"), max_length=64, required=False
+        label=gettext_lazy("Child's name (kana)"),
+        max_length=64,
+        required=False,
+        validators=[text.single_line],
     )
     grade = forms.IntegerField(label=gettext_lazy("Grade"), min_value=1, max_value=9)
-    class_name = forms.CharField(label=gettext_lazy("Class"), max_length=16)
+    class_name = forms.CharField(label=gettext_lazy("Class"), max_length=16, validators=[text.single_line])
 
     def __init__(self, *args: Any, incoming: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
+from mimamori import text
 from mimamori.registry.models import RegistrantStatus, School
 
 
@@ -28,6 +29,7 @@ class StaffAuthenticationForm(AuthenticationForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["username"].label = _("Login ID")
+        self.fields["username"].validators.append(text.single_line)
 
     def confirm_login_allowed(self, user: Any) -> None:
         super().confirm_login_allowed(user)
@@ -36,7 +38,7 @@ class StaffAuthenticationForm(AuthenticationForm):
 
 
 class SchoolSearchForm(forms.Form):
-    q = forms.CharField(label=_("School name"), required=False, max_length=64)
+    q = forms.CharField(label=_("School name"), required=False, max_length=64, validators=[text.single_line])
 
 
 class SchoolChoiceField(forms.ModelChoiceField):
@@ -51,6 +53,7 @@ class RegistrantFilterForm(forms.Form):
         label=_("Search"),
         required=False,
         max_length=254,
+        validators=[text.single_line],
         help_text=_("Child's name, kana, login ID or mail address"),
     )
     school = SchoolChoiceField(label=_("School"), queryset=School.objects.none(), required=False)
@@ -61,7 +64,9 @@ class RegistrantFilterForm(forms.Form):
         empty_value=None,
         choices=[("", _("All"))] + [(g, str(g)) for g in range(1, 10)],
     )
-    class_name = forms.CharField(label=_("Class"), required=False, max_length=16)
+    class_name = forms.CharField(
+        label=_("Class"), required=False, max_length=16, validators=[text.single_line]
+    )
     status = forms.ChoiceField(
         label=_("Status"), required=False, choices=[("", _("All")), *RegistrantStatus.choices]
     )

@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
+from mimamori import text
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _page, _render, _staff, outgoing_mails
 from mimamori.support.access import get_inquiry, inquiries_for
@@ -31,7 +32,9 @@ class StatusFilterForm(forms.Form):
 
 
 class AnswerForm(forms.Form):
-    answer = forms.CharField(label=gettext_lazy("Answer"), widget=forms.Textarea(attrs={"rows": 10}))
+    answer = forms.CharField(
+        label=gettext_lazy("Answer"), validators=[text.multi_line], widget=forms.Textarea(attrs={"rows": 10})
+    )
 
 
 @staff_required

@@ -24,10 +24,12 @@ from email.headerregistry import Address as HeaderAddress
 from email.message import Message
 from email.utils import make_msgid, parseaddr
 
+from django.conf import settings
 from django.core.mail import EmailMessage
 from django.core.mail.message import SafeMIMEText
 from django.template.loader import render_to_string
 from django.utils import translation
+from django.utils.translation import gettext
 
 from mimamori.mail import charsets
 
@@ -46,6 +48,25 @@ LINE_LIMIT = 76
 WORD_LIMIT = 75
 _WORD_START = {charsets.UTF8: "=?utf-8?b?", charsets.ISO2022JP: "=?ISO-2022-JP?B?"}
 _CODECS = {charsets.UTF8: "utf-8", charsets.ISO2022JP: "iso2022_jp"}
+
+
+# What building a mail raises for data a mail cannot carry: a line break in a header value
+# (Django's BadHeaderError, the email package's "address parts cannot contain CR or LF"),
+# text a codec cannot write (UnicodeError). All are ValueErrors. Stored before the input rule
+# (mimamori/text.py) or written past it, such data builds the same broken mail on every try,
+# so the mail fails at once with unbuildable()'s reason instead of being retried for an hour.
+BUILD_ERRORS: tuple[type[Exception], ...] = (ValueError,)
+
+
+def unbuildable(error: Exception) -> str:
+    """Why a mail could not be built, for the staff who see its failed row (at most 500
+    characters, as a reply is stored)."""
+    with translation.override(settings.LANGUAGE_CODE):
+        reason = gettext(
+            "The mail could not be built: a name, subject or address in it holds a line break "
+            "or another character mail cannot carry. Correct it and send again. (%(error)s)"
+        ) % {"error": error}
+    return reason[:500]
 
 
 def sender(display_name: str, local_part: str, domain: str) -> str:

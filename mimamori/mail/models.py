@@ -14,6 +14,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from mimamori import text
+
 
 class OutgoingStatus(models.TextChoices):
     PENDING = "pending", _("Waiting")
@@ -75,7 +77,7 @@ class CarrierProfile(models.Model):
     """
 
     name = models.SlugField(_("name"), max_length=32, unique=True)
-    label = models.CharField(_("label"), max_length=64)
+    label = models.CharField(_("label"), max_length=64, validators=[text.single_line])
     domains = models.JSONField(
         _("domains"), default=list, blank=True, help_text=_("Their subdomains belong to the group too.")
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -37,21 +38,46 @@ failed = Signal()
 
 
 def post(
-    message: EmailMessage,
+    message: EmailMessage | Callable[[], EmailMessage],
     *,
     kind: str,
     domain: str,
     target: str = "",
     municipality: Model | int | None = None,
+    to: str = "",
 ) -> OutgoingMail:
     """Queue ``message`` (one recipient) for sending; call it inside the transaction that decides
     the mail should go, so that it exists exactly when that decision does.
 
     It is written now, in the character set of its carrier group (mail/charsets.py) as this
     process last read the groups (at most half a minute ago).
+
+    ``message`` may be the function that builds it, with ``to`` its recipient: a mail that
+    cannot be built (messages.BUILD_ERRORS: a line break in a school's name stored before the
+    input rule) is then written failed at once, with the reason, instead of raising in the
+    caller, whose task would be retried as if the trouble were temporary.
     """
-    (to,) = message.to
     municipality_id = municipality.pk if isinstance(municipality, Model) else municipality
+    try:
+        built = message if isinstance(message, EmailMessage) else message()
+        (to,) = built.to
+        content = messages.as_bytes(built, carriers.cached().of(to).charset)
+    except messages.BUILD_ERRORS as error:
+        if isinstance(message, EmailMessage):
+            to = message.to[0] if message.to else ""
+        log.warning("%s mail for %s cannot be built: %s", kind, target, error)
+        reply = Reply(Outcome.PERMANENT, messages.unbuildable(error))
+        mail = OutgoingMail.objects.create(
+            kind=kind,
+            target=target[:200],
+            municipality_id=municipality_id,
+            to=to[:254],
+            envelope_domain=domain,
+            status=OutgoingStatus.FAILED,
+            reply=reply.text,
+        )
+        failed.send(sender=OutgoingMail, mail=mail, reply=reply)
+        return mail
     with transaction.atomic():
         mail = OutgoingMail.objects.create(
             kind=kind,
@@ -59,7 +85,7 @@ def post(
             municipality_id=municipality_id,
             to=to,
             envelope_domain=domain,
-            message=messages.as_bytes(message, carriers.cached().of(to).charset),
+            message=content,
         )
         _queue(mail.pk)
     return mail

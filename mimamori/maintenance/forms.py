@@ -8,6 +8,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from mimamori import text
 from mimamori.maintenance.models import MESSAGE_MAX, MaintenanceWindow
 from mimamori.registry.models import Municipality
 
@@ -38,6 +39,7 @@ class WindowForm(forms.Form):
     message = forms.CharField(
         label=_("Message to guardians"),
         max_length=MESSAGE_MAX,
+        validators=[text.multi_line],
         widget=forms.Textarea(attrs={"rows": 5}),
         help_text=_("Shown in the notice mail and on the maintenance page."),
     )

@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from mimamori import text
 from mimamori.broadcasts.models import Broadcast
 from mimamori.registry.models import Municipality
 
@@ -17,7 +18,9 @@ MESSAGE_MAX = 1000
 class MaintenanceWindow(models.Model):
     starts_at = models.DateTimeField(_("starts at"))
     ends_at = models.DateTimeField(_("ends at"))
-    message = models.TextField(_("message to guardians"), max_length=MESSAGE_MAX)
+    message = models.TextField(
+        _("message to guardians"), max_length=MESSAGE_MAX, validators=[text.multi_line]
+    )
     # None named means every municipality, including ones added later.
     municipalities = models.ManyToManyField(Municipality, blank=True, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")

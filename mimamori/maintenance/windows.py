@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from mimamori import text
 from mimamori.accounts.models import Role, User
 from mimamori.audit import log as audit
 from mimamori.maintenance.models import MESSAGE_MAX, MaintenanceWindow
@@ -70,6 +71,8 @@ def _clean(
         errors["message"] = _("Please enter a message for guardians.")
     elif len(message) > MESSAGE_MAX:
         errors["message"] = _("The message is too long (at most %(max)d characters).") % {"max": MESSAGE_MAX}
+    elif problem := text.problem(message, multiline=True):
+        errors["message"] = str(problem)
     if errors or starts_at is None or ends_at is None:
         raise ValidationError(errors)
     return starts_at, ends_at, message

@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
+from mimamori import text
 from mimamori.accounts.models import User
 from mimamori.portal.decorators import guardian_required
 from mimamori.registry import deregistration
@@ -39,6 +40,7 @@ class GuardianDeregistrationForm(forms.Form):
         label=gettext_lazy("Note (optional)"),
         max_length=500,
         required=False,
+        validators=[text.multi_line],
         widget=forms.Textarea(attrs={"rows": 3}),
     )
 

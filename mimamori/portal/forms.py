@@ -9,6 +9,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from mimamori import text
 from mimamori.accounts.models import User
 from mimamori.registry.models import SLOTS
 
@@ -44,6 +45,7 @@ class GuardianLoginForm(AuthenticationForm):
         super().__init__(*args, **kwargs)
         self.fields["username"].label = _("Login ID")
         self.fields["username"].widget.attrs.update(_LOGIN_ID_ATTRS)
+        self.fields["username"].validators.append(text.single_line)
         self.fields["password"].label = _("Password")
 
     def confirm_login_allowed(self, user: Any) -> None:
@@ -59,11 +61,15 @@ class GuardianLoginForm(AuthenticationForm):
 class FirstLoginForm(forms.Form):
     # Named "username" like the login form, so django-axes reads the same login ID from either.
     username = forms.CharField(
-        label=_("Login ID"), max_length=150, widget=forms.TextInput(attrs=_LOGIN_ID_ATTRS)
+        label=_("Login ID"),
+        max_length=150,
+        validators=[text.single_line],
+        widget=forms.TextInput(attrs=_LOGIN_ID_ATTRS),
     )
     code = forms.CharField(
         label=_("Registration code"),
         max_length=32,
+        validators=[text.single_line],
         help_text=_("The one-time code printed on the letter from the school, for example ABCD-EFGH-JKMN."),
         widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters"}),
     )
@@ -96,6 +102,7 @@ class AddressForm(forms.Form):
             self.fields[f"address{slot}"] = forms.CharField(
                 label=_("Address %(slot)d") % {"slot": slot},
                 required=False,
+                validators=[text.single_line],
                 widget=forms.TextInput(attrs=_ADDRESS_ATTRS),
             )
 

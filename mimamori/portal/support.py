@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
+from mimamori import text
 from mimamori.audit.log import client_address
 from mimamori.registry.access import guardian_registrant
 from mimamori.registry.models import SLOTS, Municipality, Registrant
@@ -41,18 +42,24 @@ class InquiryForm(forms.Form):
         empty_label=gettext_lazy("Please choose"),
         help_text=gettext_lazy("The municipality where your child's school is."),
     )
-    name = forms.CharField(label=gettext_lazy("Your name"), max_length=MAX_NAME)
+    name = forms.CharField(
+        label=gettext_lazy("Your name"), max_length=MAX_NAME, validators=[text.single_line]
+    )
     reply_to = forms.CharField(
         label=gettext_lazy("Mail address for the answer"),
         max_length=254,
         required=False,
+        validators=[text.single_line],
         widget=forms.EmailInput(attrs={"autocomplete": "email", "inputmode": "email"}),
     )
-    subject = forms.CharField(label=gettext_lazy("Subject"), max_length=MAX_SUBJECT)
+    subject = forms.CharField(
+        label=gettext_lazy("Subject"), max_length=MAX_SUBJECT, validators=[text.single_line]
+    )
     # No max_length on the field: the verb refuses an over-long message with its own words,
     # and the counter in the message tells the guardian how much to cut.
     body = forms.CharField(
         label=gettext_lazy("Your question"),
+        validators=[text.multi_line],
         widget=forms.Textarea(attrs={"rows": 8}),
         help_text=gettext_lazy("At most %(max)d characters.") % {"max": MAX_BODY},
     )

@@ -12,6 +12,7 @@ changes together.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -79,7 +80,10 @@ def _tell_guardians(suppressed: Sequence[Address]) -> None:
         told.add(working.email.lower())
         municipality = registrant.school.municipality
         outbox.post(
-            mails.address_suppressed(registrant, address.slot, address.email, working.slot, working.email),
+            functools.partial(
+                mails.address_suppressed, registrant, address.slot, address.email, working.slot, working.email
+            ),
+            to=working.email,
             kind="address_suppressed",
             target=f"registrant {registrant.pk}",
             municipality=municipality,

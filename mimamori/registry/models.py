@@ -14,23 +14,35 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from mimamori import text
+
 SLOTS = (1, 2, 3, 4)
 DEFAULT_BROADCAST_SLOTS = [1, 2]
 
 
 class Municipality(models.Model):
-    code = models.SlugField(_("code"), max_length=32, unique=True)
-    name = models.CharField(_("name"), max_length=64)
+    code = models.SlugField(_("code"), max_length=32, unique=True, validators=[text.single_line])
+    name = models.CharField(_("name"), max_length=64, validators=[text.single_line])
     mail_domain = models.CharField(
         _("mail domain"),
         max_length=253,
-        validators=[RegexValidator(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")],
+        validators=[
+            RegexValidator(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"),
+            # RegexValidator's $ also matches before a final line break.
+            text.single_line,
+        ],
         help_text=_("Broadcasts come from <school>@<this domain>."),
     )
-    support_name = models.CharField(_("support desk name"), max_length=100, blank=True)
-    support_phone = models.CharField(_("support desk phone"), max_length=32, blank=True)
-    support_email = models.EmailField(_("support desk mail"), blank=True)
-    support_hours = models.CharField(_("support desk hours"), max_length=100, blank=True)
+    support_name = models.CharField(
+        _("support desk name"), max_length=100, blank=True, validators=[text.single_line]
+    )
+    support_phone = models.CharField(
+        _("support desk phone"), max_length=32, blank=True, validators=[text.single_line]
+    )
+    support_email = models.EmailField(_("support desk mail"), blank=True, validators=[text.single_line])
+    support_hours = models.CharField(
+        _("support desk hours"), max_length=100, blank=True, validators=[text.single_line]
+    )
     # Service settings (S12): the seed's municipalities differ slightly in what they offer.
     confirmation_links_enabled = models.BooleanField(_("offer confirmation links"), default=True)
     # RFC 8058: mail clients show an 配信停止 button that turns 連絡メールを受信する off.
@@ -66,11 +78,11 @@ class Municipality(models.Model):
 
 class School(models.Model):
     municipality = models.ForeignKey(Municipality, on_delete=models.PROTECT, related_name="schools")
-    name = models.CharField(_("name"), max_length=64)
+    name = models.CharField(_("name"), max_length=64, validators=[text.single_line])
     sender_local_part = models.CharField(
         _("sender local part"),
         max_length=64,
-        validators=[RegexValidator(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")],
+        validators=[RegexValidator(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$"), text.single_line],
         help_text=_("The part before @ in the school's sender address."),
     )
 
@@ -145,12 +157,14 @@ class Registrant(models.Model):
     account = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="registrant"
     )
-    child_name = models.CharField(_("child's name"), max_length=64)
-    child_name_kana = models.CharField(_("child's name (kana)"), max_length=64, blank=True)
+    child_name = models.CharField(_("child's name"), max_length=64, validators=[text.single_line])
+    child_name_kana = models.CharField(
+        _("child's name (kana)"), max_length=64, blank=True, validators=[text.single_line]
+    )
     grade = models.PositiveSmallIntegerField(
         _("grade"), validators=[MinValueValidator(1), MaxValueValidator(9)]
     )
-    class_name = models.CharField(_("class"), max_length=16)
+    class_name = models.CharField(_("class"), max_length=16, validators=[text.single_line])
     status = models.CharField(
         _("status"), max_length=16, choices=RegistrantStatus.choices, default=RegistrantStatus.ACTIVE
     )
@@ -228,7 +242,7 @@ class Address(models.Model):
 
     registrant = models.ForeignKey(Registrant, on_delete=models.CASCADE, related_name="addresses")
     slot = models.PositiveSmallIntegerField(_("slot"))
-    email = models.CharField(_("mail address"), max_length=254)
+    email = models.CharField(_("mail address"), max_length=254, validators=[text.single_line])
     # The same for every row of one address (a mailbox that does not exist does not exist for
     # a sibling either); a suppressed address gets no mail of any kind until it is set again.
     status = models.CharField(
@@ -283,7 +297,7 @@ class DeregistrationRequest(models.Model):
         Registrant, on_delete=models.CASCADE, related_name="deregistration_requests"
     )
     reason = models.CharField(_("reason"), max_length=16, choices=DeregistrationReason.choices)
-    note = models.CharField(_("note"), max_length=500, blank=True)
+    note = models.CharField(_("note"), max_length=500, blank=True, validators=[text.multi_line])
     effective_on = models.DateField(_("date of deregistration"))
     # For a transfer within the city: where the new school's staff register the child again (S11).
     destination_school = models.ForeignKey(

@@ -24,6 +24,7 @@ longer reaches before an emergency does.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Iterable, Sequence
@@ -227,9 +228,12 @@ def _write(test: ReachTest, batch: list[list[Address]]) -> int:
         if any(address.status == AddressStatus.SUPPRESSED for address in held):
             suppressed += 1
         else:
-            message = mails.reach_test(school, held[0].email, [(a.registrant, a.slot) for a in held])
+            message = functools.partial(
+                mails.reach_test, school, held[0].email, [(a.registrant, a.slot) for a in held]
+            )
             mail = outbox.post(
                 message,
+                to=held[0].email,
                 kind=KIND,
                 target=test.target,
                 municipality=municipality,

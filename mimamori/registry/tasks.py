@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from django_tasks import task
@@ -29,7 +30,8 @@ def send_registration_complete(registrant_id: int, slot: int, email: str) -> boo
     registrant = Registrant.objects.select_related("school__municipality").get(pk=registrant_id)
     municipality = registrant.school.municipality
     outbox.post(
-        mails.registration_complete(registrant, slot, email),
+        functools.partial(mails.registration_complete, registrant, slot, email),
+        to=email,
         kind="registration_complete",
         target=f"registrant {registrant.pk}",
         municipality=municipality,

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from mimamori import tasking
+from mimamori import text as rule  # `text` is the answer's text below
 from mimamori.accounts.models import User
 from mimamori.audit.log import record
 from mimamori.registry.addresses import normalise_address
@@ -43,12 +44,18 @@ def limit_per_hour() -> int:
 
 def _check_lengths(draft: Draft) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
-    for field, value, limit in (
-        ("name", draft.name, MAX_NAME),
-        ("subject", draft.subject, MAX_SUBJECT),
-        ("body", draft.body, MAX_BODY),
+    for field, value, limit, multiline in (
+        ("name", draft.name, MAX_NAME, False),
+        ("subject", draft.subject, MAX_SUBJECT, False),
+        ("body", draft.body, MAX_BODY, True),
+        ("reply_to", draft.reply_to, 254, False),
     ):
-        if not value.strip():
+        # The input rule first: a line break in the subject would split the copy's header.
+        if problem := rule.problem(value, multiline=multiline):
+            errors[field] = [str(problem)]
+        elif field == "reply_to":
+            continue  # optional; its form is checked with the address rules below
+        elif not value.strip():
             errors[field] = [_("This field is required.")]
         elif len(value) > limit:
             errors[field] = [
@@ -93,8 +100,10 @@ def submit_inquiry(
     Raises ValidationError (keyed by field) for bad input and InquiryRefused over the limit.
     """
     errors = _check_lengths(draft)
+    reply_to = ""
     try:
-        reply_to = _reply_address(draft, registrant)
+        if "reply_to" not in errors:
+            reply_to = _reply_address(draft, registrant)
     except ValidationError as error:
         errors["reply_to"] = list(error.messages)
     if errors:
@@ -140,6 +149,8 @@ def answer(inquiry: Inquiry, staff: User, text: str, *, request: object = None) 
     text = text.strip()
     if not text:
         raise ValidationError({"answer": [_("Please write an answer.")]})
+    if problem := rule.problem(text, multiline=True):
+        raise ValidationError({"answer": [str(problem)]})
     if len(text) > MAX_ANSWER:
         raise ValidationError(
             {

@@ -7,6 +7,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from mimamori import text
+
 MAX_NAME = 100
 MAX_SUBJECT = 100
 MAX_BODY = 4000
@@ -26,10 +28,10 @@ class Inquiry(models.Model):
     registrant = models.ForeignKey(
         "registry.Registrant", on_delete=models.SET_NULL, null=True, blank=True, related_name="inquiries"
     )
-    name = models.CharField(_("name"), max_length=MAX_NAME)
-    reply_to = models.CharField(_("reply address"), max_length=254, blank=True)
-    subject = models.CharField(_("subject"), max_length=MAX_SUBJECT)
-    body = models.TextField(_("message"), max_length=MAX_BODY)
+    name = models.CharField(_("name"), max_length=MAX_NAME, validators=[text.single_line])
+    reply_to = models.CharField(_("reply address"), max_length=254, blank=True, validators=[text.single_line])
+    subject = models.CharField(_("subject"), max_length=MAX_SUBJECT, validators=[text.single_line])
+    body = models.TextField(_("message"), max_length=MAX_BODY, validators=[text.multi_line])
     status = models.CharField(
         _("status"), max_length=16, choices=InquiryStatus.choices, default=InquiryStatus.OPEN
     )
@@ -40,7 +42,7 @@ class Inquiry(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     answered_at = models.DateTimeField(_("answered"), null=True, blank=True)
-    answer = models.TextField(_("answer"), max_length=MAX_ANSWER, blank=True)
+    answer = models.TextField(_("answer"), max_length=MAX_ANSWER, blank=True, validators=[text.multi_line])
     answer_mailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -4,7 +4,9 @@ transaction that queues the mail, makes a redelivered task a no-op."""
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 
 from django.core.mail import EmailMessage
 from django.db import transaction
@@ -33,7 +35,12 @@ def send_inquiry_copy(inquiry_id: int) -> bool:
     if inquiry is None or inquiry.copied_at is not None or not inquiry.municipality.support_email:
         return False
     with transaction.atomic():  # queued and marked together: a task run twice queues one copy
-        _post(mails.inquiry_copy(inquiry), inquiry, "inquiry_copy")
+        _post(
+            functools.partial(mails.inquiry_copy, inquiry),
+            inquiry.municipality.support_email,
+            inquiry,
+            "inquiry_copy",
+        )
         Inquiry.objects.filter(pk=inquiry.pk).update(copied_at=timezone.now())
     return True
 
@@ -49,15 +56,17 @@ def send_inquiry_answer(inquiry_id: int) -> bool:
         log.info("inquiry %s answered but has no address to send to", inquiry.pk)
         return False
     with transaction.atomic():
-        _post(mails.inquiry_answer(inquiry, to), inquiry, "inquiry_answer")
+        _post(functools.partial(mails.inquiry_answer, inquiry, to), to, inquiry, "inquiry_answer")
         Inquiry.objects.filter(pk=inquiry.pk).update(answer_mailed_at=timezone.now())
     return True
 
 
-def _post(message: EmailMessage, inquiry: Inquiry, kind: str) -> None:
+def _post(build: Callable[[], EmailMessage], to: str, inquiry: Inquiry, kind: str) -> None:
+    """Into the outbox; a mail that cannot be built is recorded failed there, with the reason."""
     municipality = inquiry.municipality
     outbox.post(
-        message,
+        build,
+        to=to,
         kind=kind,
         target=f"inquiry {inquiry.pk}",
         municipality=municipality,
