@@ -27,6 +27,7 @@ from mimamori.broadcasts.models import OPEN, Broadcast, Delivery, DeliveryStatus
 from mimamori.console.broadcast_forms import BroadcastForm
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _page, _render, _staff
+from mimamori.mail.messages import BUILD_ERRORS
 from mimamori.registry.models import Address
 
 
@@ -106,15 +107,18 @@ def _sample_mail(broadcast: Broadcast) -> dict[str, Any] | None:
     children = [row.registrant for row in rows]
     # As the fan-out: the sender is the lowest-numbered school among the children.
     school = min((child.school for child in children), key=lambda s: s.pk)
-    mail = mails.broadcast(
-        school=school,
-        to=rows[0].email,
-        subject=broadcast.subject,
-        body=broadcast.body,
-        urgent=broadcast.urgent,
-        children=children,
-        message_id=mails.new_message_id(school),
-    )
+    try:
+        mail = mails.broadcast(
+            school=school,
+            to=rows[0].email,
+            subject=broadcast.subject,
+            body=broadcast.body,
+            urgent=broadcast.urgent,
+            children=children,
+            message_id=mails.new_message_id(school),
+        )
+    except BUILD_ERRORS:
+        return None  # data stored before the input rule; its mails fail with the reason
     # The text body comes from render_to_string, which marks it safe for HTML; it is plain text
     # holding staff input and sender addresses in <…>, so escape it for the page.
     return {

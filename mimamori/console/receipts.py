@@ -8,7 +8,6 @@ mimamori.receipts.statistics, which reads counters, never deliveries.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, cast
@@ -24,7 +23,7 @@ from mimamori.audit import log as audit
 from mimamori.broadcasts import targeting
 from mimamori.broadcasts.access import get_broadcast
 from mimamori.broadcasts.models import Broadcast
-from mimamori.console.csv_export import CsvLine, csv_cell
+from mimamori.console.csv_export import csv_cell, csv_writer
 from mimamori.console.decorators import View, staff_required
 from mimamori.console.views import _render, _staff
 from mimamori.receipts import statistics
@@ -219,7 +218,7 @@ def _unconfirmed_csv(request: HttpRequest, broadcast_id: int) -> StreamingHttpRe
 
     def lines() -> Iterator[str]:
         # Japanese Excel reads UTF-8 only with a BOM, and expects CRLF line ends.
-        writer = csv.writer(CsvLine(), lineterminator="\r\n")
+        writer = csv_writer()
         yield "\ufeff" + writer.writerow(CSV_HEADER)
         for row in _masked(rows.iterator(chunk_size=2000)):
             yield writer.writerow(

@@ -10,7 +10,6 @@ dead that are still undeliverable (registry/reachtests.py ``follow_up``).
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -20,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from mimamori.audit import log as audit
-from mimamori.console.csv_export import CsvLine, csv_cell
+from mimamori.console.csv_export import csv_cell, csv_writer
 from mimamori.console.decorators import View, staff_required
 from mimamori.console.reachtests import masked_reply
 from mimamori.console.views import _render, _staff
@@ -78,7 +77,7 @@ def _undeliverable_csv(request: HttpRequest, school_id: int) -> StreamingHttpRes
 
     def lines() -> Iterator[str]:
         # Japanese Excel reads UTF-8 only with a BOM, and expects CRLF line ends.
-        writer = csv.writer(CsvLine(), lineterminator="\r\n")
+        writer = csv_writer()
         yield "\ufeff" + writer.writerow(CSV_HEADER)
         for address in addresses.iterator(chunk_size=2000):
             registrant = address.registrant

@@ -22,6 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
+from mimamori import text
 from mimamori.accounts.models import User
 from mimamori.registry.addresses import clean_address_slots
 from mimamori.registry.letters import LettersWriter
@@ -173,6 +174,13 @@ class _Reader:
 
     def read(self, line: int, cells: list[str]) -> None:
         before = len(self.result.errors)
+        # The input rule first: every column read here is one line (a quoted cell may hold a
+        # line break, which would end up in a mail header), and a NUL would reach the database.
+        for key, index in self.columns.items():
+            if index < len(cells) and (problem := text.problem(cells[index])):
+                self._error(line, self.names[key], str(problem))
+        if len(self.result.errors) > before:
+            return
         values: dict[str, object] = {}
         for key, parse in (("grade", _grade), ("class_name", _class_name), ("receive_broadcasts", _receive)):
             try:
@@ -241,11 +249,38 @@ def _records(data: bytes, encoding: str) -> Iterable[tuple[int, list[str]]]:
         start = reader.line_num + 1
 
 
+# How the files that are not CSV text at all begin: a zip (.xlsx, .ods), an old Excel
+# workbook (.xls), PDF, images; and UTF-16, which Excel writes as "Unicode text".
+_BINARY_STARTS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0", b"%PDF", b"\x89PNG", b"\xff\xd8\xff", b"GIF8")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def is_binary(data: bytes) -> bool:
+    """The file is not text: a known binary format, UTF-16, or NULs in its start (text holds
+    none; a stray NUL in one cell of a text file is reported with its line and column)."""
+    start = data[:4096]
+    if start.startswith(_BINARY_STARTS + _UTF16_BOMS):
+        return True
+    return start.count(b"\0") > max(2, len(start) // 100)
+
+
 def read_roster(school: School, data: bytes, progress: Progress | None = None) -> RosterImport:
     """Parse and validate the whole file without writing anything."""
     result = RosterImport()
     if len(data) > MAX_ROSTER_BYTES:
         result.errors.append(RosterError(0, "", _("The file is too large (at most 5 MB).")))
+        return result
+    if is_binary(data):
+        result.errors.append(
+            RosterError(
+                0,
+                "",
+                _(
+                    "This is not a CSV text file (it looks like an Excel workbook or another "
+                    "binary file). Please save the roster as CSV in UTF-8 or Shift_JIS (CP932)."
+                ),
+            )
+        )
         return result
     try:
         encoding = roster_encoding(data)

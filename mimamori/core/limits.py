@@ -1,0 +1,42 @@
+"""A form post too large for the site's limits answers 413 with a page saying so.
+
+Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE (RequestDataTooBig) or with more than
+DATA_UPLOAD_MAX_NUMBER_FIELDS fields (TooManyFieldsSent) when request.POST is first read, by
+CsrfViewMiddleware as a rule, and answers with its generic 400 page in English. This middleware,
+just before it, reads the form first and answers such a post itself: 413 and a page in the
+user's language. The API (/api/) answers in JSON on its own and is passed by untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+
+TOO_LARGE = (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class RequestTooLargeMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST" and not request.path.startswith("/api/") and _is_form(request):
+            try:
+                request.POST  # noqa: B018 - parsed now, where its refusal can be answered
+            except TOO_LARGE:
+                return _too_large(request)
+        return self.get_response(request)
+
+
+def _is_form(request: HttpRequest) -> bool:
+    return request.content_type in _FORMS
+
+
+def _too_large(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(render_to_string("core/too_large.html", request=request), status=413)
+    response["Cache-Control"] = "no-store"
+    return response
