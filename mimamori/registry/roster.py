@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -255,13 +256,16 @@ _BINARY_STARTS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0", b"%PDF", b"\x89PNG", b"\xf
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def is_binary(data: bytes) -> bool:
-    """The file is not text: a known binary format, UTF-16, or NULs in its start (text holds
-    none; a stray NUL in one cell of a text file is reported with its line and column)."""
+    """The file is not text: a known binary format, UTF-16, or control bytes all over its start
+    (text holds none; a stray one in a cell of a text file is reported with its line and column)."""
     start = data[:4096]
     if start.startswith(_BINARY_STARTS + _UTF16_BOMS):
         return True
-    return start.count(b"\0") > max(2, len(start) // 100)
+    return len(_CONTROL_BYTES.findall(start)) > max(2, len(start) // 100)
 
 
 def read_roster(school: School, data: bytes, progress: Progress | None = None) -> RosterImport:
