@@ -385,9 +385,9 @@ def test_the_schools_report_lists_what_mail_does_not_reach_on_screen_and_as_csv(
 
     response = client.get(reverse("console:undeliverable_csv", args=[school.pk]))
     text = b"".join(response.streaming_content).decode()
-    assert text.startswith("\ufeff学年,組,児童氏名")
+    assert text.startswith('\ufeff"学年","組","児童氏名"')  # every cell quoted (csv_export)
     rows = text.strip().split("\r\n")[1:]
-    assert [row.split(",")[2] for row in rows] == ["見守 一郎", "見守 花子"]
+    assert [row.split(",")[2].strip('"') for row in rows] == ["見守 一郎", "見守 花子"]
     assert "届きません（送信を停止中）" in rows[1]
     assert "届かないことがあります" in rows[0]
 

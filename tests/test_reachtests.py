@@ -222,7 +222,7 @@ def test_a_550_is_shown_as_failed_suppresses_the_address_and_is_listed_for_follo
     assert f"undeliverable-{school.pk}-reachtest-{test.pk}.csv" in response["Content-Disposition"]
     text = b"".join(response.streaming_content).decode()
     rows = text.strip().split("\r\n")
-    assert rows[0].startswith("\ufeff学年,組,児童氏名")
+    assert rows[0].startswith('\ufeff"学年","組","児童氏名"')
     assert len(rows) == 2
     assert "見守 花子" in rows[1]
     assert "go***@docomo.ne.jp" in rows[1]
