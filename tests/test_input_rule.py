@@ -87,7 +87,7 @@ NOT_USER_TEXT = {
 
 
 def _project_text_fields() -> list[tuple[str, models.Field[Any, Any]]]:
-    found = []
+    found: list[tuple[str, models.Field[Any, Any]]] = []
     for config in apps.get_app_configs():
         if not config.name.startswith("mimamori."):
             continue
@@ -159,9 +159,9 @@ def _fields(form_class: type[forms.BaseForm]) -> dict[str, forms.Field]:
     """The form's fields; an instance's where it can be made without arguments (fields added or
     changed in __init__)."""
     try:
-        return dict(form_class().fields)  # type: ignore[call-arg]
+        return dict(form_class().fields)
     except TypeError:
-        return dict(form_class.base_fields)
+        return dict(form_class.base_fields)  # type: ignore[attr-defined]
 
 
 def test_every_text_field_of_the_console_and_portal_forms_applies_the_rule() -> None:
@@ -576,7 +576,7 @@ def test_the_undeliverable_export_quotes_and_neutralises_a_hostile_name() -> Non
     Registrant.objects.filter(pk=registrant.pk).update(child_name_kana=";=1+1")
     Address.objects.filter(registrant=registrant).update(status=AddressStatus.SUPPRESSED)
     client = _signed_in(make_staff(Role.SCHOOL, school=school))
-    response = client.get(reverse("console:undeliverable_csv", args=[school.pk]))
+    response: Any = client.get(reverse("console:undeliverable_csv", args=[school.pk]))
     raw = b"".join(response.streaming_content).decode()
     assert '"\'＝HYPERLINK(1)"' in raw
     assert '"\';=1+1"' in raw
