@@ -70,9 +70,9 @@ def lockouts(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 @require_POST
-def unlock(request: HttpRequest) -> HttpResponse:
+def unlock(request: HttpRequest, user_id: int) -> HttpResponse:
     user = _staff(request)
-    account = logins_for(user).filter(username=request.POST.get("username", "")).first()
+    account = logins_for(user).filter(pk=user_id).first()
     if account is None:
         raise Http404
     cleared = recovery.unlock(account.username)
