@@ -28,8 +28,8 @@ def _reset_link(data_dir: Path, deadline: float) -> str:
         for message in box:
             subject = str(make_header(decode_header(message["Subject"] or "")))
             if GUARDIAN_ADDRESS_1 in (message["To"] or "") and "パスワード再設定" in subject:
-                part = message.get_payload(decode=True) if not message.is_multipart() else None
-                text = (part or b"").decode("utf-8", errors="replace")
+                payload = message.get_payload(decode=True)
+                text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""
                 found = re.search(r"http://\S+/portal/password-reset/[A-Za-z0-9_-]+/", text)
                 assert found, text
                 return found.group(0)
