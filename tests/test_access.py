@@ -48,6 +48,7 @@ class World:
     inquiry_a: Inquiry
     window: MaintenanceWindow
     reach_test_a: ReachTest
+    staff_a: User
     outsiders: dict[str, User | None]
 
 
@@ -98,6 +99,7 @@ def world(settings: Any, tmp_path: Path) -> World:
         ),
         # A 到達テスト of school A: its mail to the secret address is queued in the outbox.
         reach_test_a=reachtests.start(school_a, by=staff_a),
+        staff_a=staff_a,
         outsiders={
             "anonymous": None,
             "guardian of another school": guardian_b,
@@ -128,6 +130,8 @@ def _kwargs(pattern: URLPattern, world: World) -> dict[str, object]:
         "window_id": world.window.pk,
         "name": "docomo",  # a carrier profile
         "reach_test_id": world.reach_test_a.pk,
+        "user_id": world.staff_a.pk,
+        "token": "not-a-reset-token-" + "x" * 25,
     }
     names = list(pattern.pattern.regex.groupindex)
     unknown = [n for n in names if n not in known]
@@ -152,12 +156,19 @@ def _assert_reveals_nothing(response: Any, where: str) -> None:
 PUBLIC = {"console:login", "portal:login", "portal:first_login"}
 # The help page and the support desk's form answer anyone: a guardian who cannot log in needs them most.
 PUBLIC |= {"portal:help", "portal:inquiry", "portal:inquiry_thanks"}
+# Forgotten passwords (P11): the guardian's request and mailed link, the staff member's link.
+PUBLIC |= {
+    "portal:password_reset",
+    "portal:password_reset_sent",
+    "portal:password_reset_confirm",
+    "console:password_reset_confirm",
+}
 
 
 # Pages for the support centre alone: other staff get a 404, as for an object out of their scope.
 CENTRE_ONLY = {"console:maintenance_windows", "console:maintenance_new", "console:carrier_profiles"}
 # The audit log: the centre and municipalities read it, school staff get a 404.
-NOT_FOR_SCHOOL_STAFF = {"console:audit"}
+NOT_FOR_SCHOOL_STAFF = {"console:audit", "console:staff"}
 
 
 @pytest.mark.parametrize("namespace", ["console", "portal"])

@@ -86,6 +86,7 @@ def test_both_engines_know_every_task_by_its_apps_tasks_module() -> None:
         "mimamori.broadcasts.tasks.fan_out_broadcast",
         "mimamori.mail.tasks.send_mail",
         "mimamori.registry.tasks.post_reach_test",
+        "mimamori.registry.tasks.send_password_reset",
         "mimamori.registry.tasks.send_registration_complete",
         "mimamori.support.tasks.send_inquiry_answer",
         "mimamori.support.tasks.send_inquiry_copy",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 
 from mimamori.accounts.models import Role, User
 from mimamori.audit.models import AuditEvent
@@ -49,4 +49,25 @@ def audit_events_for(user: User) -> QuerySet[AuditEvent]:
 
 
 def can_read_audit_log(user: User) -> bool:
+    return user.is_console_user and user.role in (Role.CENTRE, Role.MUNICIPALITY)
+
+
+def staff_for(user: User) -> QuerySet[User]:
+    """Staff logins whose password ``user`` may reset and whose lockout they may lift (P11):
+    the centre every other staff member; municipality staff the other staff of their city (its
+    municipality staff and its schools' staff); school staff nobody."""
+    staff = User.objects.exclude(role="").exclude(pk=user.pk).select_related("municipality", "school")
+    if not user.is_console_user:
+        return staff.none()
+    if user.role == Role.CENTRE:
+        return staff
+    if user.role == Role.MUNICIPALITY and user.municipality_id is not None:
+        return staff.filter(
+            Q(role=Role.MUNICIPALITY, municipality_id=user.municipality_id)
+            | Q(role=Role.SCHOOL, school__municipality_id=user.municipality_id)
+        )
+    return staff.none()
+
+
+def can_manage_staff(user: User) -> bool:
     return user.is_console_user and user.role in (Role.CENTRE, Role.MUNICIPALITY)

@@ -88,3 +88,50 @@ class ApiToken(models.Model):
         raw = "mmr_" + secrets.token_urlsafe(32)
         token = cls.objects.create(user=user, digest=_digest(raw), prefix=raw[:8])
         return token, raw
+
+
+class ClientEventKind(models.TextChoices):
+    LOGIN_FAILED = "login_failed", _("Failed login")
+    RESET_REQUESTED = "reset_requested", _("Password reset requested")
+
+
+class ClientEvent(models.Model):
+    """One failed login or password reset request, by client address, for the per-client
+    throttle (accounts/throttle.py). Rows older than the longest window are pruned by the sweep.
+
+    In the database rather than a per-process cache, so the count holds across gunicorn
+    workers and machines.
+    """
+
+    kind = models.CharField(max_length=16, choices=ClientEventKind.choices)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    username = models.CharField(max_length=150, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["kind", "address", "at"], name="client_event_address_idx"),
+            models.Index(fields=["at"], name="client_event_at_idx"),
+        ]
+
+
+class PasswordReset(models.Model):
+    """A one-time link to set a new password (accounts/recovery.py).
+
+    The link carries 256 random bits and nothing else (no login ID, no user id); only its
+    SHA-256 is stored. It works once, until ``expires_at``, and only while the password is the
+    one it was issued against (``password_fingerprint``), so any later password change ends it.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="password_resets")
+    digest = models.CharField(max_length=64, unique=True)
+    password_fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="password_reset_user_idx"),
+            models.Index(fields=["expires_at"], name="password_reset_expiry_idx"),
+        ]

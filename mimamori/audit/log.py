@@ -7,10 +7,12 @@ target (a short description such as "broadcast 12") and the municipality the eve
 from __future__ import annotations
 
 import getpass
+import ipaddress
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 
@@ -35,12 +37,29 @@ class RequestMiddleware:
             _current_request.reset(token)
 
 
-def client_address(request: HttpRequest | None) -> str | None:
+def client_address(request: HttpRequest | None = None) -> str | None:
+    """The address of the client that sent ``request`` (by default the current one).
+
+    Without proxies (MIMAMORI_PROXY_COUNT=0) it is REMOTE_ADDR. Behind N trusted proxies, each
+    appends the address it received the request from to X-Forwarded-For, so the client is the
+    N-th entry from the right; anything further left was written by the client and is not
+    believed. The login lockout, the per-client throttle and this log all use this address.
+    """
     request = request or _current_request.get()
     if request is None:
         return None
-    # Behind a reverse proxy, configure it to set REMOTE_ADDR (see docs/operations.md).
-    return request.META.get("REMOTE_ADDR") or None
+    remote = request.META.get("REMOTE_ADDR") or None
+    proxies = settings.MIMAMORI_PROXY_COUNT
+    if proxies <= 0:
+        return remote
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    forwarded = [part for part in forwarded if part]
+    if len(forwarded) < proxies:
+        return remote  # not through every proxy: the nearest peer is all that is known
+    try:
+        return str(ipaddress.ip_address(forwarded[-proxies]))
+    except ValueError:
+        return remote
 
 
 def record(

@@ -99,9 +99,12 @@ def roster_upload(request: HttpRequest, school_id: int) -> HttpResponse:
 def letters(request: HttpRequest, school_id: int) -> HttpResponse:
     user = _staff(request)
     school = get_school(user, school_id)
-    ids = [value for value in request.POST.getlist("registrant") if value.isdigit()]
-    # Only this school's registrants: ids of other schools are ignored, never revealed.
-    chosen = list(_pending(school).filter(pk__in=ids).select_related("school__municipality"))
+    ids = [value for value in request.POST.getlist("registrant") if value.isdigit() and len(value) < 19]
+    # Only this school's active registrants (the list shows those without a password; a
+    # registrant's page offers it for anyone): ids of other schools are ignored, never revealed.
+    active = school.registrants.filter(status=RegistrantStatus.ACTIVE)
+    chosen = list(active.filter(pk__in=ids).select_related("account", "school__municipality"))
+    had_password = [r.pk for r in chosen if r.account.has_usable_password()]
     enrolments = reissue_registration_codes(chosen)
     if not enrolments:
         message = str(_("Please choose at least one child whose guardian has not logged in yet."))
@@ -113,5 +116,7 @@ def letters(request: HttpRequest, school_id: int) -> HttpResponse:
         municipality=school.municipality,
         request=request,
         registrants=[e.registrant.pk for e in enrolments],
+        # Guardians who had a password: the letter is their way back in (P11).
+        reissued_after_login=had_password,
     )
     return HttpResponse(letters_html(enrolments))

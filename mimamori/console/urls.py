@@ -1,6 +1,7 @@
 from django.urls import path
 
 from mimamori.console import (
+    accounts,
     audit,
     broadcasts,
     carriers,
@@ -90,5 +91,10 @@ urlpatterns = [
     path("mailbox/", views.mailbox, name="mailbox"),
     path("mailbox/<str:key>/", views.mailbox_message, name="mailbox_message"),
     path("inquiries/", support.inquiries, name="inquiries"),
+    path("lockouts/", accounts.lockouts, name="lockouts"),
+    path("logins/<int:user_id>/unlock/", accounts.unlock, name="unlock"),
+    path("staff/", accounts.staff_list, name="staff"),
+    path("staff/<int:user_id>/password-reset/", accounts.staff_password_reset, name="staff_password_reset"),
+    path("password-reset/<str:token>/", accounts.password_reset_confirm, name="password_reset_confirm"),
     path("inquiries/<int:inquiry_id>/", support.inquiry, name="inquiry"),
 ]

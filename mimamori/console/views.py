@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from mimamori.accounts.models import Role, User
+from mimamori.accounts.recovery import is_locked
 from mimamori.console.decorators import View, staff_required
 from mimamori.console.forms import RegistrantFilterForm, SchoolSearchForm, StaffAuthenticationForm
 from mimamori.mail.devmailbox import StoredMail, find_mail, list_mail
@@ -184,6 +185,8 @@ def registrant(request: HttpRequest, registrant_id: int) -> HttpResponse:
             "slots": slots,
             "last_updated": last_updated,
             "mails": outgoing_mails(f"registrant {found.pk}"),
+            "locked": is_locked(found.account.username),
+            "has_password": found.account.has_usable_password(),
         },
     )
 
@@ -195,6 +198,7 @@ MAIL_KINDS = {
     "inquiry_copy": gettext_lazy("Copy to the support address"),
     "inquiry_answer": gettext_lazy("Answer to the guardian"),
     "reach_test": gettext_lazy("Reach test mail"),
+    "password_reset": gettext_lazy("Password reset mail"),
 }
 
 

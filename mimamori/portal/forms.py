@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, SetPasswordForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
@@ -112,3 +112,30 @@ class AddressForm(forms.Form):
 
 class OptionsForm(forms.Form):
     receive_broadcasts = forms.BooleanField(label=_("Receive broadcast mail"), required=False)
+
+
+class PasswordResetRequestForm(forms.Form):
+    """パスワードを忘れた方: the login ID and one address registered for it."""
+
+    username = forms.CharField(
+        label=_("Login ID"), max_length=150, widget=forms.TextInput(attrs=_LOGIN_ID_ATTRS)
+    )
+    email = forms.CharField(
+        label=_("Registered mail address"),
+        max_length=254,
+        help_text=_("One of the mail addresses registered for this login ID (address 1 to 4)."),
+        widget=forms.TextInput(attrs=_ADDRESS_ATTRS),
+    )
+
+
+class GuardianSetPasswordForm(SetPasswordForm):
+    """Django's form: both entries must match and pass the password validators for this user."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["new_password1"].label = _("New password")
+        self.fields["new_password1"].help_text = _(
+            "At least 8 characters. Avoid simple words and numbers only."
+        )
+        self.fields["new_password2"].label = _("New password (again)")
+        self.fields["new_password2"].help_text = ""

@@ -21,9 +21,19 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from mimamori.accounts import throttle
+from mimamori.accounts.recovery import unlock
 from mimamori.audit import log as audit
 from mimamori.portal.decorators import guardian_required
-from mimamori.portal.forms import AddressForm, FirstLoginForm, GuardianLoginForm, OptionsForm
+from mimamori.portal.forms import (
+    AddressForm,
+    FirstLoginForm,
+    GuardianLoginForm,
+    GuardianSetPasswordForm,
+    OptionsForm,
+    PasswordResetRequestForm,
+)
+from mimamori.registry import recovery
 from mimamori.registry.addresses import set_addresses
 from mimamori.registry.models import SLOTS, AddressStatus, Registrant
 from mimamori.registry.registrants import complete_first_login, find_first_login, registrant_target
@@ -55,7 +65,12 @@ def first_login(request: HttpRequest) -> HttpResponse:
         login_id, code = form.cleaned_data["username"], form.cleaned_data["code"]
         password = form.cleaned_data["new_password1"]
         credentials = {"username": login_id}
-        # The code guards the account like a password, so it shares the login ID's lockout.
+        # The code guards the account like a password, so it shares the login's lockout (per
+        # login ID and client) and the per-client throttle across login IDs.
+        if throttle.client_throttled(request):
+            throttle.mark_throttled(request)
+            user_login_failed.send(sender=__name__, credentials=credentials, request=request)
+            return get_lockout_response(request, None, credentials)
         if not AxesProxyHandler.is_allowed(request, credentials):
             return get_lockout_response(request, None, credentials)
         registrant = find_first_login(login_id, code)
@@ -79,6 +94,7 @@ def first_login(request: HttpRequest) -> HttpResponse:
             else:
                 account = complete_first_login(registrant, code, password)
                 if account is not None:
+                    unlock(account.get_username())  # the letter's holder is the owner
                     login(request, account, backend="django.contrib.auth.backends.ModelBackend")
                     messages.success(
                         request, _("Your password is set. Next, please register your mail addresses.")
@@ -86,6 +102,39 @@ def first_login(request: HttpRequest) -> HttpResponse:
                     return redirect("portal:addresses")
                 form.add_error(None, _("This registration code has already been used. Please log in."))
     return render(request, "portal/first_login.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def password_reset(request: HttpRequest) -> HttpResponse:
+    """パスワードを忘れた方: the same answer whether or not the login ID and address matched."""
+    form = PasswordResetRequestForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if not throttle.reset_request_allowed(request):
+            return render(request, "portal/password_reset_throttled.html", status=429)
+        recovery.request_password_reset(form.cleaned_data["username"], form.cleaned_data["email"])
+        return redirect("portal:password_reset_sent")
+    return render(request, "portal/password_reset.html", {"form": form})
+
+
+def password_reset_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/password_reset_sent.html")
+
+
+@require_http_methods(["GET", "POST"])
+def password_reset_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The mailed link: GET shows the form (mail scanners open links), POST sets the password."""
+    registrant = recovery.find_guardian_reset(token)
+    if registrant is None:
+        return render(request, "portal/password_reset_invalid.html", status=404)
+    form = GuardianSetPasswordForm(registrant.account, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if recovery.complete_guardian_reset(token, form.cleaned_data["new_password1"]) is None:
+            return render(request, "portal/password_reset_invalid.html", status=404)
+        if request.user.is_authenticated:
+            logout(request)
+        messages.success(request, _("Your new password is set. Please log in with it."))
+        return redirect("portal:login")
+    return render(request, "portal/password_reset_confirm.html", {"form": form})
 
 
 @require_POST

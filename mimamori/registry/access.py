@@ -7,10 +7,10 @@ cannot learn that they exist (see accounts/access.py).
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from mimamori.accounts.access import in_scope
+from mimamori.accounts.access import in_scope, staff_for
 from mimamori.accounts.models import Role, User
 from mimamori.registry.models import (
     DeregistrationReason,
@@ -126,3 +126,10 @@ def incoming_transfers_for(user: User, school: School) -> QuerySet[Deregistratio
         registrant__erased_at__isnull=True,
         registrant__school__municipality_id=school.municipality_id,
     )
+
+
+def logins_for(user: User) -> QuerySet[User]:
+    """Logins whose lockout ``user`` may lift: the guardians of the registrants they reach and
+    the staff below them (accounts.access.staff_for)."""
+    guardians = registrants_for(user).values("account_id")
+    return User.objects.filter(Q(pk__in=guardians) | Q(pk__in=staff_for(user).values("pk")))

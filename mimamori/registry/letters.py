@@ -122,15 +122,17 @@ def _fill(frame: list[str], enrolment: Enrolment) -> str:
 
 
 def reissue_registration_codes(registrants: Iterable[Registrant]) -> list[Enrolment]:
-    """New codes for children whose guardian has not finished the first login (lost letters).
+    """New codes for active registrants: a lost letter, or a guardian who forgot the password
+    and has no address that mail reaches (P11).
 
-    The old code stops working. Registrants who already logged in, or were deregistered,
-    are skipped: their guardian has a password, and a code would be a second way in.
+    The old code stops working now. A guardian who has a password keeps it until the new code
+    is used at 初回ログイン, which sets a new one (registrants.complete_first_login): handing
+    out a letter ends nobody's access. Deregistered registrants are skipped.
     """
     enrolments = []
     with transaction.atomic():
         for registrant in registrants:
-            if registrant.status != RegistrantStatus.ACTIVE or not registrant.has_pending_registration:
+            if registrant.status != RegistrantStatus.ACTIVE:
                 continue
             code = registrant.issue_registration_code()
             registrant.save(

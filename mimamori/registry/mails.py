@@ -88,3 +88,21 @@ def reach_test(school: School, email: str, slots: Sequence[tuple[Registrant, int
         to=email,
         domain=municipality.mail_domain,
     )
+
+
+def password_reset(registrant: Registrant, email: str, url: str, minutes: int) -> EmailMessage:
+    """パスワード再設定のご案内 (P11): a one-time link, to the one address that asked."""
+    school = registrant.school
+    return messages.build(
+        "registry/mail/password_reset",
+        {
+            "school": school,
+            "municipality": school.municipality,
+            "registrant": registrant,
+            "reset_url": url,
+            "minutes": minutes,
+        },
+        sender=school_sender(school),
+        to=email,
+        domain=school.municipality.mail_domain,
+    )

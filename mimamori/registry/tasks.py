@@ -44,3 +44,12 @@ def send_registration_complete(registrant_id: int, slot: int, email: str) -> boo
 def post_reach_test(reach_test_id: int) -> int:
     """Write a 到達テスト's mails into the outbox (registry/reachtests.py); a no-op once done."""
     return reachtests.post(reach_test_id)
+
+
+@task(queue_name="mail")
+def send_password_reset(registrant_id: int, slot: int) -> bool:
+    """Issue a password reset link and queue its mail to the address at ``slot`` (registry/recovery.py)."""
+    # Imported here: recovery uses registrants, which imports this module (through addresses).
+    from mimamori.registry import recovery
+
+    return recovery.post_password_reset(registrant_id, slot)
