@@ -66,6 +66,11 @@ NOT_USER_TEXT = {
     "audit.AuditEvent.actor_name",
     "audit.AuditEvent.action",
     "audit.AuditEvent.target",
+    # The login name of a failed attempt (checked by the login forms, like actor_name above), and
+    # the digests a password reset link is checked against.
+    "accounts.ClientEvent.username",
+    "accounts.PasswordReset.digest",
+    "accounts.PasswordReset.password_fingerprint",
     # Copies of checked values, and what mail servers and the code said.
     "broadcasts.Delivery.email",
     "broadcasts.Delivery.reply",

@@ -118,11 +118,15 @@ class PasswordResetRequestForm(forms.Form):
     """パスワードを忘れた方: the login ID and one address registered for it."""
 
     username = forms.CharField(
-        label=_("Login ID"), max_length=150, widget=forms.TextInput(attrs=_LOGIN_ID_ATTRS)
+        label=_("Login ID"),
+        max_length=150,
+        validators=[text.single_line],
+        widget=forms.TextInput(attrs=_LOGIN_ID_ATTRS),
     )
     email = forms.CharField(
         label=_("Registered mail address"),
         max_length=254,
+        validators=[text.single_line],
         help_text=_("One of the mail addresses registered for this login ID (address 1 to 4)."),
         widget=forms.TextInput(attrs=_ADDRESS_ATTRS),
     )
