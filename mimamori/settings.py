@@ -97,15 +97,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The confirmation storm's one request, answered here (see the class).
+    "mimamori.portal.confirm.ConfirmButtonMiddleware",
     # Content-Security-Policy on every response (settings below).
     "csp.middleware.CSPMiddleware",
     # Cache-Control: no-store, private on every dynamic response (personal data); static files,
     # answered by WhiteNoise below it, keep their caching.
     "mimamori.core.middleware.NoStoreMiddleware",
-    # While the database is away: a 503 page or JSON instead of a 500, for every request below.
+    # While the database is away: a 503 page or JSON instead of a 500 (see the module).
     "mimamori.core.middleware.DatabaseOutageMiddleware",
-    # The confirmation storm's one request, answered here (see the class).
-    "mimamori.portal.confirm.ConfirmButtonMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",

@@ -46,7 +46,8 @@ class NoStoreMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
-        if not request.path.startswith(self.static):
+        # A page that already says no-store (the confirmation page, maintenance) keeps its header.
+        if not request.path.startswith(self.static) and "no-store" not in response.get("Cache-Control", ""):
             add_never_cache_headers(response)
         return response
 
