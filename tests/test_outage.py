@@ -161,6 +161,8 @@ def test_pages_answer_503_while_postgresql_is_away_and_no_mail_is_lost(tmp_path:
             "MIMAMORI_DATA_DIR": str(tmp_path),
             "MIMAMORI_SWEEP_SECONDS": "1",
             "MIMAMORI_RETRY_BASE_SECONDS": "1",
+            # Rows a task held when PostgreSQL stopped are taken up again this soon after.
+            "MIMAMORI_DELIVERY_LEASE_SECONDS": "5",
             "PYTHONUNBUFFERED": "1",
         }
 
