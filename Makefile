@@ -52,8 +52,9 @@ typecheck:
 test-sqlite:
 	DATABASE_URL= $(UV) run pytest
 
+# PostgreSQL is a production set-up: it refuses to start without SECRET_KEY (a test-only one here).
 test-postgres:
-	DATABASE_URL=$(PG_TEST_URL) $(UV) run pytest -m "not browser"
+	DATABASE_URL=$(PG_TEST_URL) SECRET_KEY=$${SECRET_KEY:-test-postgres-only-secret-key} $(UV) run pytest -m "not browser"
 
 # Each app keeps its own translations (mimamori/<app>/locale/ja); fill them, then `make messages` again.
 APPS := core accounts registry mail broadcasts receipts maintenance support portal console api

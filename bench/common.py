@@ -22,6 +22,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+# The benches run on PostgreSQL, which refuses to start without SECRET_KEY (mimamori/settings.py);
+# this process and the mimamori processes it starts share this one unless the caller set another.
+os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-never-used-in-production")
 ADMIN_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 

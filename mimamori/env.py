@@ -2,6 +2,10 @@
 
 Settings call these once at import time, so a missing or malformed value fails when the
 process starts, never at the first request.
+
+Any variable NAME may instead be given as NAME_FILE, the path of a file holding the value (the
+Docker secrets and systemd credentials convention), so that secrets need not sit in the
+environment; setting both is refused.
 """
 
 from __future__ import annotations
@@ -17,8 +21,23 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def string(name: str, default: str | None = None) -> str | None:
+def _raw(name: str) -> str | None:
+    """NAME from the environment, else the contents of the file NAME_FILE names, else None."""
     value = os.environ.get(name)
+    file_name = os.environ.get(f"{name}_FILE")
+    if file_name is None or file_name.strip() == "":
+        return value
+    if value is not None:
+        raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both.")
+    try:
+        # A trailing newline is what editors and `echo` leave; it is never part of a secret.
+        return Path(file_name.strip()).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImproperlyConfigured(f"{name}_FILE: cannot read {file_name!r} ({exc}).") from exc
+
+
+def string(name: str, default: str | None = None) -> str | None:
+    value = _raw(name)
     if value is None or value.strip() == "":
         return default
     return value.strip()
@@ -32,7 +51,7 @@ def required(name: str) -> str:
 
 
 def boolean(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
+    value = _raw(name)
     if value is None:
         return default
     lowered = value.strip().lower()

@@ -28,6 +28,12 @@ BROKER_URL = env.string("BROKER_URL")
 EMBEDDED = BROKER_URL is None
 
 
+DATABASE_URL = env.string("DATABASE_URL", f"sqlite:///{DATA_DIR / 'mimamori.sqlite3'}") or ""
+# A single embedded machine: SQLite, no broker, plain http (a demo, a laptop, one school's box).
+# Anything else may be served by several machines, which must share one key.
+SINGLE_MACHINE = EMBEDDED and DATABASE_URL.startswith("sqlite:") and not BASE_URL.startswith("https://")
+
+
 def _secret_key() -> str:
     configured = env.string("SECRET_KEY")
     if configured:
@@ -35,6 +41,12 @@ def _secret_key() -> str:
     if not EMBEDDED:
         raise ImproperlyConfigured(
             "SECRET_KEY must be set when BROKER_URL is set: every machine must share it."
+        )
+    if not DEBUG and not SINGLE_MACHINE:
+        raise ImproperlyConfigured(
+            "Set SECRET_KEY (or SECRET_KEY_FILE): with PostgreSQL or an https BASE_URL every "
+            "machine serving the site must share one key; only an embedded SQLite http machine "
+            "may generate its own."
         )
     # Embedded mode keeps a generated key beside its database so sessions survive restarts.
     key_file = DATA_DIR / "secret_key"
@@ -77,12 +89,23 @@ INSTALLED_APPS = [
     "mimamori.console",
     "mimamori.portal",
     "mimamori.api",
+    # django-ninja's templates and static files: Swagger UI for /api/v1/docs from this server,
+    # not from a CDN (ninja.openapi.docs renders its CDN page when "ninja" is not installed).
+    "ninja",
+    "csp",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # The confirmation storm's one request, answered here (see the class).
     "mimamori.portal.confirm.ConfirmButtonMiddleware",
+    # Content-Security-Policy on every response (settings below).
+    "csp.middleware.CSPMiddleware",
+    # Cache-Control: no-store, private on every dynamic response (personal data); static files,
+    # answered by WhiteNoise below it, keep their caching.
+    "mimamori.core.middleware.NoStoreMiddleware",
+    # While the database is away: a 503 page or JSON instead of a 500 (see the module).
+    "mimamori.core.middleware.DatabaseOutageMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -121,10 +144,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.parse(
-        env.string("DATABASE_URL", f"sqlite:///{DATA_DIR / 'mimamori.sqlite3'}") or "",
-        conn_max_age=60,
-    )
+    # Health checks: a connection kept from before a database restart is tested and replaced
+    # before a request uses it, so the first request after an outage does not fail on it.
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server read while the worker writes; IMMEDIATE avoids the
@@ -185,8 +207,43 @@ MIMAMORI_RESET_CLIENT_LIMIT = env.integer("MIMAMORI_RESET_CLIENT_LIMIT", 10)
 MIMAMORI_RESET_ACCOUNT_LIMIT = env.integer("MIMAMORI_RESET_ACCOUNT_LIMIT", 3)
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = BASE_URL.startswith("https://")
+HTTPS = BASE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# HTTPS (docs/operations.md, "Production"). Behind a TLS-terminating proxy that sets
+# X-Forwarded-Proto (and strips it from clients), MIMAMORI_TLS_PROXY=1 lets Django see the request
+# was https. With an https BASE_URL, plain http is redirected (the health check excepted) and
+# browsers are told by HSTS to use https only, for MIMAMORI_HSTS_SECONDS (0 turns it off).
+if env.boolean("MIMAMORI_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.boolean("MIMAMORI_SSL_REDIRECT", HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz(/database)?$"]
+SECURE_HSTS_SECONDS = env.integer("MIMAMORI_HSTS_SECONDS", 365 * 24 * 60 * 60) if HTTPS else 0
+# The site's own host name and the names below it (there are none of ours over plain http).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SILENCED_SYSTEM_CHECKS = [
+    # security.W021 asks for SECURE_HSTS_PRELOAD. Preloading is a promise, for the whole
+    # registrable domain (often a municipality's), to browser vendors, and takes months to undo:
+    # the domain's owner decides it and submits the domain, not this application.
+    "security.W021",
+]
+
+# Content-Security-Policy (django-csp): everything from this server, no inline script or
+# style (the pages' JavaScript and CSS are static files), no frames, no plugins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        # Swagger UI (/api/v1/docs) draws its icons as data: SVG images from its CSS.
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 SESSION_COOKIE_AGE = 60 * 60 * 8
 
 LANGUAGE_CODE = "ja"

@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from mimamori.api.endpoints import api
+from mimamori.core import health
 from mimamori.core.health import healthz
 from mimamori.portal import confirm, unsubscribe
 
@@ -10,6 +11,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="portal:home", permanent=False)),
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", healthz, name="healthz"),
+    path("healthz/database", health.database, name="healthz_database"),
     # The 受信確認 link in broadcast mails: short, at the root, no login (S5).
     # <path:…>: anything under /c/, slashes and all, gets the one not-found page.
     path("c/<path:token>/", confirm.confirm, name="confirm"),
@@ -20,3 +22,6 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
 ]
+
+# A lost database answers 503 with its own page (mimamori/core/middleware.py); anything else 500.
+handler500 = "mimamori.core.middleware.server_error"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 from mimamori.accounts.models import Role, User
 from mimamori.registry.models import Municipality, Registrant, School
@@ -80,3 +81,15 @@ def make_staff(
     user.set_password(password)
     user.save()
     return user
+
+
+def api_document() -> dict[str, Any]:
+    """The OpenAPI document, as a centre staff member reads it (it is for staff only)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(make_staff(Role.CENTRE))
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document

@@ -29,7 +29,7 @@ from mimamori.receipts.models import Receipt
 from mimamori.registry import reachtests
 from mimamori.registry.models import ReachTest, Registrant, School
 from mimamori.support.models import Inquiry
-from tests.cast import make_municipality, make_registrant, make_school, make_staff
+from tests.cast import api_document, make_municipality, make_registrant, make_school, make_staff
 from tests.mailsink import Sink
 from tests.tasks import run_queued_tasks
 
@@ -215,7 +215,7 @@ def _api_url(path: str, world: World) -> str:
 
 
 def test_api_without_or_with_a_wrong_token_is_refused_everywhere(world: World) -> None:
-    schema = Client().get("/api/v1/openapi.json").json()
+    schema = api_document()
     operations = [(path, method) for path, item in schema["paths"].items() for method in item]
     assert len(operations) >= 8
     for headers in ({}, {"Authorization": "Bearer mmr_wrong"}, {"Authorization": "Basic abc"}):
@@ -227,7 +227,7 @@ def test_api_without_or_with_a_wrong_token_is_refused_everywhere(world: World) -
 
 
 def test_api_with_another_schools_token_reveals_nothing(world: World) -> None:
-    schema = Client().get("/api/v1/openapi.json").json()
+    schema = api_document()
     for who, user in world.outsiders.items():
         if user is None or not user.role:
             continue

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from mimamori import text
 from mimamori.accounts.models import User
 from mimamori.console.decorators import staff_required
+from mimamori.console.roster import letters_response
 from mimamori.console.views import _render, _staff
 from mimamori.registry import deregistration
 from mimamori.registry.access import (
@@ -31,7 +32,6 @@ from mimamori.registry.access import (
     get_school,
     incoming_transfers_for,
 )
-from mimamori.registry.letters import letters_html
 from mimamori.registry.models import (
     DeregistrationReason,
     DeregistrationRequest,
@@ -229,7 +229,7 @@ def school_transfer_in(request: HttpRequest, school_id: int) -> HttpResponse:
             except ValidationError as error:
                 form.add_error(None, error)
             else:
-                return HttpResponse(letters_html([enrolment]))
+                return letters_response([enrolment])
         status = 400
     return _render(
         request, "transfer_in.html", {"school": school, "form": form, "incoming": incoming}, status

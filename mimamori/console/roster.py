@@ -7,6 +7,7 @@ clear text only in that response, so there is no page to come back to for them l
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
@@ -20,8 +21,9 @@ from mimamori.accounts.models import User
 from mimamori.audit import log as audit
 from mimamori.console.decorators import staff_required
 from mimamori.registry.access import get_school
-from mimamori.registry.letters import letters_html, reissue_registration_codes
+from mimamori.registry.letters import letters_html, reissue_registration_codes, style_sources
 from mimamori.registry.models import RegistrantStatus, School
+from mimamori.registry.registrants import Enrolment
 from mimamori.registry.roster import MAX_ROSTER_BYTES, RosterError, import_roster
 
 
@@ -119,4 +121,12 @@ def letters(request: HttpRequest, school_id: int) -> HttpResponse:
         # Guardians who had a password: the letter is their way back in (P11).
         reissued_after_login=had_password,
     )
-    return HttpResponse(letters_html(enrolments))
+    return letters_response(enrolments)
+
+
+def letters_response(enrolments: Sequence[Enrolment]) -> HttpResponse:
+    """The printable letters page; the policy allows its own inline CSS by hash (django-csp)."""
+    document = letters_html(enrolments)
+    response = HttpResponse(document)
+    response._csp_update = {"style-src": style_sources(document)}  # type: ignore[attr-defined]
+    return response

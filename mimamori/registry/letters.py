@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import re
 from collections.abc import Iterable, Sequence
@@ -36,6 +38,17 @@ def letters_html(enrolments: Sequence[Enrolment]) -> str:
     writer.write(enrolments)
     writer.finish()
     return out.getvalue()
+
+
+def style_sources(document: str) -> list[str]:
+    """Content-Security-Policy sources ('sha256-…') that allow the inline <style> of the
+    document's head and nothing else. The letters keep their CSS inline because the roster
+    import also writes them to a file that is opened without a server."""
+    head = document.partition("</head>")[0]
+    return [
+        f"'sha256-{base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()}'"
+        for css in re.findall(r"<style>(.*?)</style>", head, re.DOTALL)
+    ]
 
 
 class LettersWriter:
