@@ -161,8 +161,9 @@ def test_pages_answer_503_while_postgresql_is_away_and_no_mail_is_lost(tmp_path:
             "MIMAMORI_DATA_DIR": str(tmp_path),
             "MIMAMORI_SWEEP_SECONDS": "1",
             "MIMAMORI_RETRY_BASE_SECONDS": "1",
-            # Rows a task held when PostgreSQL stopped are taken up again this soon after.
-            "MIMAMORI_DELIVERY_LEASE_SECONDS": "5",
+            # A task keeps what the relay accepted for two thirds of this while PostgreSQL is away
+            # (broadcasts/delivery.py); the outage below lasts a few seconds.
+            "MIMAMORI_DELIVERY_LEASE_SECONDS": "60",
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -250,12 +251,7 @@ def test_pages_answer_503_while_postgresql_is_away_and_no_mail_is_lost(tmp_path:
     assert {status for _email, status in outcome["rows"]} == {"accepted"}, outcome
     copies = sink.copies()
     assert sorted(copies) == sorted(targets)  # every target got the mail
-    # A mail handed to the relay just before PostgreSQL stopped, whose outcome could not be
-    # written, is sent again after the restart (docs/operations.md, "The sweep"): at most the
-    # SMTP sessions' unrecorded batches of the running tasks, each with its first Message-ID.
-    twice = [address for address, count in copies.items() if count > 1]
-    assert max(copies.values()) <= 2
-    assert len(twice) <= 4 * 21 * 2, twice  # MIMAMORI_SMTP_CONNECTIONS × 21 × the two workers
-    for address in twice:
-        assert len({message["Message-ID"] for message in sink.to(address)}) == 1, address
-    print(f"{len(targets)} targets, {len(twice)} sent twice")
+    # What the relay accepted before PostgreSQL stopped was kept by the task and written when it
+    # was back, so nothing went twice.
+    assert set(copies.values()) == {1}, {address: n for address, n in copies.items() if n > 1}
+    print(f"{len(targets)} targets, each got the mail once")

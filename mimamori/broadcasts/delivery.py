@@ -5,7 +5,9 @@ chunk never send the same row. Several SMTP connections then send in parallel, e
 for many messages, while this thread records the outcomes in small batches. A mail the relay
 accepted is recorded within FLUSH_SECONDS or FLUSH_ROWS; only those in flight or not yet
 recorded when a worker is killed can be sent a second time, when the claim's lease runs out
-(see sweep.py). While it works, the task renews its lease.
+(see sweep.py). While it works, the task renews its lease. When the database goes away
+instead, the task stops sending and keeps what the relay accepted until it can write it
+(_record_when_back), so an outage shorter than the lease sends nothing twice.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
@@ -152,7 +154,7 @@ class Outcomes:
                 self.queue.put(attempt)
                 return
         try:
-            _record([attempt])
+            _record_when_back([attempt], time.monotonic() + _patience_for_the_database())
             _observe(attempt)
         except Exception:
             # The row stays claimed: when its lease runs out the sweep offers it again.
@@ -278,13 +280,25 @@ def _send_claimed(broadcast: Broadcast, chunk: int, claim: uuid.UUID, rows: list
             )
             lane.threads.append(thread)
             thread.start()
+    unrecorded: list[Attempt] = []  # read from the senders, not yet written
     try:
-        _record_as_they_come(claim, [row.pk for row in rows], lanes, outcomes)
+        _record_as_they_come(claim, [row.pk for row in rows], lanes, outcomes, unrecorded)
+    except DatabaseError:
+        # The database went away: no more mail goes out unrecorded. The senders finish the
+        # mail in hand; what the relay accepted is written once the database is back, and
+        # the mails not started are put back for the next try.
+        log.warning("database unavailable while sending chunk %s of broadcast %s", chunk, broadcast.pk)
+        deadline = time.monotonic() + _patience_for_the_database()
+        unsent = [row for lane in lanes for row in lane.stop()]
+        for lane in lanes:
+            for thread in lane.threads:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        unrecorded.extend(outcomes.leave())
+        _record_when_back(unrecorded, deadline)
+        _put_back(unsent, timezone.now())
+        with contextlib.suppress(Exception):
+            carriers.release(lease for lane in lanes for lease in lane.leases)
     except BaseException:
-        # Outcomes can no longer be recorded (the database went away): let the senders stop
-        # after the mail in hand, as no more should go out unrecorded; the lease hands the
-        # rest of the claim back (sweep.py), and the carrier groups' sessions run out soon
-        # (MIMAMORI_CARRIER_LEASE_SECONDS) unless they can be given back now.
         for lane in lanes:
             lane.stop()
         with contextlib.suppress(Exception):
@@ -439,8 +453,11 @@ def _build(mails: broadcast_mails.BroadcastMail, **mail: Any) -> bytes:
         raise Unbuildable(messages.unbuildable(error)) from error
 
 
-def _record_as_they_come(claim: uuid.UUID, ids: list[int], lanes: list[Lane], outcomes: Outcomes) -> None:
-    batch: list[Attempt] = []
+def _record_as_they_come(
+    claim: uuid.UUID, ids: list[int], lanes: list[Lane], outcomes: Outcomes, batch: list[Attempt]
+) -> None:
+    """Read the senders' attempts and write them in batches. ``batch`` (the caller's list) holds
+    those read and not yet written, so that they outlive a database error."""
     replies = ReplyTimes()
     last_flush = last_heartbeat = last_lease = last_watch = time.monotonic()
     lease = settings.MIMAMORI_DELIVERY_LEASE_SECONDS
@@ -474,7 +491,7 @@ def _record_as_they_come(claim: uuid.UUID, ids: list[int], lanes: list[Lane], ou
             last_watch = moment
         if len(batch) >= FLUSH_ROWS or (batch and moment - last_flush >= FLUSH_SECONDS):
             _record(batch)
-            batch = []
+            batch.clear()
             last_flush = moment
         if moment - last_heartbeat >= lease / 3:
             Delivery.objects.filter(pk__in=ids, claim=claim, status=DeliveryStatus.SENDING).update(
@@ -486,6 +503,7 @@ def _record_as_they_come(claim: uuid.UUID, ids: list[int], lanes: list[Lane], ou
             last_lease = moment
     if batch:
         _record(batch)
+        batch.clear()
     with outcomes.lock:
         carriers.release(outcomes.free_leases)
         outcomes.free_leases = []
@@ -573,6 +591,31 @@ def _record(batch: list[Attempt]) -> None:
         # a refused sender or a mail we could not build does not.
         if row.status == DeliveryStatus.FAILED and attempt.reply.about_recipient:
             health.record_failure(attempt.row.email, bounces.from_reply(attempt.reply), source="smtp")
+
+
+def _patience_for_the_database() -> float:
+    """How long outcomes may wait for the database: while the claim's lease (renewed every
+    third of it) surely still holds, so that no other worker has taken the rows up again."""
+    return settings.MIMAMORI_DELIVERY_LEASE_SECONDS * 2 / 3
+
+
+def _record_when_back(batch: list[Attempt], deadline: float) -> None:
+    """Write ``batch``, trying again with growing pauses while the database is away, until
+    ``deadline`` (time.monotonic()); past it, the error goes up and the lease hands the rows
+    back (the relay may then get these mails a second time)."""
+    pause = 0.5
+    while True:
+        try:
+            with transaction.atomic():
+                _record(batch)
+            return
+        except DatabaseError:
+            # A connection that lost its server is unusable: the next query opens a new one.
+            connection.close()
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def _outcome(attempt: Attempt) -> Delivery:
