@@ -7,18 +7,19 @@ municipality's events, school staff are refused. There is no endpoint that write
 # No "from __future__ import annotations": ninja reads the parameter annotations at import.
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from mimamori.accounts.access import audit_events_for, can_read_audit_log
 from mimamori.api.auth import staff_of
-from mimamori.api.schemas import Error, LocalTime
+from mimamori.api.pagination import Pages
+from mimamori.api.schemas import ONE_LINE, READ_ERRORS, LocalTime, errors, line
 from mimamori.audit.models import AuditEvent
 from mimamori.audit.search import search
 
@@ -45,15 +46,17 @@ class AuditEventOut(Schema):
 
 
 class AuditFilter(Schema):
-    action: str | None = None
-    actor: str | None = Field(None, description="Part of the login.")
-    target: str | None = Field(None, description='Part of the target, e.g. "broadcast 12".')
+    action: Annotated[str, ONE_LINE, line(64)] | None = None
+    actor: Annotated[str, ONE_LINE, line(150)] | None = Field(None, description="Part of the login.")
+    target: Annotated[str, ONE_LINE, line(200)] | None = Field(
+        None, description='Part of the target, e.g. "broadcast 12".'
+    )
     date_from: date | None = Field(None, description="First day (local time), inclusive.")
     date_to: date | None = Field(None, description="Last day (local time), inclusive.")
 
 
-@router.get("/audit-events", response={200: list[AuditEventOut], 401: Error, 403: Error})
-@paginate(LimitOffsetPagination)
+@router.get("/audit-events", response={200: list[AuditEventOut], **READ_ERRORS, **errors(403)})
+@paginate(Pages)
 def list_audit_events(request: HttpRequest, filters: Query[AuditFilter]) -> QuerySet[AuditEvent]:
     user = staff_of(request)
     if not can_read_audit_log(user):
