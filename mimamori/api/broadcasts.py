@@ -21,6 +21,7 @@ from mimamori.api.auth import staff_of
 from mimamori.api.pagination import Pages
 from mimamori.api.schemas import (
     BODY_ERRORS,
+    Body,
     MAX_ITEMS,
     MULTI_LINE,
     ONE_LINE,
@@ -56,7 +57,7 @@ ONE = {**READ_ERRORS, **errors(404)}
 # --- shapes ---------------------------------------------------------------------------
 
 
-class ScopeIn(Schema):
+class ScopeIn(Body):
     municipality: Code | None = Field(None, description="One municipality's code.")
     municipalities: list[Code] = Field(
         default_factory=list, max_length=MAX_ITEMS, description="Municipality codes (centre)."
@@ -65,15 +66,15 @@ class ScopeIn(Schema):
     grades: list[Grade] = Field(
         default_factory=list, max_length=MAX_ITEMS, description="Only these grades (1-9); all if empty."
     )
-    classes: list[Annotated[str, ONE_LINE, line(16)]] = Field(
+    classes: list[Annotated[str, line(16), ONE_LINE]] = Field(
         default_factory=list, max_length=MAX_ITEMS, description="Only these classes; all if empty."
     )
 
 
-class BroadcastIn(Schema):
+class BroadcastIn(Body):
     scope: ScopeIn = Field(description="Nothing named means the token's whole scope (the centre must name).")
-    subject: Annotated[str, ONE_LINE, line(SUBJECT_MAX, required=True)]
-    body: Annotated[str, MULTI_LINE, lines(BODY_MAX)]
+    subject: Annotated[str, line(SUBJECT_MAX, required=True), ONE_LINE]
+    body: Annotated[str, lines(BODY_MAX), MULTI_LINE]
     request_confirmation: bool
     urgent: bool = False
     reminder_minutes: list[Annotated[int, Field(ge=1, le=sending.REMINDER_MINUTES_MAX)]] = Field(

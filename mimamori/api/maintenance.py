@@ -14,17 +14,17 @@ from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 
 from mimamori.api.auth import staff_of
-from mimamori.api.schemas import BODY_ERRORS, MAX_ITEMS, MULTI_LINE, Code, LocalTime, errors, lines
+from mimamori.api.schemas import BODY_ERRORS, Body, MAX_ITEMS, MULTI_LINE, Code, LocalTime, errors, lines
 from mimamori.maintenance import windows
 from mimamori.maintenance.models import MESSAGE_MAX, MaintenanceWindow
 
 router = Router(tags=["maintenance"])
 
 
-class WindowIn(Schema):
-    starts_at: datetime = Field(description="ISO 8601 with offset, in the future.")
-    ends_at: datetime = Field(description="After starts_at, at most 7 days later.")
-    message: Annotated[str, MULTI_LINE, lines(MESSAGE_MAX)] = Field(
+class WindowIn(Body):
+    starts_at: datetime = Field(strict=False, description="ISO 8601 with offset, in the future.")
+    ends_at: datetime = Field(strict=False, description="After starts_at, at most 7 days later.")
+    message: Annotated[str, lines(MESSAGE_MAX), MULTI_LINE] = Field(
         description="Shown to guardians in the notice mail and on the maintenance page."
     )
     municipalities: list[Code] = Field(

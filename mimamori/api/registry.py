@@ -135,7 +135,7 @@ def create_registrant(request: HttpRequest, data: RegistrantIn) -> Status[Enroll
 class RegistrantFilter(Schema):
     school: Id | None = None
     grade: Grade | None = None
-    class_name: Annotated[str, ONE_LINE, line(16)] | None = None
+    class_name: Annotated[str, line(16), ONE_LINE] | None = None
 
 
 @router.get("/registrants", response={200: list[RegistrantOut], **READ_ERRORS}, tags=["registry"])

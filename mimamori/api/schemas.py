@@ -15,7 +15,8 @@ from typing import Annotated, Any
 
 from django.utils import timezone
 from ninja import Schema
-from pydantic import BeforeValidator, Field, PlainSerializer
+from ninja.schema import DjangoGetter
+from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from mimamori import text
@@ -51,7 +52,7 @@ def _rule(multiline: bool) -> Callable[[Any], Any]:
     return check
 
 
-# Use as Annotated[str, ONE_LINE, line(64)]: the validator gives the rule's own message (and
+# Use as Annotated[str, line(64), ONE_LINE]: the validator gives the rule's own message (and
 # catches lone surrogates); line() gives the lengths and the pattern the document shows.
 ONE_LINE = BeforeValidator(_rule(multiline=False))
 MULTI_LINE = BeforeValidator(_rule(multiline=True))
@@ -72,12 +73,12 @@ def lines(max_length: int, **extra: Any) -> Any:
 
 # Django's SlugField, as municipality codes are.
 CODE_PATTERN = r"^[-a-zA-Z0-9_]+$"
-Code = Annotated[str, ONE_LINE, Field(min_length=1, max_length=32, pattern=CODE_PATTERN)]
+Code = Annotated[str, Field(min_length=1, max_length=32, pattern=CODE_PATTERN), ONE_LINE]
 Id = Annotated[int, Field(ge=1, le=text.MAX_BIGINT)]
 Grade = Annotated[int, Field(ge=1, le=9)]
 # A mail address slot: what makes an address deliverable (email_validator) is checked by the
 # registry and refused with 422 and a message saying why; the schema says length and characters.
-AddressSlot = Annotated[str, ONE_LINE, line(254)]
+AddressSlot = Annotated[str, line(254), ONE_LINE]
 # Lists a client may send: long enough for any real scope, short enough to stay cheap.
 MAX_ITEMS = 1000
 
@@ -106,6 +107,21 @@ READ_ERRORS = errors(401, 422)
 BODY_ERRORS = errors(400, 401, 413, 422)
 
 
+class Body(Schema):
+    """A request body: JSON types as the document says them (no 0 for false, no "1" for 1)."""
+
+    model_config = ConfigDict(strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, value: Any) -> Any:
+        # ninja reads attributes off anything it is given; a body must be a JSON object.
+        inner = value._obj if isinstance(value, DjangoGetter) else value  # ninja wraps what it is given
+        if not isinstance(inner, dict | Schema):
+            raise PydanticCustomError("model_type", "Input should be an object")
+        return value
+
+
 # --- municipalities -------------------------------------------------------------------
 
 
@@ -117,14 +133,14 @@ SUPPORT_EMAIL_PATTERN = (
 )
 
 
-class SupportContact(Schema):
-    name: Annotated[str, ONE_LINE, line(100)] = ""
-    phone: Annotated[str, ONE_LINE, line(32)] = ""
-    email: Annotated[str, ONE_LINE, line(254, pattern=SUPPORT_EMAIL_PATTERN)] = ""
-    hours: Annotated[str, ONE_LINE, line(100)] = ""
+class SupportContact(Body):
+    name: Annotated[str, line(100), ONE_LINE] = ""
+    phone: Annotated[str, line(32), ONE_LINE] = ""
+    email: Annotated[str, line(254, pattern=SUPPORT_EMAIL_PATTERN), ONE_LINE] = ""
+    hours: Annotated[str, line(100), ONE_LINE] = ""
 
 
-class ServiceSettings(Schema):
+class ServiceSettings(Body):
     confirmation_links_enabled: bool = True
     one_click_unsubscribe: bool = True
     broadcast_slots: list[Annotated[int, Field(ge=1, le=4)]] = Field(default_factory=lambda: [1, 2])
@@ -134,11 +150,11 @@ class ServiceSettings(Schema):
     )
 
 
-class MunicipalityIn(Schema):
+class MunicipalityIn(Body):
     code: Code
-    name: Annotated[str, ONE_LINE, line(64, required=True)]
+    name: Annotated[str, line(64, required=True), ONE_LINE]
     mail_domain: Annotated[
-        str, ONE_LINE, line(253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+        str, line(253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"), ONE_LINE
     ]
     support_contact: SupportContact | None = None
     settings: ServiceSettings | None = None
@@ -171,10 +187,10 @@ class MunicipalityOut(Schema):
 # --- schools --------------------------------------------------------------------------
 
 
-class SchoolIn(Schema):
+class SchoolIn(Body):
     municipality: Code = Field(description="The municipality's code.")
-    name: Annotated[str, ONE_LINE, line(64, required=True)]
-    sender_local_part: Annotated[str, ONE_LINE, line(64, pattern=r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")]
+    name: Annotated[str, line(64, required=True), ONE_LINE]
+    sender_local_part: Annotated[str, line(64, pattern=r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$"), ONE_LINE]
 
 
 class SchoolOut(Schema):
@@ -192,17 +208,17 @@ class SchoolOut(Schema):
 # --- registrants ----------------------------------------------------------------------
 
 
-class RegistrantIn(Schema):
+class RegistrantIn(Body):
     school: Id
-    child_name: Annotated[str, ONE_LINE, line(64, required=True)]
-    child_name_kana: Annotated[str, ONE_LINE, line(64)] = ""
+    child_name: Annotated[str, line(64, required=True), ONE_LINE]
+    child_name_kana: Annotated[str, line(64), ONE_LINE] = ""
     grade: Grade
-    class_name: Annotated[str, ONE_LINE, line(16, required=True)]
+    class_name: Annotated[str, line(16, required=True), ONE_LINE]
     addresses: Slots = Field(default_factory=list, description="Slots 1-4; null or missing for empty.")
     receive_broadcasts: bool = True
 
 
-class RegistrantPatch(Schema):
+class RegistrantPatch(Body):
     addresses: Slots | None = None
     receive_broadcasts: bool | None = None
 
