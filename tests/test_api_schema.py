@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import Client
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
@@ -180,6 +182,17 @@ def test_the_document_is_the_one_the_app_serves(world: World) -> None:
     )
     assert response.status_code == 200
     assert response.json() == json.loads(json.dumps(api.get_openapi_schema(path_prefix="/api/v1/")))
+
+
+@pytest.fixture(autouse=True)
+def _one_connection() -> Iterator[None]:
+    # Django closes the database connection after each request; the calls here run inside the
+    # test's transaction, so (as django.test.Client does) keep it open while they are made.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture(autouse=True)
