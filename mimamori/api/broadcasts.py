@@ -21,11 +21,11 @@ from mimamori.api.auth import staff_of
 from mimamori.api.pagination import Pages
 from mimamori.api.schemas import (
     BODY_ERRORS,
-    Body,
     MAX_ITEMS,
     MULTI_LINE,
     ONE_LINE,
     READ_ERRORS,
+    Body,
     Code,
     Grade,
     Id,

@@ -14,7 +14,7 @@ from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 
 from mimamori.api.auth import staff_of
-from mimamori.api.schemas import BODY_ERRORS, Body, MAX_ITEMS, MULTI_LINE, Code, LocalTime, errors, lines
+from mimamori.api.schemas import BODY_ERRORS, MAX_ITEMS, MULTI_LINE, Body, Code, LocalTime, errors, lines
 from mimamori.maintenance import windows
 from mimamori.maintenance.models import MESSAGE_MAX, MaintenanceWindow
 
