@@ -305,3 +305,17 @@ def test_refusals_are_in_the_users_language(centre: Api, school: School) -> None
     messages = [item["msg"] for item in response.json()["detail"]]
     with translation.override("ja"):
         assert str(SINGLE_LINE_MESSAGE) in messages
+
+
+@pytest.mark.parametrize(
+    "query", ["date_to=9999-12-31", "date_from=0001-01-01", "date_from=0001-01-01&date_to=9999-12-31"]
+)
+def test_audit_days_at_the_ends_of_the_calendar_are_answered(centre: Api, query: str) -> None:
+    # The day after 9999-12-31, or 0001-01-01 in Tokyo as UTC, cannot be a datetime: no 500.
+    response = centre.get(f"/audit-events?{query}")
+    assert response.status_code == 200, response.content
+
+
+@pytest.mark.parametrize("query", ["date_to=0", "date_from=20240101", "date_to=2024-W01-1"])
+def test_audit_days_are_only_yyyy_mm_dd(centre: Api, query: str) -> None:
+    _refused(centre.get(f"/audit-events?{query}"))
