@@ -6,19 +6,23 @@ municipality's events, school staff are refused. There is no endpoint that write
 
 # No "from __future__ import annotations": ninja reads the parameter annotations at import.
 
+import re
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 from mimamori.accounts.access import audit_events_for, can_read_audit_log
 from mimamori.api.auth import staff_of
-from mimamori.api.schemas import Error, LocalTime
+from mimamori.api.pagination import Pages
+from mimamori.api.schemas import ONE_LINE, READ_ERRORS, LocalTime, errors, line
 from mimamori.audit.models import AuditEvent
 from mimamori.audit.search import search
 
@@ -44,19 +48,38 @@ class AuditEventOut(Schema):
         return obj.municipality.code if obj.municipality else None
 
 
+def _day(value: Any) -> Any:
+    """A day as the document says it (format: date, YYYY-MM-DD), not pydantic's wider reading."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise PydanticCustomError("date_from_datetime_parsing", _("Enter a date as YYYY-MM-DD."))
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_day)]
+# Days the search can turn into times (the day after the last, in UTC) without overflowing.
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
+
+
 class AuditFilter(Schema):
-    action: str | None = None
-    actor: str | None = Field(None, description="Part of the login.")
-    target: str | None = Field(None, description='Part of the target, e.g. "broadcast 12".')
-    date_from: date | None = Field(None, description="First day (local time), inclusive.")
-    date_to: date | None = Field(None, description="Last day (local time), inclusive.")
+    action: Annotated[str, line(64), ONE_LINE] | None = None
+    actor: Annotated[str, line(150), ONE_LINE] | None = Field(None, description="Part of the login.")
+    target: Annotated[str, line(200), ONE_LINE] | None = Field(
+        None, description='Part of the target, e.g. "broadcast 12".'
+    )
+    date_from: Day | None = Field(None, description="First day (local time), inclusive.")
+    date_to: Day | None = Field(None, description="Last day (local time), inclusive.")
 
 
-@router.get("/audit-events", response={200: list[AuditEventOut], 401: Error, 403: Error})
-@paginate(LimitOffsetPagination)
+@router.get("/audit-events", response={200: list[AuditEventOut], **READ_ERRORS, **errors(403)})
+@paginate(Pages)
 def list_audit_events(request: HttpRequest, filters: Query[AuditFilter]) -> QuerySet[AuditEvent]:
     user = staff_of(request)
     if not can_read_audit_log(user):
         raise HttpError(403, _("Only the support centre and municipalities can read the audit log."))
     wanted = {name: value for name, value in filters.dict().items() if value not in (None, "")}
+    # No event is older than 1900 or newer than 9998: bounds beyond those select the same events.
+    if "date_from" in wanted:
+        wanted["date_from"] = max(wanted["date_from"], FIRST_DAY)
+    if "date_to" in wanted:
+        wanted["date_to"] = min(wanted["date_to"], LAST_DAY)
     return search(audit_events_for(user), wanted).select_related("municipality").order_by("-at", "-pk")

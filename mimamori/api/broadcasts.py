@@ -6,49 +6,82 @@ mimamori.broadcasts.access, so one outside the token's scope is a 404.
 
 # No "from __future__ import annotations": ninja reads the parameter annotations at import.
 
-from typing import Any
+from typing import Annotated, Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
-from ninja import Field, Query, Router, Schema, Status
+from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.errors import ValidationError as RequestValidationError
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from mimamori.api.auth import staff_of
-from mimamori.api.schemas import Error, LocalTime
+from mimamori.api.pagination import Pages
+from mimamori.api.schemas import (
+    BODY_ERRORS,
+    MAX_ITEMS,
+    MULTI_LINE,
+    ONE_LINE,
+    READ_ERRORS,
+    Body,
+    Code,
+    Grade,
+    Id,
+    LocalTime,
+    errors,
+    line,
+    lines,
+)
 from mimamori.broadcasts import access, mails, sending, targeting
-from mimamori.broadcasts.models import Broadcast, Delivery, DeliveryStatus
+from mimamori.broadcasts.models import (
+    BODY_MAX,
+    SUBJECT_MAX,
+    Broadcast,
+    BroadcastStatus,
+    Delivery,
+    DeliveryStatus,
+)
 from mimamori.receipts import statistics
 from mimamori.registry.access import schools_for
+from mimamori.text import MAX_BIGINT
 
 router = Router(tags=["broadcasts"])
 
-ERRORS = {401: Error, 403: Error, 404: Error, 409: Error, 422: Error}
+BroadcastId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+# One broadcast: 401, 422 for an id outside 1..2^63-1, 404 outside the token's scope.
+ONE = {**READ_ERRORS, **errors(404)}
 
 
 # --- shapes ---------------------------------------------------------------------------
 
 
-class ScopeIn(Schema):
-    municipality: str | None = Field(None, description="One municipality's code.")
-    municipalities: list[str] = Field(default_factory=list, description="Municipality codes (centre).")
-    schools: list[int] = Field(default_factory=list, description="School ids.")
-    grades: list[int] = Field(default_factory=list, description="Only these grades (1-9); all if empty.")
-    classes: list[str] = Field(default_factory=list, description="Only these classes; all if empty.")
+class ScopeIn(Body):
+    municipality: Code | None = Field(None, description="One municipality's code.")
+    municipalities: list[Code] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Municipality codes (centre)."
+    )
+    schools: list[Id] = Field(default_factory=list, max_length=MAX_ITEMS, description="School ids.")
+    grades: list[Grade] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Only these grades (1-9); all if empty."
+    )
+    classes: list[Annotated[str, line(16), ONE_LINE]] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Only these classes; all if empty."
+    )
 
 
-class BroadcastIn(Schema):
+class BroadcastIn(Body):
     scope: ScopeIn = Field(description="Nothing named means the token's whole scope (the centre must name).")
-    subject: str
-    body: str
+    subject: Annotated[str, line(SUBJECT_MAX, required=True), ONE_LINE]
+    body: Annotated[str, lines(BODY_MAX), MULTI_LINE]
     request_confirmation: bool
     urgent: bool = False
-    reminder_minutes: list[int] = Field(
+    reminder_minutes: list[Annotated[int, Field(ge=1, le=sending.REMINDER_MINUTES_MAX)]] = Field(
         default_factory=list,
-        description="Automatic reminders to the unconfirmed, in minutes after sending (e.g. [30, 60]).",
+        max_length=MAX_ITEMS,
+        description="Automatic reminders to the unconfirmed, in minutes after sending (e.g. [30, 60]); "
+        "they need request_confirmation.",
     )
 
 
@@ -78,7 +111,7 @@ class Counts(Schema):
 
 class BroadcastSummary(Schema):
     id: int
-    status: str
+    status: BroadcastStatus
     subject: str
     urgent: bool
     request_confirmation: bool
@@ -170,7 +203,7 @@ class BroadcastOut(BroadcastSummary):
 
 class SendOut(Schema):
     id: int
-    status: str
+    status: BroadcastStatus
 
 
 class RetryOut(Schema):
@@ -179,7 +212,7 @@ class RetryOut(Schema):
 
 class DeliveryOut(Schema):
     email: str
-    status: str
+    status: DeliveryStatus
     attempts: int
     reply: str = Field(description="The SMTP server's last reply.")
     accepted_at: LocalTime | None
@@ -213,7 +246,7 @@ class DeliveryFilter(Schema):
 # --- endpoints ------------------------------------------------------------------------
 
 
-@router.post("/broadcasts", response={201: DraftOut, **ERRORS})
+@router.post("/broadcasts", response={201: DraftOut, **BODY_ERRORS})
 def create_broadcast(request: HttpRequest, data: BroadcastIn) -> Status[Broadcast]:
     user = staff_of(request)
     codes = [data.scope.municipality] if data.scope.municipality else []
@@ -239,8 +272,8 @@ def create_broadcast(request: HttpRequest, data: BroadcastIn) -> Status[Broadcas
     return Status(201, broadcast)
 
 
-@router.get("/broadcasts", response=list[BroadcastSummary])
-@paginate(LimitOffsetPagination)
+@router.get("/broadcasts", response={200: list[BroadcastSummary], **READ_ERRORS})
+@paginate(Pages)
 def list_broadcasts(request: HttpRequest) -> QuerySet[Broadcast]:
     return (
         access.broadcasts_for(staff_of(request))
@@ -249,24 +282,24 @@ def list_broadcasts(request: HttpRequest) -> QuerySet[Broadcast]:
     )
 
 
-@router.get("/broadcasts/{broadcast_id}", response={200: BroadcastOut, **ERRORS})
-def get_broadcast(request: HttpRequest, broadcast_id: int) -> Broadcast:
+@router.get("/broadcasts/{broadcast_id}", response={200: BroadcastOut, **ONE})
+def get_broadcast(request: HttpRequest, broadcast_id: BroadcastId) -> Broadcast:
     return access.get_broadcast(staff_of(request), broadcast_id)
 
 
-@router.post("/broadcasts/{broadcast_id}/send", response={202: SendOut, **ERRORS})
-def send_broadcast(request: HttpRequest, broadcast_id: int) -> Status[SendOut]:
+@router.post("/broadcasts/{broadcast_id}/send", response={202: SendOut, **ONE, **errors(409)})
+def send_broadcast(request: HttpRequest, broadcast_id: BroadcastId) -> Status[SendOut]:
     user = staff_of(request)
     broadcast = access.get_broadcast(user, broadcast_id)
     if not sending.send(broadcast, by=user):
         raise HttpError(409, _("This broadcast has already been sent."))
-    return Status(202, SendOut(id=broadcast.pk, status=broadcast.status))
+    return Status(202, SendOut(id=broadcast.pk, status=BroadcastStatus(broadcast.status)))
 
 
-@router.get("/broadcasts/{broadcast_id}/deliveries", response={200: list[DeliveryOut], **ERRORS})
-@paginate(LimitOffsetPagination)
+@router.get("/broadcasts/{broadcast_id}/deliveries", response={200: list[DeliveryOut], **ONE})
+@paginate(Pages)
 def list_deliveries(
-    request: HttpRequest, broadcast_id: int, filters: Query[DeliveryFilter]
+    request: HttpRequest, broadcast_id: BroadcastId, filters: Query[DeliveryFilter]
 ) -> QuerySet[Delivery]:
     broadcast = access.get_broadcast(staff_of(request), broadcast_id)
     deliveries = Delivery.objects.filter(broadcast=broadcast).prefetch_related("recipients")
@@ -275,17 +308,17 @@ def list_deliveries(
     return deliveries.order_by("pk")
 
 
-@router.get("/broadcasts/{broadcast_id}/receipts", response={200: list[ReceiptOut], **ERRORS})
-@paginate(LimitOffsetPagination)
-def list_receipts(request: HttpRequest, broadcast_id: int) -> QuerySet[Any, Any]:
+@router.get("/broadcasts/{broadcast_id}/receipts", response={200: list[ReceiptOut], **ONE})
+@paginate(Pages)
+def list_receipts(request: HttpRequest, broadcast_id: BroadcastId) -> QuerySet[Any, Any]:
     """Every registrant the broadcast reached, by school, grade, class and name."""
     user = staff_of(request)
     broadcast = access.get_broadcast(user, broadcast_id)
     return statistics.with_confirmed_at(statistics.targeted(broadcast, schools_for(user)), broadcast)
 
 
-@router.post("/broadcasts/{broadcast_id}/retry", response={200: RetryOut, **ERRORS})
-def retry_failed(request: HttpRequest, broadcast_id: int) -> RetryOut:
+@router.post("/broadcasts/{broadcast_id}/retry", response={200: RetryOut, **ONE})
+def retry_failed(request: HttpRequest, broadcast_id: BroadcastId) -> RetryOut:
     user = staff_of(request)
     broadcast = access.get_broadcast(user, broadcast_id)
     return RetryOut(retried=sending.retry_failed(broadcast, by=user))

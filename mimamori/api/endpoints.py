@@ -6,13 +6,15 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from ninja import NinjaAPI
+from ninja.errors import ValidationError, ValidationErrorContext
 from ninja.openapi.views import openapi_view
 
 from mimamori.api.audit import router as audit_router
@@ -41,7 +43,48 @@ def staff_only_docs(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
     return wrapped
 
 
-api = NinjaAPI(
+def _message(error: dict[str, Any]) -> str:
+    """pydantic's message for a refused value, in the user's language where we know the kind."""
+    ctx = error.get("ctx") or {}
+    kind = error.get("type")
+    if kind == "missing":
+        return _("This field is required.")
+    if kind == "string_too_short" and ctx.get("min_length") == 1:
+        return _("Please enter a value.")
+    if kind == "string_too_long":
+        return _("This is too long (at most %(max)d characters).") % {"max": ctx["max_length"]}
+    if kind == "string_pattern_mismatch":
+        return _("This value is not in the accepted form (see the API document).")
+    if kind == "too_long":
+        return _("Too many items (at most %(max)d).") % {"max": ctx["max_length"]}
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return _("Enter a whole number.")
+    if kind == "less_than_equal":
+        return _("Enter a number no greater than %(max)s.") % {"max": ctx["le"]}
+    if kind == "greater_than_equal":
+        return _("Enter a number no less than %(min)s.") % {"min": ctx["ge"]}
+    return str(error.get("msg", ""))
+
+
+class Api(NinjaAPI):
+    def validation_error_from_error_contexts(
+        self, error_contexts: list[ValidationErrorContext]
+    ) -> ValidationError:
+        """422 details located as the domain's are (["body", field]), with messages translated."""
+        error = super().validation_error_from_error_contexts(error_contexts)
+        body = [c.model for c in error_contexts if c.model.__ninja_param_source__ == "body"]
+        # ninja names the body parameter (["body", "data", field]); with one there is nothing to tell apart.
+        names = {name for model in body for name in model.model_fields} if len(body) == 1 else set()
+        for item in error.errors:
+            loc = tuple(item["loc"])
+            if len(names) == 1 and len(loc) > 2 and loc[0] == "body" and loc[1] in names:
+                item["loc"] = ("body", *loc[2:])
+            item["msg"] = _message(item)
+            item.pop("ctx", None)
+        return error
+
+
+api = Api(
     title="mimamori API", version="1", urls_namespace="api", auth=StaffToken(), docs_decorator=staff_only_docs
 )
 
@@ -72,6 +115,19 @@ def domain_validation_error(request: HttpRequest, error: DjangoValidationError) 
 @api.exception_handler(PermissionDenied)
 def permission_denied(request: HttpRequest, error: PermissionDenied) -> HttpResponse:
     return api.create_response(request, {"detail": str(error) or _("Not allowed.")}, status=403)
+
+
+@api.exception_handler(RequestDataTooBig)
+def too_large(request: HttpRequest, error: RequestDataTooBig) -> HttpResponse:
+    """A body beyond DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to read it; say so in JSON."""
+    return api.create_response(
+        request,
+        {
+            "detail": _("The request is too large (at most %(max)d bytes).")
+            % {"max": settings.DATA_UPLOAD_MAX_MEMORY_SIZE}
+        },
+        status=413,
+    )
 
 
 api.add_router("/", registry_router)

@@ -6,6 +6,7 @@ Thin: mimamori.maintenance.windows validates, saves and audits; anyone but the c
 # No "from __future__ import annotations": ninja reads the parameter annotations at import.
 
 from datetime import datetime
+from typing import Annotated
 
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
@@ -13,21 +14,23 @@ from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 
 from mimamori.api.auth import staff_of
-from mimamori.api.schemas import Error, LocalTime
+from mimamori.api.schemas import BODY_ERRORS, MAX_ITEMS, MULTI_LINE, Body, Code, LocalTime, errors, lines
 from mimamori.maintenance import windows
-from mimamori.maintenance.models import MaintenanceWindow
+from mimamori.maintenance.models import MESSAGE_MAX, MaintenanceWindow
 
 router = Router(tags=["maintenance"])
 
-ERRORS = {401: Error, 403: Error, 422: Error}
 
-
-class WindowIn(Schema):
-    starts_at: datetime = Field(description="ISO 8601 with offset, in the future.")
-    ends_at: datetime = Field(description="After starts_at, at most 7 days later.")
-    message: str = Field(description="Shown to guardians in the notice mail and on the maintenance page.")
-    municipalities: list[str] = Field(
-        default_factory=list, description="Municipality codes affected; empty means every municipality."
+class WindowIn(Body):
+    starts_at: datetime = Field(strict=False, description="ISO 8601 with offset, in the future.")
+    ends_at: datetime = Field(strict=False, description="After starts_at, at most 7 days later.")
+    message: Annotated[str, lines(MESSAGE_MAX), MULTI_LINE] = Field(
+        description="Shown to guardians in the notice mail and on the maintenance page."
+    )
+    municipalities: list[Code] = Field(
+        default_factory=list,
+        max_length=MAX_ITEMS,
+        description="Municipality codes affected; empty means every municipality.",
     )
 
 
@@ -55,7 +58,7 @@ def _aware(moment: datetime) -> datetime:
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
-@router.post("/maintenance-windows", response={201: WindowOut, **ERRORS})
+@router.post("/maintenance-windows", response={201: WindowOut, **BODY_ERRORS, **errors(403)})
 def plan_window(request: HttpRequest, payload: WindowIn) -> Status[MaintenanceWindow]:
     _centre(request)
     window = windows.plan(
@@ -69,7 +72,7 @@ def plan_window(request: HttpRequest, payload: WindowIn) -> Status[MaintenanceWi
     return Status(201, window)
 
 
-@router.get("/maintenance-windows", response={200: list[WindowOut], **ERRORS})
+@router.get("/maintenance-windows", response={200: list[WindowOut], **errors(401, 403)})
 def list_windows(request: HttpRequest) -> list[MaintenanceWindow]:
     _centre(request)
     return list(MaintenanceWindow.objects.prefetch_related("municipalities").order_by("-starts_at", "-pk"))

@@ -2,21 +2,26 @@
 
 # No "from __future__ import annotations": ninja reads the parameter annotations at import.
 
-from typing import Any
+from typing import Annotated, Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
-from ninja import Query, Router, Schema, Status
+from ninja import Path, Query, Router, Schema, Status
 from ninja.errors import HttpError
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from mimamori.api.auth import staff_of
+from mimamori.api.pagination import Pages
 from mimamori.api.schemas import (
+    BODY_ERRORS,
+    ONE_LINE,
+    READ_ERRORS,
     Enrolled,
     EnrolmentOut,
-    Error,
+    Grade,
+    Id,
     MunicipalityIn,
     MunicipalityOut,
     RegistrantIn,
@@ -25,19 +30,24 @@ from mimamori.api.schemas import (
     SchoolIn,
     SchoolOut,
     ServiceSettings,
+    errors,
+    line,
 )
 from mimamori.audit import log as audit
 from mimamori.registry import access
 from mimamori.registry.addresses import set_addresses
 from mimamori.registry.models import Municipality, Registrant, School
 from mimamori.registry.registrants import deregister, enrol, registrant_target
+from mimamori.text import MAX_BIGINT
 
 router = Router()
 
-ERRORS = {401: Error, 403: Error, 404: Error, 409: Error, 422: Error}
+RegistrantId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 
 
-@router.post("/municipalities", response={201: MunicipalityOut, **ERRORS}, tags=["registry"])
+@router.post(
+    "/municipalities", response={201: MunicipalityOut, **BODY_ERRORS, **errors(403, 409)}, tags=["registry"]
+)
 def create_municipality(request: HttpRequest, data: MunicipalityIn) -> Status[Municipality]:
     if not access.can_manage_municipalities(staff_of(request)):
         raise HttpError(403, _("Only the support centre can add municipalities."))
@@ -67,12 +77,12 @@ def create_municipality(request: HttpRequest, data: MunicipalityIn) -> Status[Mu
     return Status(201, municipality)
 
 
-@router.get("/municipalities", response=list[MunicipalityOut], tags=["registry"])
+@router.get("/municipalities", response={200: list[MunicipalityOut], **errors(401)}, tags=["registry"])
 def list_municipalities(request: HttpRequest) -> QuerySet[Municipality]:
     return access.municipalities_for(staff_of(request))
 
 
-@router.post("/schools", response={201: SchoolOut, **ERRORS}, tags=["registry"])
+@router.post("/schools", response={201: SchoolOut, **BODY_ERRORS, **errors(403, 404, 409)}, tags=["registry"])
 def create_school(request: HttpRequest, data: SchoolIn) -> Status[School]:
     user = staff_of(request)
     if not access.can_manage_schools(user):
@@ -93,12 +103,12 @@ def create_school(request: HttpRequest, data: SchoolIn) -> Status[School]:
     return Status(201, school)
 
 
-@router.get("/schools", response=list[SchoolOut], tags=["registry"])
+@router.get("/schools", response={200: list[SchoolOut], **errors(401)}, tags=["registry"])
 def list_schools(request: HttpRequest) -> QuerySet[School]:
     return access.schools_for(staff_of(request))
 
 
-@router.post("/registrants", response={201: EnrolmentOut, **ERRORS}, tags=["registry"])
+@router.post("/registrants", response={201: EnrolmentOut, **BODY_ERRORS, **errors(404)}, tags=["registry"])
 def create_registrant(request: HttpRequest, data: RegistrantIn) -> Status[Enrolled]:
     user = staff_of(request)
     school = access.get_school(user, data.school)
@@ -123,13 +133,13 @@ def create_registrant(request: HttpRequest, data: RegistrantIn) -> Status[Enroll
 
 
 class RegistrantFilter(Schema):
-    school: int | None = None
-    grade: int | None = None
-    class_name: str | None = None
+    school: Id | None = None
+    grade: Grade | None = None
+    class_name: Annotated[str, line(16), ONE_LINE] | None = None
 
 
-@router.get("/registrants", response=list[RegistrantOut], tags=["registry"])
-@paginate(LimitOffsetPagination)
+@router.get("/registrants", response={200: list[RegistrantOut], **READ_ERRORS}, tags=["registry"])
+@paginate(Pages)
 def list_registrants(request: HttpRequest, filters: Query[RegistrantFilter]) -> QuerySet[Registrant]:
     registrants = access.registrants_for(staff_of(request)).prefetch_related("addresses")
     if filters.school is not None:
@@ -141,13 +151,21 @@ def list_registrants(request: HttpRequest, filters: Query[RegistrantFilter]) -> 
     return registrants
 
 
-@router.get("/registrants/{registrant_id}", response={200: RegistrantOut, **ERRORS}, tags=["registry"])
-def get_registrant(request: HttpRequest, registrant_id: int) -> Registrant:
+@router.get(
+    "/registrants/{registrant_id}",
+    response={200: RegistrantOut, **READ_ERRORS, **errors(404)},
+    tags=["registry"],
+)
+def get_registrant(request: HttpRequest, registrant_id: RegistrantId) -> Registrant:
     return access.get_registrant(staff_of(request), registrant_id)
 
 
-@router.patch("/registrants/{registrant_id}", response={200: RegistrantOut, **ERRORS}, tags=["registry"])
-def update_registrant(request: HttpRequest, registrant_id: int, data: RegistrantPatch) -> Registrant:
+@router.patch(
+    "/registrants/{registrant_id}",
+    response={200: RegistrantOut, **BODY_ERRORS, **errors(404, 409)},
+    tags=["registry"],
+)
+def update_registrant(request: HttpRequest, registrant_id: RegistrantId, data: RegistrantPatch) -> Registrant:
     user = staff_of(request)
     registrant = access.get_registrant(user, registrant_id)
     if not registrant.is_active:
@@ -178,9 +196,11 @@ def _audit_change(request: HttpRequest, registrant: Registrant, action: str, **d
 
 
 @router.post(
-    "/registrants/{registrant_id}/deregister", response={200: RegistrantOut, **ERRORS}, tags=["registry"]
+    "/registrants/{registrant_id}/deregister",
+    response={200: RegistrantOut, **READ_ERRORS, **errors(404)},
+    tags=["registry"],
 )
-def deregister_registrant(request: HttpRequest, registrant_id: int) -> Registrant:
+def deregister_registrant(request: HttpRequest, registrant_id: RegistrantId) -> Registrant:
     registrant = access.get_registrant(staff_of(request), registrant_id)
     deregister(registrant)
     return registrant

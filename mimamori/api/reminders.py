@@ -11,14 +11,13 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
 from mimamori.api.auth import staff_of
-from mimamori.api.schemas import Error, LocalTime
+from mimamori.api.broadcasts import ONE, BroadcastId
+from mimamori.api.schemas import LocalTime, errors
 from mimamori.broadcasts.access import get_broadcast
 from mimamori.receipts.models import Reminder
 from mimamori.receipts.reminders import ReminderRefused, send_reminder
 
 router = Router(tags=["broadcasts"])
-
-ERRORS = {401: Error, 403: Error, 404: Error, 409: Error}
 
 
 class ReminderSent(Schema):
@@ -42,8 +41,8 @@ class ReminderOut(Schema):
         return obj.created_by.username if obj.created_by else None
 
 
-@router.post("/broadcasts/{broadcast_id}/reminders", response={202: ReminderSent, **ERRORS})
-def send_broadcast_reminder(request: HttpRequest, broadcast_id: int) -> Status[ReminderSent]:
+@router.post("/broadcasts/{broadcast_id}/reminders", response={202: ReminderSent, **ONE, **errors(409)})
+def send_broadcast_reminder(request: HttpRequest, broadcast_id: BroadcastId) -> Status[ReminderSent]:
     user = staff_of(request)
     broadcast = get_broadcast(user, broadcast_id)
     try:
@@ -53,7 +52,7 @@ def send_broadcast_reminder(request: HttpRequest, broadcast_id: int) -> Status[R
     return Status(202, ReminderSent(reminder=broadcast.reminders_sent, messages=count))
 
 
-@router.get("/broadcasts/{broadcast_id}/reminders", response={200: list[ReminderOut], **ERRORS})
-def list_broadcast_reminders(request: HttpRequest, broadcast_id: int) -> list[Reminder]:
+@router.get("/broadcasts/{broadcast_id}/reminders", response={200: list[ReminderOut], **ONE})
+def list_broadcast_reminders(request: HttpRequest, broadcast_id: BroadcastId) -> list[Reminder]:
     broadcast = get_broadcast(staff_of(request), broadcast_id)
     return list(Reminder.objects.filter(broadcast=broadcast).select_related("created_by").order_by("number"))
