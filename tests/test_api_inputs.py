@@ -260,6 +260,8 @@ def test_a_body_that_is_not_json_or_not_utf8_is_a_json_400(centre: Api, raw: byt
 def test_a_body_that_is_not_json_is_400(centre: Api) -> None:
     _refused(_send(centre, "post", "/schools", b"{"), 400)
     _refused(_send(centre, "post", "/schools", b"\xff\xfe\x00"), 400)
+    answer = _send(centre, "post", "/schools", b"{")
+    assert answer.json() == {"detail": "リクエストの本文が UTF-8 の JSON ではありません。"}
 
 
 def test_a_too_large_body_is_a_json_413(centre: Api, settings: Any) -> None:

@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from ninja import NinjaAPI
-from ninja.errors import ValidationError, ValidationErrorContext
+from ninja.errors import HttpError, ValidationError, ValidationErrorContext
 from ninja.openapi.views import openapi_view
 
 from mimamori.api.audit import router as audit_router
@@ -128,6 +128,15 @@ def too_large(request: HttpRequest, error: RequestDataTooBig) -> HttpResponse:
         },
         status=413,
     )
+
+
+@api.exception_handler(HttpError)
+def http_error(request: HttpRequest, error: HttpError) -> HttpResponse:
+    """ninja's own refusals; the one for a body that is not JSON in UTF-8 in the user's language."""
+    detail = str(error)
+    if error.status_code == 400 and detail.startswith("Cannot parse request body"):
+        detail = _("The request body is not JSON in UTF-8.")
+    return api.create_response(request, {"detail": detail}, status=error.status_code)
 
 
 api.add_router("/", registry_router)
