@@ -27,7 +27,7 @@ from typing import Any
 
 from bench import common
 
-PASSWORD = "Bench-centre-2026!"  # noqa: S105 - a throwaway database's login
+PASSWORD = "Yubari-melon-7s!"  # noqa: S105 - a throwaway database's login
 DOMAINS = ("docomo.ne.jp", "ezweb.ne.jp", "au.com", "softbank.ne.jp", "i.softbank.jp", "gmail.com")
 SCHOOL_SIZE = 10_000  # rows per roster file; more registrants means more schools
 HEADER = "学年,組,児童氏名,ふりがな,メールアドレス1,メールアドレス2,メールアドレス3,メールアドレス4"

@@ -8,6 +8,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -15,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
 
+import mimamori
 from mimamori.accounts.models import Role, User
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.models import Broadcast, Delivery
@@ -153,7 +155,12 @@ def test_unconfirmed_list_and_csv_are_exactly_the_unconfirmed(sent: Sent) -> Non
     assert "見守 あおい" not in html
     assert "it***@au.com" in html  # masked (P2)
     assert "itsuki@au.com" not in html
-    assert "@media print" in html or 'media="print"' in html
+    # Printed without the menus: the page's class and the site stylesheet's print rules (the
+    # Content-Security-Policy allows no inline style).
+    assert 'class="print-list"' in html
+    assert "mimamori/site.css" in html
+    stylesheet = (Path(mimamori.__file__).parent / "core/static/mimamori/site.css").read_text()
+    assert re.search(r"@media print \{\s*\.print-list", stylesheet)
 
     response = client.get(reverse("console:broadcast_unconfirmed_csv", args=[sent.broadcast.pk]))
     assert response["Content-Type"] == "text/csv; charset=utf-8"

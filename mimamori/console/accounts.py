@@ -18,7 +18,6 @@ from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.forms import SetPasswordForm
-from django.db.models import Model
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -33,19 +32,8 @@ from mimamori.audit import log as audit
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _render, _staff
 from mimamori.registry.access import logins_for
+from mimamori.registry.logins import home_municipality
 from mimamori.registry.models import Registrant
-
-STAFF_RESET_PATH = "/console/password-reset/"
-
-
-def _home_municipality(account: User) -> Model | None:
-    """Whose audit log an event about ``account`` belongs in."""
-    if account.municipality_id is not None:
-        return account.municipality
-    if account.school is not None:
-        return account.school.municipality
-    registrant = Registrant.objects.filter(account=account).select_related("school__municipality").first()
-    return registrant.school.municipality if registrant else None
 
 
 @staff_required
@@ -80,7 +68,7 @@ def unlock(request: HttpRequest, user_id: int) -> HttpResponse:
         "login.unlocked",
         actor=user,
         target=f"user {account.username}",
-        municipality=_home_municipality(account),
+        municipality=home_municipality(account),
         request=request,
         cleared=cleared,
     )
@@ -118,10 +106,10 @@ def staff_password_reset(request: HttpRequest, user_id: int) -> HttpResponse:
         "staff.password_reset",
         actor=user,
         target=f"user {account.username}",
-        municipality=_home_municipality(account),
+        municipality=home_municipality(account),
         request=request,
     )
-    link = f"{settings.BASE_URL}{STAFF_RESET_PATH}{token}/"
+    link = settings.BASE_URL + reverse("console:password_reset_confirm", args=[token])
     response = _render(request, "staff_reset_link.html", {"account": account, "link": link, "hours": hours})
     response["Cache-Control"] = "no-store"
     return response
@@ -143,7 +131,7 @@ def password_reset_confirm(request: HttpRequest, token: str) -> HttpResponse:
             "password_reset.completed",
             actor_name=account.username,
             target=f"user {account.username}",
-            municipality=_home_municipality(account),
+            municipality=home_municipality(account),
             request=request,
         )
         if request.user.is_authenticated:

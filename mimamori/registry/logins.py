@@ -27,7 +27,7 @@ def _site(request: HttpRequest | None) -> str:
     return "other"
 
 
-def _municipality(user: Any) -> Municipality | None:
+def home_municipality(user: Any) -> Municipality | None:
     """Whose event this is: the staff member's municipality or the guardian's child's."""
     if user is None:
         return None
@@ -52,7 +52,7 @@ def logged_in(sender: Any, request: HttpRequest | None = None, user: Any = None,
         "login.succeeded",
         actor=user,
         target=f"user {user.get_username()}",
-        municipality=_municipality(user),
+        municipality=home_municipality(user),
         request=request,
         site=_site(request),
     )
@@ -66,7 +66,7 @@ def login_failed(
         "login.failed",
         actor_name=username,
         target=f"user {username}",
-        municipality=_municipality(_known_user(username)),
+        municipality=home_municipality(_known_user(username)),
         request=request,
         site=_site(request),
     )
@@ -80,7 +80,7 @@ def locked_out(
         "login.locked_out",
         actor_name=name,
         target=f"user {name}",
-        municipality=_municipality(_known_user(name)),
+        municipality=home_municipality(_known_user(name)),
         request=request,
         site=_site(request),
     )
