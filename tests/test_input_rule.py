@@ -26,7 +26,7 @@ from mimamori.broadcasts.models import OPEN_STATUSES, Broadcast, Delivery, Deliv
 from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.console.csv_export import csv_cell
 from mimamori.mail.models import OutgoingMail, OutgoingStatus
-from mimamori.registry import reachtests
+from mimamori.registry import reachtests, recovery
 from mimamori.registry.models import Registrant, School
 from mimamori.registry.roster import import_roster
 from mimamori.support.models import Inquiry
@@ -531,6 +531,19 @@ def test_a_reach_test_of_a_school_with_a_broken_name_fails_its_mails_with_the_re
     assert mails.count() == 2
     assert set(mails.values_list("status", flat=True)) == {OutgoingStatus.FAILED}
     assert all(UNBUILDABLE_JA in mail.reply for mail in mails)
+    assert not smtp_sink.copies()
+
+
+
+def test_a_password_reset_mail_from_a_school_with_a_broken_name_fails_with_the_reason(smtp_sink: Sink) -> None:
+    school = make_school(name="北小学校")
+    registrant = make_registrant(school, ["one@docomo.ne.jp"])
+    School.objects.filter(pk=school.pk).update(name="北小学校\r\nBcc: x@evil.example")
+    assert recovery.request_password_reset(registrant.login_id, "one@docomo.ne.jp")
+    run_queued_tasks()
+    mail = OutgoingMail.objects.get(kind="password_reset")
+    assert mail.status == OutgoingStatus.FAILED
+    assert UNBUILDABLE_JA in mail.reply
     assert not smtp_sink.copies()
 
 

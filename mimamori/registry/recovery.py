@@ -8,6 +8,7 @@ the registry's other mail, to that one address, with a one-time link (accounts/r
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import timedelta
 
@@ -97,7 +98,8 @@ def post_password_reset(registrant_id: int, slot: int) -> bool:
     with transaction.atomic():
         token = recovery.issue_reset(account, timedelta(minutes=minutes))
         outbox.post(
-            mails.password_reset(registrant, address.email, reset_url(token), minutes),
+            functools.partial(mails.password_reset, registrant, address.email, reset_url(token), minutes),
+            to=address.email,
             kind="password_reset",
             target=f"registrant {registrant.pk}",
             municipality=municipality,
