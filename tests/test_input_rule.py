@@ -535,7 +535,7 @@ def test_a_reach_test_of_a_school_with_a_broken_name_fails_its_mails_with_the_re
 
 
 
-def test_a_password_reset_mail_from_a_school_with_a_broken_name_fails_with_the_reason(smtp_sink: Sink) -> None:
+def test_a_reset_mail_from_a_school_with_a_broken_name_fails_with_the_reason(smtp_sink: Sink) -> None:
     school = make_school(name="北小学校")
     registrant = make_registrant(school, ["one@docomo.ne.jp"])
     School.objects.filter(pk=school.pk).update(name="北小学校\r\nBcc: x@evil.example")
