@@ -144,9 +144,11 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    # Health checks: a connection kept from before a database restart is tested and replaced
-    # before a request uses it, so the first request after an outage does not fail on it.
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    # No health checks (CONN_HEALTH_CHECKS): their SELECT 1 before every request would double the
+    # database round trips of the confirmation storm's request (portal/confirm.py). A connection
+    # lost in a database restart fails one request of its web thread with the 503 page
+    # (core/middleware.py), and Django then drops it.
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server read while the worker writes; IMMEDIATE avoids the
