@@ -11,6 +11,10 @@ from django.utils import timezone
 
 from mimamori.audit.models import AuditEvent
 
+# Days the search can turn into times (the day after the last, in UTC) without overflowing. No
+# event is older or newer: bounds beyond these select the same events.
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
+
 
 def _day_start(day: date) -> datetime:
     # Dates are the staff's local days, not UTC ones.
@@ -25,7 +29,7 @@ def search(events: QuerySet[AuditEvent], filters: dict[str, Any]) -> QuerySet[Au
     if "target" in filters:
         events = events.filter(target__icontains=filters["target"].strip())
     if "date_from" in filters:
-        events = events.filter(at__gte=_day_start(filters["date_from"]))
+        events = events.filter(at__gte=_day_start(max(filters["date_from"], FIRST_DAY)))
     if "date_to" in filters:
-        events = events.filter(at__lt=_day_start(filters["date_to"] + timedelta(days=1)))
+        events = events.filter(at__lt=_day_start(min(filters["date_to"], LAST_DAY) + timedelta(days=1)))
     return events
