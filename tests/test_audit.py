@@ -371,13 +371,13 @@ def test_the_date_range_is_in_local_days(cast: Cast) -> None:
     assert "today" not in empty.split("<tbody>")[1]
 
 
-
 def test_the_calendar_s_first_and_last_days_search_the_whole_log(cast: Cast) -> None:
     audit.record("test.event", target="today")
     client = signed_in(cast.centre)
     page = client.get(reverse("console:audit"), {"date_from": "0001-01-01", "date_to": "9999-12-31"})
     assert page.status_code == 200
     assert "today" in page.content.decode().split("<tbody>")[1]
+
 
 def test_municipality_staff_see_only_their_own_municipality(cast: Cast) -> None:
     audit.record("test.event", actor_name="someone-a", target="in city a", municipality=cast.city_a)

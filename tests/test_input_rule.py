@@ -534,7 +534,6 @@ def test_a_reach_test_of_a_school_with_a_broken_name_fails_its_mails_with_the_re
     assert not smtp_sink.copies()
 
 
-
 def test_a_reset_mail_from_a_school_with_a_broken_name_fails_with_the_reason(smtp_sink: Sink) -> None:
     school = make_school(name="北小学校")
     registrant = make_registrant(school, ["one@docomo.ne.jp"])
