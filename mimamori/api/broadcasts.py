@@ -6,6 +6,7 @@ mimamori.broadcasts.access, so one outside the token's scope is a 404.
 
 # No "from __future__ import annotations": ninja reads the parameter annotations at import.
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -120,6 +121,9 @@ class BroadcastSummary(Schema):
     scope: ScopeOut
     created_at: LocalTime
     send_requested_at: LocalTime | None
+    send_at: LocalTime | None = Field(
+        description="When a scheduled broadcast leaves (or was to, if cancelled); null if never scheduled."
+    )
     finished_at: LocalTime | None
 
     @staticmethod
@@ -201,9 +205,22 @@ class BroadcastOut(BroadcastSummary):
         )
 
 
+class SendIn(Body):
+    at: datetime | None = Field(
+        None,
+        strict=False,
+        description="ISO 8601, in the future (at most a year ahead): the broadcast is `scheduled` and "
+        "leaves then. Without it (or with no body), it is sent now.",
+    )
+
+
 class SendOut(Schema):
     id: int
-    status: BroadcastStatus
+    status: BroadcastStatus = Field(
+        description="`sending` when sent now, `scheduled` when it leaves at `send_at`; "
+        "`cancelled` after a cancel."
+    )
+    send_at: LocalTime | None = Field(description="When a scheduled broadcast leaves.")
 
 
 class RetryOut(Schema):
@@ -288,12 +305,34 @@ def get_broadcast(request: HttpRequest, broadcast_id: BroadcastId) -> Broadcast:
 
 
 @router.post("/broadcasts/{broadcast_id}/send", response={202: SendOut, **ONE, **errors(409)})
-def send_broadcast(request: HttpRequest, broadcast_id: BroadcastId) -> Status[SendOut]:
+def send_broadcast(
+    request: HttpRequest, broadcast_id: BroadcastId, data: SendIn | None = None
+) -> Status[SendOut]:
+    """Send a draft now, or with `at` at that time (status `scheduled`, P7); a scheduled one
+    can be sent now or scheduled again. 409 if it was sent or cancelled already; 422 for a
+    time that has passed or is more than a year ahead."""
     user = staff_of(request)
     broadcast = access.get_broadcast(user, broadcast_id)
-    if not sending.send(broadcast, by=user):
-        raise HttpError(409, _("This broadcast has already been sent."))
-    return Status(202, SendOut(id=broadcast.pk, status=BroadcastStatus(broadcast.status)))
+    at = data.at if data is not None else None
+    done = sending.send(broadcast, by=user) if at is None else sending.schedule(broadcast, at, by=user)
+    if not done:
+        raise HttpError(409, _("This broadcast has already been sent or cancelled."))
+    return Status(202, _sent(broadcast))
+
+
+@router.post("/broadcasts/{broadcast_id}/cancel", response={200: SendOut, **ONE, **errors(409)})
+def cancel_broadcast(request: HttpRequest, broadcast_id: BroadcastId) -> SendOut:
+    """Cancel a scheduled broadcast before it leaves (status `cancelled`). 409 for one that is
+    not scheduled: a draft, or one that has started sending."""
+    user = staff_of(request)
+    broadcast = access.get_broadcast(user, broadcast_id)
+    if not sending.cancel(broadcast, by=user):
+        raise HttpError(409, _("Only a scheduled broadcast can be cancelled, before it is sent."))
+    return _sent(broadcast)
+
+
+def _sent(broadcast: Broadcast) -> SendOut:
+    return SendOut(id=broadcast.pk, status=BroadcastStatus(broadcast.status), send_at=broadcast.send_at)
 
 
 @router.get("/broadcasts/{broadcast_id}/deliveries", response={200: list[DeliveryOut], **ONE})

@@ -23,6 +23,7 @@ from mimamori.api.broadcasts import router as broadcasts_router
 from mimamori.api.maintenance import router as maintenance_router
 from mimamori.api.registry import router as registry_router
 from mimamori.api.reminders import router as reminders_router
+from mimamori.api.templates import router as templates_router
 
 
 def staff_only_docs(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -144,3 +145,4 @@ api.add_router("/", broadcasts_router)
 api.add_router("/", reminders_router)
 api.add_router("/", audit_router)
 api.add_router("/", maintenance_router)
+api.add_router("/", templates_router)

@@ -8,10 +8,12 @@ class BroadcastsConfig(AppConfig):
     label = "broadcasts"
 
     def ready(self) -> None:
-        from mimamori.broadcasts import erasure, recovery
+        from mimamori.broadcasts import erasure, recovery, sending
         from mimamori.registry import retention
         from mimamori.tasking import sweep
 
+        # Scheduled broadcasts whose time has come (P7).
+        sweep.register("scheduled_sent", sending.send_due)
         # Work a crash or a lost queue message left behind; broadcasts that are done.
         sweep.register("broadcasts", recovery.recover)
         retention.erasing.connect(erasure.erase_deliveries, dispatch_uid="mimamori.broadcasts.erasure")

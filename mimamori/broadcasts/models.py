@@ -27,8 +27,11 @@ BODY_MAX = 10_000
 
 class BroadcastStatus(models.TextChoices):
     DRAFT = "draft", _("Draft")
+    # To be sent at send_at by the sweep (P7); cancelled: a scheduled one called off before then.
+    SCHEDULED = "scheduled", _("Scheduled")
     SENDING = "sending", _("Sending")
     SENT = "sent", _("Sent")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 class BroadcastKind(models.TextChoices):
@@ -62,6 +65,8 @@ class Broadcast(models.Model):
         _("status"), max_length=16, choices=BroadcastStatus.choices, default=BroadcastStatus.DRAFT
     )
     send_requested_at = models.DateTimeField(null=True, blank=True)
+    # When a scheduled broadcast is to leave (P7); kept after it left or was cancelled.
+    send_at = models.DateTimeField(_("scheduled send time"), null=True, blank=True)
     fan_out_queued_at = models.DateTimeField(null=True, blank=True)
     fanned_out_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -79,7 +84,11 @@ class Broadcast(models.Model):
         ordering = ["-created_at"]
         verbose_name = _("broadcast")
         verbose_name_plural = _("broadcasts")
-        indexes = [models.Index(fields=["status", "send_requested_at"])]
+        indexes = [
+            models.Index(fields=["status", "send_requested_at"]),
+            # The sweep's look for scheduled broadcasts that are due.
+            models.Index(fields=["send_at"], name="scheduled_broadcast_idx", condition=Q(status="scheduled")),
+        ]
 
     def __str__(self) -> str:
         return self.subject
@@ -87,6 +96,10 @@ class Broadcast(models.Model):
     @property
     def is_draft(self) -> bool:
         return self.status == BroadcastStatus.DRAFT
+
+    @property
+    def is_scheduled(self) -> bool:
+        return self.status == BroadcastStatus.SCHEDULED
 
 
 class DeliveryStatus(models.TextChoices):

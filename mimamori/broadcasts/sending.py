@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -100,10 +102,17 @@ def _without_confirmation_links(scope: Scope) -> list[str]:
 
 
 def send(broadcast: Broadcast, by: User | None = None) -> bool:
-    """Start sending a draft; False if it was already sent. The work happens in the background.
+    """Start sending a draft, or a scheduled broadcast now; False if it was already sent (or
+    cancelled). The work happens in the background.
 
     ``by`` is the staff member who pressed send, for the audit log.
     """
+    return _start(broadcast, by, (BroadcastStatus.DRAFT, BroadcastStatus.SCHEDULED))
+
+
+def _start(
+    broadcast: Broadcast, by: User | None, statuses: tuple[BroadcastStatus, ...], scheduled_at: str = ""
+) -> bool:
     with transaction.atomic():
         fields: dict[str, object] = {"status": BroadcastStatus.SENDING, "send_requested_at": timezone.now()}
         if broadcast.request_confirmation and any(
@@ -111,10 +120,12 @@ def send(broadcast: Broadcast, by: User | None = None) -> bool:
         ):
             # The municipality turned confirmation links off after this draft was written (S12).
             fields.update(request_confirmation=False, reminder_minutes=[])
-        started = Broadcast.objects.filter(pk=broadcast.pk, status=BroadcastStatus.DRAFT).update(**fields)
+        # A conditional update: of a click, a second click and the sweep, one starts it.
+        started = Broadcast.objects.filter(pk=broadcast.pk, status__in=statuses).update(**fields)
         if started:
             broadcast.refresh_from_db()
             lanes.queue_fan_out(broadcast)
+            details: dict[str, Any] = {"scheduled_at": scheduled_at} if scheduled_at else {}
             audit.record(
                 "broadcast.sent",
                 actor=by,
@@ -122,8 +133,80 @@ def send(broadcast: Broadcast, by: User | None = None) -> bool:
                 municipality=broadcast_municipality(broadcast),
                 subject=broadcast.subject,
                 urgent=broadcast.urgent,
+                **details,
             )
     return bool(started)
+
+
+# How far ahead a send may be scheduled.
+SCHEDULE_AHEAD_MAX = timedelta(days=365)
+
+
+def schedule(broadcast: Broadcast, at: datetime, by: User | None = None) -> bool:
+    """Have a draft (or a scheduled broadcast, again) leave at ``at`` (P7); False if it was
+    already sent or cancelled. The sweep sends it when the time comes (send_due): the row is
+    the schedule, so it holds across restarts. A time without a zone is the installation's."""
+    if timezone.is_naive(at):
+        at = timezone.make_aware(at)
+    now = timezone.now()
+    if at <= now:
+        raise ValidationError({"at": _("This time has already passed. Choose a time in the future.")})
+    if at > now + SCHEDULE_AHEAD_MAX:
+        raise ValidationError({"at": _("A broadcast can be scheduled at most one year ahead.")})
+    with transaction.atomic():
+        scheduled = Broadcast.objects.filter(
+            pk=broadcast.pk, status__in=[BroadcastStatus.DRAFT, BroadcastStatus.SCHEDULED]
+        ).update(status=BroadcastStatus.SCHEDULED, send_at=at)
+        if scheduled:
+            broadcast.refresh_from_db()
+            audit.record(
+                "broadcast.scheduled",
+                actor=by,
+                target=f"broadcast {broadcast.pk}",
+                municipality=broadcast_municipality(broadcast),
+                subject=broadcast.subject,
+                at=timezone.localtime(at).isoformat(),
+            )
+    return bool(scheduled)
+
+
+def cancel(broadcast: Broadcast, by: User | None = None) -> bool:
+    """Call off a scheduled broadcast before it leaves; False if it is not scheduled (any more):
+    one that has started sending cannot be cancelled."""
+    with transaction.atomic():
+        cancelled = Broadcast.objects.filter(pk=broadcast.pk, status=BroadcastStatus.SCHEDULED).update(
+            status=BroadcastStatus.CANCELLED, finished_at=timezone.now()
+        )
+        if cancelled:
+            broadcast.refresh_from_db()
+            audit.record(
+                "broadcast.cancelled",
+                actor=by,
+                target=f"broadcast {broadcast.pk}",
+                municipality=broadcast_municipality(broadcast),
+                subject=broadcast.subject,
+                at=timezone.localtime(broadcast.send_at).isoformat() if broadcast.send_at else "",
+            )
+    return bool(cancelled)
+
+
+def send_due(now: datetime) -> int:
+    """The sweep's step: start every scheduled broadcast whose time has come; how many.
+
+    Safe on several machines at once: each start is a conditional update on the status. One
+    whose time passed while nothing ran (the system was down) leaves at the next sweep.
+    """
+    due = Broadcast.objects.filter(status=BroadcastStatus.SCHEDULED, send_at__lte=now).order_by("send_at")
+    started = 0
+    for broadcast in due[:100]:
+        assert broadcast.send_at is not None
+        started += _start(
+            broadcast,
+            None,
+            (BroadcastStatus.SCHEDULED,),
+            scheduled_at=timezone.localtime(broadcast.send_at).isoformat(),
+        )
+    return started
 
 
 def retry_failed(broadcast: Broadcast, by: User | None = None) -> int:

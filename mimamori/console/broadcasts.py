@@ -144,7 +144,7 @@ def _scope_words(broadcast: Broadcast) -> dict[str, list[str]]:
 def broadcast(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     found = get_broadcast(_staff(request), broadcast_id)
     context: dict[str, Any] = {"broadcast": found, "scope": _scope_words(found)}
-    if found.is_draft:
+    if found.is_draft or found.is_scheduled:
         context["sample"] = _sample_mail(found)
         context["reach"] = targeting.reach(found)
         # Before sending: what a carrier group's character set would change in the text.
@@ -175,7 +175,7 @@ def broadcast_send(request: HttpRequest, broadcast_id: int) -> HttpResponse:
 def broadcast_retry(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     user = _staff(request)
     found = get_broadcast(user, broadcast_id)
-    if found.is_draft:
+    if found.is_draft or found.is_scheduled:
         flash.info(request, _("This broadcast has not been sent yet."))
     elif count := sending.retry_failed(found, by=user):
         text = ngettext(

@@ -2,6 +2,7 @@ from django.urls import path
 
 from mimamori.console import (
     accounts,
+    alert_templates,
     audit,
     broadcasts,
     carriers,
@@ -12,6 +13,7 @@ from mimamori.console import (
     receipts,
     reminders,
     roster,
+    schedule,
     support,
     undeliverable,
     views,
@@ -39,6 +41,17 @@ urlpatterns = [
     path("broadcasts/new/", broadcasts.broadcast_new, name="broadcast_new"),
     path("broadcasts/<int:broadcast_id>/", broadcasts.broadcast, name="broadcast"),
     path("broadcasts/<int:broadcast_id>/send/", broadcasts.broadcast_send, name="broadcast_send"),
+    path("broadcasts/<int:broadcast_id>/schedule/", schedule.broadcast_schedule, name="broadcast_schedule"),
+    path("broadcasts/<int:broadcast_id>/cancel/", schedule.broadcast_cancel, name="broadcast_cancel"),
+    path("templates/", alert_templates.alert_template_list, name="alert_templates"),
+    path("templates/new/", alert_templates.alert_template_new, name="alert_template_new"),
+    path("templates/<int:template_id>/", alert_templates.alert_template_edit, name="alert_template_edit"),
+    path(
+        "templates/<int:template_id>/delete/",
+        alert_templates.alert_template_delete,
+        name="alert_template_delete",
+    ),
+    path("templates/<int:template_id>/use/", alert_templates.alert_template_use, name="alert_template_use"),
     path("broadcasts/<int:broadcast_id>/retry/", broadcasts.broadcast_retry, name="broadcast_retry"),
     path("broadcasts/<int:broadcast_id>/remind/", reminders.broadcast_remind, name="broadcast_remind"),
     path("broadcasts/<int:broadcast_id>/progress/", broadcasts.broadcast_progress, name="broadcast_progress"),

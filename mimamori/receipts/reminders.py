@@ -64,7 +64,7 @@ def send_reminder(broadcast: Broadcast, user: User | None = None) -> int:
 def _check(broadcast: Broadcast) -> None:
     if not broadcast.request_confirmation:
         raise ReminderRefused(_("This broadcast did not ask for a read confirmation."))
-    if broadcast.status == BroadcastStatus.DRAFT:
+    if broadcast.status in (BroadcastStatus.DRAFT, BroadcastStatus.SCHEDULED, BroadcastStatus.CANCELLED):
         raise ReminderRefused(_("This broadcast has not been sent yet."))
     if broadcast.status == BroadcastStatus.SENDING:
         raise ReminderRefused(_("The broadcast is still being sent. Send a reminder once it has finished."))

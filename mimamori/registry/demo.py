@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from mimamori.accounts.models import Role, User
+from mimamori.registry import alert_templates
 from mimamori.registry.models import (
     Address,
     Municipality,
@@ -220,6 +221,7 @@ def _create() -> None:
             broadcast_slots=slots,
             maintenance_notice_lead_hours=lead,
         )
+        alert_templates.add_common(municipality)  # 不審者情報, 休校, 下校時刻変更, 地震発生時の安否確認
         iwamizawa = iwamizawa or municipality
         for school_name, local, classes, size in school_rows:
             school = School.objects.create(

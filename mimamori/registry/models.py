@@ -426,3 +426,31 @@ class ReachTestSlot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reach_test_id} {self.registrant_id}/{self.slot}"
+
+
+class AlertTemplate(models.Model):
+    """A municipality's ready-made broadcast (P6): 不審者情報, 休校, …, with the places staff fill in.
+
+    The subject and body may hold the fields of registry.alert_templates.FIELDS as ``{いつ}``,
+    ``{どこで}``, ``{何が}`` and ``{保護者へのお願い}``; school staff fill them in a small form
+    and go on to compose with the text that results.
+    """
+
+    municipality = models.ForeignKey(Municipality, on_delete=models.CASCADE, related_name="alert_templates")
+    name = models.CharField(_("name"), max_length=64, validators=[text.single_line])
+    subject = models.CharField(_("subject"), max_length=150, validators=[text.single_line])
+    body = models.TextField(_("body"), max_length=10_000, validators=[text.multi_line])
+    urgent = models.BooleanField(_("urgent"), default=False)
+    request_confirmation = models.BooleanField(_("request read confirmation"), default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["municipality", "name", "pk"]
+        verbose_name = _("alert template")
+        verbose_name_plural = _("alert templates")
+        constraints = [
+            models.UniqueConstraint(fields=["municipality", "name"], name="one_alert_template_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
