@@ -27,7 +27,7 @@ from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.maintenance.models import MaintenanceWindow
 from mimamori.receipts.models import Receipt
 from mimamori.registry import reachtests
-from mimamori.registry.models import ReachTest, Registrant, School
+from mimamori.registry.models import AlertTemplate, ReachTest, Registrant, School
 from mimamori.support.models import Inquiry
 from tests.cast import api_document, make_municipality, make_registrant, make_school, make_staff
 from tests.mailsink import Sink
@@ -50,6 +50,7 @@ class World:
     reach_test_a: ReachTest
     staff_a: User
     outsiders: dict[str, User | None]
+    template_a: AlertTemplate
 
 
 @pytest.fixture
@@ -106,6 +107,10 @@ def world(settings: Any, tmp_path: Path) -> World:
             "school staff of another school": make_staff(Role.SCHOOL, school=school_b),
             "municipality staff of another city": make_staff(Role.MUNICIPALITY, municipality=city_b),
         },
+        # An alert template of school A's city, with the secret in it.
+        template_a=AlertTemplate.objects.create(
+            municipality=city_a, name=SECRET_CHILD, subject=SECRET_CHILD, body=SECRET_CHILD
+        ),
     )
 
 
@@ -132,6 +137,7 @@ def _kwargs(pattern: URLPattern, world: World) -> dict[str, object]:
         "reach_test_id": world.reach_test_a.pk,
         "user_id": world.staff_a.pk,
         "token": "not-a-reset-token-" + "x" * 25,
+        "template_id": world.template_a.pk,
     }
     names = list(pattern.pattern.regex.groupindex)
     unknown = [n for n in names if n not in known]
@@ -169,6 +175,8 @@ PUBLIC |= {
 CENTRE_ONLY = {"console:maintenance_windows", "console:maintenance_new", "console:carrier_profiles"}
 # The audit log: the centre and municipalities read it, school staff get a 404.
 NOT_FOR_SCHOOL_STAFF = {"console:audit", "console:staff"}
+# Templates are edited by municipality staff and the centre; school staff only use them.
+NOT_FOR_SCHOOL_STAFF |= {"console:alert_template_new"}
 
 
 @pytest.mark.parametrize("namespace", ["console", "portal"])

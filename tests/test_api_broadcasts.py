@@ -67,7 +67,7 @@ def test_compose_send_and_watch_until_sent(school: School, school_api: Api, smtp
 
     sent = school_api.post(f"/broadcasts/{data['id']}/send")
     assert sent.status_code == 202
-    assert sent.json() == {"id": data["id"], "status": "sending"}
+    assert sent.json() == {"id": data["id"], "status": "sending", "send_at": None}
     assert school_api.get(f"/broadcasts/{data['id']}").json()["status"] == "sending"
 
     run_until_quiet()
@@ -267,6 +267,7 @@ def test_no_token_is_401_and_the_paths_are_documented(school_api: Api) -> None:
         "/api/v1/broadcasts": {"get", "post"},
         "/api/v1/broadcasts/{broadcast_id}": {"get"},
         "/api/v1/broadcasts/{broadcast_id}/send": {"post"},
+        "/api/v1/broadcasts/{broadcast_id}/cancel": {"post"},
         "/api/v1/broadcasts/{broadcast_id}/deliveries": {"get"},
         "/api/v1/broadcasts/{broadcast_id}/receipts": {"get"},
         "/api/v1/broadcasts/{broadcast_id}/retry": {"post"},

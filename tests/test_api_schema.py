@@ -47,8 +47,10 @@ from tests.cast import make_municipality, make_registrant, make_school, make_sta
 #   (email_validator's grammar, special-use domains) and one address twice for one child;
 # - POST /broadcasts: a scope outside the token's own, reminders without a read confirmation,
 #   a read confirmation where a municipality offers no confirmation links;
-# - POST /maintenance-windows: times in the past, ends before starts, longer than 7 days.
+# - POST /maintenance-windows: times in the past, ends before starts, longer than 7 days;
+# - POST /broadcasts/{id}/send: a time `at` that has passed or is more than a year ahead.
 DOMAIN_REFUSALS = {
+    ("POST", "/api/v1/broadcasts/{broadcast_id}/send"),
     ("POST", "/api/v1/registrants"),
     ("PATCH", "/api/v1/registrants/{registrant_id}"),
     ("POST", "/api/v1/broadcasts"),

@@ -56,7 +56,8 @@ def test_a_scheduled_broadcast_leaves_when_due_and_not_before(
     broadcast = draft(staff, school)
     at = timezone.now() + timedelta(hours=2)
     assert sending.schedule(broadcast, at, by=staff)
-    assert broadcast.status == BroadcastStatus.SCHEDULED and broadcast.send_at == at
+    assert broadcast.status == BroadcastStatus.SCHEDULED
+    assert broadcast.send_at == at
 
     assert sending.send_due(at - timedelta(seconds=1)) == 0
     run_until_quiet()
@@ -72,7 +73,8 @@ def test_a_scheduled_broadcast_leaves_when_due_and_not_before(
     assert broadcast.status == BroadcastStatus.SENT
     assert sorted(smtp_sink.copies()) == ["family@docomo.ne.jp", "papa@ezweb.ne.jp"]
     sent = AuditEvent.objects.get(action="broadcast.sent", target=f"broadcast {broadcast.pk}")
-    assert sent.actor is None and sent.details["scheduled_at"] == timezone.localtime(at).isoformat()
+    assert sent.actor is None
+    assert sent.details["scheduled_at"] == timezone.localtime(at).isoformat()
 
 
 def test_the_sweep_sends_what_the_row_says_is_due(smtp_sink: Sink, staff: User, school: School) -> None:
@@ -171,11 +173,12 @@ def test_console_send_at_a_time_then_cancel(staff: User, school: School) -> None
     )
     assert response.status_code == 302
     broadcast.refresh_from_db()
-    assert broadcast.status == BroadcastStatus.SCHEDULED and broadcast.send_at == at
+    assert broadcast.status == BroadcastStatus.SCHEDULED
+    assert broadcast.send_at == at
 
-    page = client.get(reverse("console:broadcast", args=[broadcast.pk])).content.decode()
-    assert reverse("console:broadcast_cancel", args=[broadcast.pk]) in page
-    assert at.strftime("%Y-%m-%d %H:%M") in page
+    shown = client.get(reverse("console:broadcast", args=[broadcast.pk])).content.decode()
+    assert reverse("console:broadcast_cancel", args=[broadcast.pk]) in shown
+    assert at.strftime("%Y-%m-%d %H:%M") in shown
     listing = client.get(reverse("console:broadcasts")).content.decode()
     assert at.strftime("%Y-%m-%d %H:%M") in listing
 
