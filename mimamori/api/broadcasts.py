@@ -304,7 +304,7 @@ def get_broadcast(request: HttpRequest, broadcast_id: BroadcastId) -> Broadcast:
     return access.get_broadcast(staff_of(request), broadcast_id)
 
 
-@router.post("/broadcasts/{broadcast_id}/send", response={202: SendOut, **ONE, **errors(409)})
+@router.post("/broadcasts/{broadcast_id}/send", response={202: SendOut, **ONE, **BODY_ERRORS, **errors(409)})
 def send_broadcast(
     request: HttpRequest, broadcast_id: BroadcastId, data: SendIn | None = None
 ) -> Status[SendOut]:
