@@ -14,6 +14,7 @@ urlpatterns = [
     path("addresses/", views.addresses, name="addresses"),
     path("options/", views.options, name="options"),
     path("deregistration/", deregistration.deregistration_request, name="deregistration"),
+    path("deregistration/withdraw/", deregistration.withdraw, name="deregistration_withdraw"),
     path("help/", support.help_page, name="help"),
     path("support/", support.inquiry, name="inquiry"),
     path("support/thanks/", support.inquiry_thanks, name="inquiry_thanks"),
