@@ -22,7 +22,7 @@ GENERIC_LOGIN_ERROR = "ログインIDまたはパスワードが正しくあり�
 LOCKED = "ログインが一時停止されています"
 LOCKED_STATUS = 429  # django-axes' AXES_HTTP_RESPONSE_CODE default: Too Many Requests
 NEW_PASSWORD = "a-new-Passw0rd"
-GUARDIAN_PAGES = ["portal:home", "portal:addresses", "portal:options"]
+GUARDIAN_PAGES = ["portal:home", "portal:addresses", "portal:options", "portal:history"]
 
 
 def log_in(client: Client, login_id: str, password: str = PASSWORD) -> Any:
