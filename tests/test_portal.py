@@ -432,3 +432,20 @@ def test_full_width_input_is_named_and_shown_in_half_width(value: str, message: 
     assert "半角にすると「mama@docomo.ne.jp」です。" in beside_slot_1
     assert registrant.addresses_by_slot()[1] == ""
     assert not DBTaskResult.objects.exists()
+
+
+@pytest.mark.parametrize("name", [*GUARDIAN_PAGES, "portal:deregistration"])
+def test_the_municipalitys_name_is_in_the_header_and_the_tab_title(name: str) -> None:
+    registrant = make_registrant(make_school(make_municipality(name="岩見沢市")))
+    page = text(guardian_client(registrant).get(reverse(name)))
+    title = page[page.index("<title>") : page.index("</title>")]
+    assert title.endswith("| 岩見沢市 児童見守りシステム")
+    assert "mimamori" not in title
+    header = page[page.index('class="brand"') : page.index("</a>", page.index('class="brand"'))]
+    assert "岩見沢市" in header
+    assert "児童見守りシステム" in header
+
+
+def test_the_login_page_title_names_the_system_in_japanese() -> None:
+    page = text(Client().get(reverse("portal:login")))
+    assert "| 児童見守りシステム</title>" in page
