@@ -199,19 +199,30 @@ def no_broadcast_address(registrant: Registrant) -> str:
     if registrant.addresses.filter(slot__in=broadcast_slots).exists():
         return ""
     other_slots = [s for s in SLOTS if s not in broadcast_slots]
-    warning = _(
-        "No mail address is registered in address %(slots)s, so broadcast mail (such as "
-        "suspicious person information) will not arrive."
-    ) % {"slots": _slot_list(broadcast_slots)}
+    sentences = [
+        _(
+            "No mail address is registered in address %(slots)s, so broadcast mail (such as "
+            "suspicious person information) will not arrive."
+        )
+        % {"slots": _slot_list(broadcast_slots)}
+    ]
     if other_slots:
-        warning += " " + _("Broadcast mail is not sent to addresses registered in address %(slots)s.") % {
-            "slots": _slot_list(other_slots)
-        }
-    return (
-        warning
-        + " "
-        + _("Please register a mail address in address %(slots)s.") % {"slots": _or_list(broadcast_slots)}
+        sentences.append(
+            _("Broadcast mail is not sent to addresses registered in address %(slots)s.")
+            % {"slots": _slot_list(other_slots)}
+        )
+    sentences.append(
+        _("Please register a mail address in address %(slots)s.") % {"slots": _or_list(broadcast_slots)}
     )
+    return _sentences(*sentences)
+
+
+def _sentences(*sentences: str) -> str:
+    # One space between English sentences, none between Japanese ones.
+    joined = sentences[0]
+    for sentence in sentences[1:]:
+        joined = _("%(first)s %(second)s") % {"first": joined, "second": sentence}
+    return joined
 
 
 def _or_list(slots: list[int]) -> str:
@@ -222,27 +233,20 @@ def _or_list(slots: list[int]) -> str:
 
 
 def _report_changes(request: HttpRequest, mailed: list[int], changed: list[int], level: int) -> None:
-    but = ""
-    if level == messages.WARNING:
-        but = " " + _("However, broadcast mail will not arrive: please read the warning below.")
     if mailed:
-        messages.add_message(
-            request,
-            level,
-            _(
-                "Saved. A registration complete mail has been sent to address %(slots)s. "
-                "If it does not arrive within a few minutes, please check the address and your "
-                "phone's mail filter settings."
-            )
-            % {"slots": _slot_list(mailed)}
-            + but,
-        )
+        said = _(
+            "Saved. A registration complete mail has been sent to address %(slots)s. "
+            "If it does not arrive within a few minutes, please check the address and your "
+            "phone's mail filter settings."
+        ) % {"slots": _slot_list(mailed)}
     elif changed:
-        cleared = _("Saved. Address %(slots)s was cleared.") % {"slots": _slot_list(changed)}
-        messages.add_message(request, level, cleared + but)
+        said = _("Saved. Address %(slots)s was cleared.") % {"slots": _slot_list(changed)}
     else:
-        nothing = _("Nothing was changed.")
-        messages.add_message(request, messages.INFO if not but else level, nothing + but)
+        said = _("Nothing was changed.")
+        level = messages.INFO if level == messages.SUCCESS else level
+    if level == messages.WARNING:
+        said = _sentences(said, _("However, broadcast mail will not arrive: please read the warning below."))
+    messages.add_message(request, level, said)
 
 
 @guardian_required
