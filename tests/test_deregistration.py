@@ -46,8 +46,9 @@ def signed_in(user: User) -> Client:
     return client
 
 
-def guardian_files(registrant: Registrant, **fields: str) -> Any:
-    data = {"reason": "graduation", "effective_on": TODAY, "note": "", **fields}
+def guardian_files(registrant: Registrant, **fields: Any) -> Any:
+    """Both steps: the form, then 「この内容で届け出る」 on the confirmation page."""
+    data = {"reason": "graduation", "effective_on": TODAY, "note": "", "confirmed": "1", **fields}
     return signed_in(registrant.account).post(reverse("portal:deregistration"), data)
 
 
@@ -104,8 +105,9 @@ def test_after_approval_nothing_is_sent_and_the_login_fails(smtp_sink: Sink, set
 
     broadcast_to(school)
     assert len(smtp_sink.to("staying@ezweb.ne.jp")) == 1
-    assert smtp_sink.to("leaving@docomo.ne.jp") == []
-    assert smtp_sink.to("leaving.papa@gmail.com") == []
+    # The approval's notice (test_the_guardian_is_mailed_the_decision), and no broadcast.
+    for address in ("leaving@docomo.ne.jp", "leaving.papa@gmail.com"):
+        assert [m["Subject"] for m in smtp_sink.to(address)] == [f"【{school.name}】登録解除届を承認しました"]
     assert not can_log_in(leaving.login_id)
     # A session opened before the approval ends with it.
     assert signed_in(leaving.account).get(reverse("portal:home")).status_code == 302
@@ -127,7 +129,7 @@ def test_a_guardian_sees_only_their_own_request() -> None:
     page = signed_in(mine.account).get(reverse("portal:deregistration")).content.decode()
     assert "秘密の事情" not in page
     assert "承認待ち" not in page
-    assert "登録解除届を提出" in page
+    assert "次へ（内容の確認）" in page  # the form to file one
 
 
 def test_staff_of_another_school_cannot_approve_or_reject() -> None:
@@ -322,3 +324,109 @@ def test_an_incoming_transfer_is_not_offered_to_another_citys_school() -> None:
     )
     assert response.status_code == 400
     assert not DeregistrationRequest.objects.exists()
+
+
+# Issue 14: confirmation, withdrawal, the destination of a transfer within the city, the decision mailed
+
+
+def test_the_first_press_shows_the_request_to_confirm_and_files_nothing() -> None:
+    registrant = make_registrant(make_school(), ["a@docomo.ne.jp"])
+    client = signed_in(registrant.account)
+    url = reverse("portal:deregistration")
+    data = {"reason": "moving_away", "effective_on": TODAY, "note": "札幌へ引っ越します"}
+    page = client.post(url, data)
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "登録解除届の内容確認" in body
+    assert "まだ届け出ていません" in body
+    for shown in ("転校（市外）", "2025-03-31", "札幌へ引っ越します"):
+        assert shown in body
+    assert "このログインIDも使えなくなります" in body
+    assert 'name="confirmed"' in body
+    assert 'name="back"' in body
+    assert not DeregistrationRequest.objects.exists()
+    # 「戻って修正する」: the form again, filled in, still nothing filed.
+    back = client.post(url, {**data, "back": "1"}).content.decode()
+    assert "次へ（内容の確認）" in back
+    assert "札幌へ引っ越します</textarea>" in back
+    assert not DeregistrationRequest.objects.exists()
+    # 「この内容で届け出る」
+    assert client.post(url, {**data, "confirmed": "1"}).status_code == 302
+    assert DeregistrationRequest.objects.get().note == "札幌へ引っ越します"
+
+
+def test_a_transfer_within_the_city_needs_the_new_school_online_and_on_paper() -> None:
+    city = make_municipality()
+    school, new_school = make_school(city), make_school(city)
+    registrant = make_registrant(school, ["a@docomo.ne.jp"])
+    for confirmed in ("", "1"):
+        fields = {"reason": "transfer_within", "confirmed": confirmed} if confirmed else {}
+        data = {"reason": "transfer_within", "effective_on": TODAY, "note": "", **fields}
+        response = signed_in(registrant.account).post(reverse("portal:deregistration"), data)
+        assert response.status_code == 200
+        assert "転校（市内）の場合は、転校先の学校を選んでください" in response.content.decode()
+    assert not DeregistrationRequest.objects.exists()
+    staff = make_staff(Role.SCHOOL, school=school)
+    url = reverse("console:registrant_deregistration", args=[registrant.pk])
+    response = signed_in(staff).post(url, {"reason": "transfer_within", "effective_on": TODAY})
+    assert response.status_code == 400
+    assert not DeregistrationRequest.objects.exists()
+    assert (
+        guardian_files(registrant, reason="transfer_within", destination_school=new_school.pk).status_code
+        == 302
+    )
+    assert DeregistrationRequest.objects.get().destination_school == new_school
+
+
+def test_a_guardian_withdraws_a_waiting_request_and_staff_can_no_longer_approve_it() -> None:
+    school = make_school()
+    registrant = make_registrant(school, ["a@docomo.ne.jp"])
+    guardian = signed_in(registrant.account)
+    assert guardian.get(reverse("portal:deregistration_withdraw")).status_code == 405
+    guardian_files(registrant)
+    assert "この届を取り下げる" in guardian.get(reverse("portal:deregistration")).content.decode()
+    response = guardian.post(reverse("portal:deregistration_withdraw"), follow=True)
+    assert "登録解除届を取り下げました" in response.content.decode()
+    filed = DeregistrationRequest.objects.get()
+    assert (filed.status, filed.decided_by) == (DeregistrationStatus.WITHDRAWN, registrant.account)
+    event = AuditEvent.objects.get(action="deregistration.withdrawn")
+    assert event.actor == registrant.account
+    staff = make_staff(Role.SCHOOL, school=school)
+    approve(staff, registrant)
+    registrant.refresh_from_db()
+    assert registrant.is_active
+    assert can_log_in(registrant.login_id)
+    # A second press finds nothing to withdraw; a new request can be filed.
+    again = guardian.post(reverse("portal:deregistration_withdraw"), follow=True).content.decode()
+    assert "学校の判断を待っている登録解除届はありません" in again
+    assert guardian_files(registrant).status_code == 302
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_guardian_is_mailed_the_decision(smtp_sink: Sink) -> None:
+    city = make_municipality()
+    school, new_school = make_school(city), make_school(city, name="みどり小学校")
+    staying = make_registrant(school, ["stay@docomo.ne.jp", "", "", "stay.gran@gmail.com"])
+    leaving = make_registrant(school, ["leave@docomo.ne.jp", "leave.papa@ezweb.ne.jp"])
+    staff = make_staff(Role.SCHOOL, school=school)
+    guardian_files(staying)
+    signed_in(staff).post(reverse("console:deregistration_reject", args=[staying.pk]))
+    guardian_files(leaving, reason="transfer_within", destination_school=new_school.pk)
+    approve(staff, leaving)
+    while run_queued_tasks():
+        pass
+
+    for address in ("stay@docomo.ne.jp", "stay.gran@gmail.com"):
+        (mail,) = smtp_sink.to(address)
+        assert mail["Subject"] == f"【{school.name}】登録解除届についてのお知らせ"
+        body = mail.get_body().get_content()  # type: ignore[union-attr]
+        assert staying.child_name in body
+        assert "受理されませんでした" in body
+        assert "これまでどおり配信されます" in body
+    (mail,) = smtp_sink.to("leave@docomo.ne.jp")
+    assert mail["Subject"] == f"【{school.name}】登録解除届を承認しました"
+    body = mail.get_body().get_content()  # type: ignore[union-attr]
+    assert "理由: 転校（市内）" in body
+    assert "配信は終了しました" in body
+    assert "転校先の みどり小学校 から新しい登録通知書" in body
+    assert len(smtp_sink.to("leave.papa@ezweb.ne.jp")) == 1

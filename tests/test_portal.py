@@ -22,7 +22,7 @@ GENERIC_LOGIN_ERROR = "ログインIDまたはパスワードが正しくあり�
 LOCKED = "ログインが一時停止されています"
 LOCKED_STATUS = 429  # django-axes' AXES_HTTP_RESPONSE_CODE default: Too Many Requests
 NEW_PASSWORD = "a-new-Passw0rd"
-GUARDIAN_PAGES = ["portal:home", "portal:addresses", "portal:options"]
+GUARDIAN_PAGES = ["portal:home", "portal:addresses", "portal:options", "portal:history"]
 
 
 def log_in(client: Client, login_id: str, password: str = PASSWORD) -> Any:
@@ -367,3 +367,85 @@ def test_a_guardian_sees_only_their_own_child_and_support_desk() -> None:
     client.post(reverse("portal:addresses"), {"address1": "changed@docomo.ne.jp"})
     assert theirs.addresses_by_slot()[1] == "theirs@docomo.ne.jp"
     assert mine.addresses_by_slot()[1] == "changed@docomo.ne.jp"
+
+
+# Issue 14: what a guardian is told when no broadcast will arrive, and about full-width input
+
+
+NO_BROADCAST = (
+    "アドレス1、2にメールアドレスが登録されていないため、一斉同報メール（不審者情報など）は配信されません。"
+)
+
+
+def test_keeping_only_slot_3_is_saved_with_a_warning_not_a_green_done_and_the_menu_says_so() -> None:
+    registrant = make_registrant(addresses=["mama@docomo.ne.jp", "papa@ezweb.ne.jp", "gran@gmail.com"])
+    client = guardian_client(registrant)
+    assert NO_BROADCAST not in text(client.get(reverse("portal:home")))
+    response = client.post(reverse("portal:addresses"), {"address3": "gran@gmail.com"}, follow=True)
+    page = text(response)
+    assert registrant.addresses_by_slot() == {1: "", 2: "", 3: "gran@gmail.com", 4: ""}
+    assert "message success" not in page
+    assert "message warning" in page
+    assert "ただし、このままでは一斉同報メールは配信されません" in page
+    assert NO_BROADCAST in page
+    assert "アドレス3、4に登録したメールアドレスには、一斉同報サービスに係るメールは配信されません。" in page
+    assert "アドレス1または2にメールアドレスを登録してください。" in page
+    menu = text(client.get(reverse("portal:home")))
+    assert NO_BROADCAST in menu
+    # Slot 2 filled again: a plain confirmation, and the menu's warning is gone.
+    response = client.post(
+        reverse("portal:addresses"),
+        {"address2": "papa@ezweb.ne.jp", "address3": "gran@gmail.com"},
+        follow=True,
+    )
+    assert "message success" in text(response)
+    assert NO_BROADCAST not in text(response)
+    assert NO_BROADCAST not in text(client.get(reverse("portal:home")))
+
+
+def test_the_warning_follows_the_municipalitys_broadcast_slots() -> None:
+    municipality = make_municipality(broadcast_slots=[1])
+    registrant = make_registrant(make_school(municipality), ["", "papa@ezweb.ne.jp"])
+    menu = text(guardian_client(registrant).get(reverse("portal:home")))
+    assert "アドレス1にメールアドレスが登録されていないため" in menu
+    assert "アドレス2、3、4に登録したメールアドレスには" in menu
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("mama＠docomo.ne.jp", "アドレスの「＠」が全角になっています。"),
+        ("ｍａｍａ@docomo.ne.jp", "アドレスに全角の文字（ｍ、ａ）が含まれています。"),
+        ("mama@docomo．ne．jp", "アドレスに全角の文字（．）が含まれています。"),
+        ("mama　@docomo.ne.jp", "アドレスに全角の文字（全角スペース）が含まれています。"),
+        ("ｍａｍａ＠ｄｏｃｏｍｏ．ｎｅ．ｊｐ", "アドレスの「＠」が全角になっています。"),
+    ],
+)
+def test_full_width_input_is_named_and_shown_in_half_width(value: str, message: str) -> None:
+    registrant = make_registrant()
+    client = guardian_client(registrant)
+    response = client.post(reverse("portal:addresses"), {"address1": value})
+    assert response.status_code == 200
+    page = text(response)
+    beside_slot_1 = page[page.index('id="id_address1"') : page.index('for="id_address2"')]
+    assert message in beside_slot_1
+    assert "半角にすると「mama@docomo.ne.jp」です。" in beside_slot_1
+    assert registrant.addresses_by_slot()[1] == ""
+    assert not DBTaskResult.objects.exists()
+
+
+@pytest.mark.parametrize("name", [*GUARDIAN_PAGES, "portal:deregistration"])
+def test_the_municipalitys_name_is_in_the_header_and_the_tab_title(name: str) -> None:
+    registrant = make_registrant(make_school(make_municipality(name="岩見沢市")))
+    page = text(guardian_client(registrant).get(reverse(name)))
+    title = page[page.index("<title>") : page.index("</title>")]
+    assert title.endswith("| 岩見沢市 児童見守りシステム")
+    assert "mimamori" not in title
+    header = page[page.index('class="brand"') : page.index("</a>", page.index('class="brand"'))]
+    assert "岩見沢市" in header
+    assert "児童見守りシステム" in header
+
+
+def test_the_login_page_title_names_the_system_in_japanese() -> None:
+    page = text(Client().get(reverse("portal:login")))
+    assert "| 児童見守りシステム</title>" in page

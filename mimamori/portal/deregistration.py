@@ -1,6 +1,10 @@
 """The guardian's 登録解除届 (S10): file one request, then see whether the school has decided.
 
-Approval ends the login, so a guardian sees "waiting" or "rejected" here, never "approved".
+Filing takes two steps: the form, then a page that shows what will be sent and what approval
+means, with 「この内容で届け出る」 and 「修正する」 (the form's values ride along as hidden
+fields, so it works without JavaScript and nothing is stored before the second press). A
+request still waiting can be withdrawn. Approval ends the login, so a guardian sees "waiting",
+"withdrawn" or "rejected" here, never "approved": that news comes by mail.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from mimamori import text
 from mimamori.accounts.models import User
@@ -51,6 +55,18 @@ class GuardianDeregistrationForm(forms.Form):
         field.queryset = School.objects.filter(
             pk__in=[s.pk for s in deregistration.destination_schools(registrant)]
         ).order_by("name")
+        self.registrant = registrant
+
+    def clean(self) -> dict[str, object]:
+        cleaned = super().clean() or {}
+        if "reason" in cleaned and "destination_school" not in self.errors:
+            try:
+                cleaned["destination_school"] = deregistration.check_destination(
+                    self.registrant, cleaned["reason"], cleaned.get("destination_school")
+                )
+            except ValidationError as error:
+                self.add_error(None, error)
+        return cleaned
 
 
 @guardian_required
@@ -64,6 +80,17 @@ def deregistration_request(request: HttpRequest, registrant: Registrant) -> Http
     status = 200
     if request.method == "POST" and pending is not None:
         status = 409  # one request at a time: the page shows the one that is waiting
+    elif request.method == "POST" and form.is_valid() and "confirmed" not in request.POST:
+        if "back" not in request.POST:
+            # Step two: what will be sent, and what approval means, before anything is filed.
+            context = {
+                "registrant": registrant,
+                "school": registrant.school,
+                "municipality": registrant.school.municipality,
+                "form": form,
+                "reason": dict(DeregistrationReason.choices)[form.cleaned_data["reason"]],
+            }
+            return render(request, "portal/deregistration_confirm.html", context)
     elif request.method == "POST" and form.is_valid():
         assert isinstance(request.user, User)
         try:
@@ -93,3 +120,18 @@ def deregistration_request(request: HttpRequest, registrant: Registrant) -> Http
         "latest": latest,
     }
     return render(request, "portal/deregistration.html", context, status=status)
+
+
+@guardian_required
+@require_POST
+def withdraw(request: HttpRequest, registrant: Registrant) -> HttpResponse:
+    """取り下げ: the waiting request, if staff have not decided it meanwhile."""
+    pending = deregistration.pending_request(registrant)
+    assert isinstance(request.user, User)
+    if pending is not None and deregistration.withdraw(pending, request.user, request=request):
+        messages.success(
+            request, _("Your deregistration request has been withdrawn. Your child stays registered.")
+        )
+    else:
+        messages.info(request, _("There is no request waiting for the school's decision."))
+    return redirect("portal:deregistration")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mimamori.portal import deregistration, support, views
+from mimamori.portal import deregistration, history, support, views
 
 app_name = "portal"
 urlpatterns = [
@@ -13,7 +13,9 @@ urlpatterns = [
     path("password-reset/<str:token>/", views.password_reset_confirm, name="password_reset_confirm"),
     path("addresses/", views.addresses, name="addresses"),
     path("options/", views.options, name="options"),
+    path("history/", history.history, name="history"),
     path("deregistration/", deregistration.deregistration_request, name="deregistration"),
+    path("deregistration/withdraw/", deregistration.withdraw, name="deregistration_withdraw"),
     path("help/", support.help_page, name="help"),
     path("support/", support.inquiry, name="inquiry"),
     path("support/thanks/", support.inquiry_thanks, name="inquiry_thanks"),

@@ -146,7 +146,7 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 
 @guardian_required
 def home(request: HttpRequest, registrant: Registrant) -> HttpResponse:
-    return _page(request, "portal/home.html", registrant)
+    return _page(request, "portal/home.html", registrant, no_broadcast_slot=no_broadcast_address(registrant))
 
 
 @guardian_required
@@ -170,7 +170,12 @@ def addresses(request: HttpRequest, registrant: Registrant) -> HttpResponse:
                         request=request,
                         slots=[c.slot for c in changes],
                     )
-                _report_changes(request, [c.slot for c in changes if c.email], [c.slot for c in changes])
+                # Saved, but with no broadcast slot filled the answer is not a green "done" (FAQ ⑥):
+                # the page it returns to says why in its warning box.
+                level = messages.WARNING if no_broadcast_address(registrant) else messages.SUCCESS
+                _report_changes(
+                    request, [c.slot for c in changes if c.email], [c.slot for c in changes], level
+                )
                 return redirect("portal:addresses")
     else:
         form = AddressForm(initial={f"address{slot}": email for slot, email in current.items()})
@@ -183,24 +188,65 @@ def addresses(request: HttpRequest, registrant: Registrant) -> HttpResponse:
         broadcast_slots=_slot_list(broadcast_slots),
         other_slots=_slot_list([s for s in SLOTS if s not in broadcast_slots]),
         failing=registrant.addresses.exclude(status=AddressStatus.OK).order_by("slot"),
+        no_broadcast_slot=no_broadcast_address(registrant),
     )
 
 
-def _report_changes(request: HttpRequest, mailed: list[int], changed: list[int]) -> None:
-    if mailed:
-        messages.success(
-            request,
-            _(
-                "Saved. A registration complete mail has been sent to address %(slots)s. "
-                "If it does not arrive within a few minutes, please check the address and your "
-                "phone's mail filter settings."
-            )
-            % {"slots": _slot_list(mailed)},
+def no_broadcast_address(registrant: Registrant) -> str:
+    """FAQ ⑥: the warning when none of the municipality's broadcast slots (1 and 2 in the seed)
+    holds an address, so no broadcast will arrive however many slots 3 and 4 hold; "" otherwise."""
+    broadcast_slots = sorted(registrant.school.municipality.broadcast_slots)
+    if registrant.addresses.filter(slot__in=broadcast_slots).exists():
+        return ""
+    other_slots = [s for s in SLOTS if s not in broadcast_slots]
+    sentences = [
+        _(
+            "No mail address is registered in address %(slots)s, so broadcast mail (such as "
+            "suspicious person information) will not arrive."
         )
+        % {"slots": _slot_list(broadcast_slots)}
+    ]
+    if other_slots:
+        sentences.append(
+            _("Broadcast mail is not sent to addresses registered in address %(slots)s.")
+            % {"slots": _slot_list(other_slots)}
+        )
+    sentences.append(
+        _("Please register a mail address in address %(slots)s.") % {"slots": _or_list(broadcast_slots)}
+    )
+    return _sentences(*sentences)
+
+
+def _sentences(*sentences: str) -> str:
+    # One space between English sentences, none between Japanese ones.
+    joined = sentences[0]
+    for sentence in sentences[1:]:
+        joined = _("%(first)s %(second)s") % {"first": joined, "second": sentence}
+    return joined
+
+
+def _or_list(slots: list[int]) -> str:
+    # "1または2" in Japanese, "1 or 2" in English.
+    if len(slots) == 1:
+        return str(slots[0])
+    return _("%(first)s or %(last)s") % {"first": _slot_list(slots[:-1]), "last": slots[-1]}
+
+
+def _report_changes(request: HttpRequest, mailed: list[int], changed: list[int], level: int) -> None:
+    if mailed:
+        said = _(
+            "Saved. A registration complete mail has been sent to address %(slots)s. "
+            "If it does not arrive within a few minutes, please check the address and your "
+            "phone's mail filter settings."
+        ) % {"slots": _slot_list(mailed)}
     elif changed:
-        messages.success(request, _("Saved. Address %(slots)s was cleared.") % {"slots": _slot_list(changed)})
+        said = _("Saved. Address %(slots)s was cleared.") % {"slots": _slot_list(changed)}
     else:
-        messages.info(request, _("Nothing was changed."))
+        said = _("Nothing was changed.")
+        level = messages.INFO if level == messages.SUCCESS else level
+    if level == messages.WARNING:
+        said = _sentences(said, _("However, broadcast mail will not arrive: please read the warning below."))
+    messages.add_message(request, level, said)
 
 
 @guardian_required

@@ -9,6 +9,7 @@ the guardian can do, in the guardian's language.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,11 +65,48 @@ def _explain(error: EmailNotValidError, value: str) -> str:
     return _("This mail address is not valid. Please check it and try again.")
 
 
+def _full_width(value: str) -> str | None:
+    """The message for an address typed with full-width characters (＠, ａ, １, ．, the
+    ideographic space), which a Japanese phone keyboard offers first; None when there are none.
+
+    It names the characters and shows the half-width form, but does not store that form: the
+    guardian checks it and types it, so a mistyped address is not registered on their behalf.
+    """
+    wide = []
+    for char in value:
+        half = unicodedata.normalize("NFKC", char)
+        if char != half and half.isascii() and char not in wide:
+            wide.append(char)
+    if not wide:
+        return None
+    chars = _(", ").join(_("full-width space") if char == "\u3000" else char for char in wide[:5])
+    half_width = "".join(unicodedata.normalize("NFKC", char) for char in value).replace(" ", "")
+    if "＠" in wide:
+        message = _(
+            "The @ in this address is a full-width character (＠). Mail addresses are typed in "
+            "half-width characters only."
+        )
+    else:
+        message = _(
+            "This address contains full-width characters (%(chars)s). Mail addresses are typed in "
+            "half-width characters only."
+        ) % {"chars": chars}
+    return (
+        message
+        + " "
+        + _("In half-width characters it reads: %(address)s. If that is right, please type it so.")
+        % {"address": half_width}
+    )
+
+
 def normalise_address(value: str) -> str:
     """Return the address as it will be stored, or raise ValidationError with a clear message."""
     value = value.strip()
     if not value:
         raise ValidationError(_("Please enter a mail address."), code="required")
+    full_width = _full_width(value)
+    if full_width:
+        raise ValidationError(full_width, code="full_width")
     if len(value) > MAX_ADDRESS:
         raise ValidationError(
             _("This address is too long (at most %(max)d characters).") % {"max": MAX_ADDRESS},

@@ -8,6 +8,7 @@ a second approve or reject of the same request changes nothing.
 from __future__ import annotations
 
 import datetime
+import functools
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -17,7 +18,10 @@ from django.utils.translation import gettext as _
 
 from mimamori.accounts.models import User
 from mimamori.audit.log import record
+from mimamori.mail import outbox
+from mimamori.registry import mails
 from mimamori.registry.models import (
+    AddressStatus,
     DeregistrationReason,
     DeregistrationRequest,
     DeregistrationSource,
@@ -37,12 +41,27 @@ def destination_schools(registrant: Registrant) -> list[School]:
     )
 
 
-def _check_destination(registrant: Registrant, reason: str, destination: School | None) -> School | None:
-    if reason != DeregistrationReason.TRANSFER_WITHIN:
-        return None  # a destination only means something for a transfer within the city
-    if destination is not None and destination.pk not in {s.pk for s in destination_schools(registrant)}:
+def _check_destination(registrant: Registrant, reason: str, destination: School | None) -> School:
+    """The new school of a transfer within the city: required, and another school of the city,
+    since that is where the child is registered again (S11)."""
+    if destination is None:
+        raise ValidationError(
+            {
+                "destination_school": _(
+                    "For a transfer within the city, please choose the new school: "
+                    "it registers the child again."
+                )
+            }
+        )
+    if destination.pk not in {s.pk for s in destination_schools(registrant)}:
         raise ValidationError({"destination_school": _("Please choose another school in the same city.")})
     return destination
+
+
+def check_destination(registrant: Registrant, reason: str, destination: School | None) -> School | None:
+    if reason != DeregistrationReason.TRANSFER_WITHIN:
+        return None  # a destination only means something for a transfer within the city
+    return _check_destination(registrant, reason, destination)
 
 
 def pending_request(registrant: Registrant) -> DeregistrationRequest | None:
@@ -67,7 +86,7 @@ def submit_request(
         raise ValidationError(_("This registration has already been cancelled."))
     if reason not in DeregistrationReason.values:
         raise ValidationError({"reason": _("Please choose a reason.")})
-    destination = _check_destination(registrant, reason, destination_school)
+    destination = check_destination(registrant, reason, destination_school)
     source = DeregistrationSource.PAPER if by.role else DeregistrationSource.ONLINE
     try:
         with transaction.atomic():
@@ -117,7 +136,7 @@ def approve(
 ) -> bool:
     """Deregister the child. False when the request was already decided."""
     registrant = filed.registrant
-    destination = _check_destination(registrant, filed.reason, destination_school or filed.destination_school)
+    destination = check_destination(registrant, filed.reason, destination_school or filed.destination_school)
     with transaction.atomic():
         locked = _claim(filed)
         if locked is None:
@@ -128,6 +147,7 @@ def approve(
         locked.destination_school = destination
         locked.save(update_fields=["status", "decided_by", "decided_at", "destination_school"])
         deregister(registrant)
+        _tell_guardian(locked)
         record(
             "registrant.deregistered",
             actor=staff,
@@ -153,6 +173,7 @@ def reject(filed: DeregistrationRequest, staff: User, *, request: HttpRequest | 
         locked.decided_by = staff
         locked.decided_at = timezone.now()
         locked.save(update_fields=["status", "decided_by", "decided_at"])
+        _tell_guardian(locked)
         record(
             "deregistration.rejected",
             actor=staff,
@@ -163,3 +184,46 @@ def reject(filed: DeregistrationRequest, staff: User, *, request: HttpRequest | 
         )
     filed.refresh_from_db()
     return True
+
+
+def withdraw(filed: DeregistrationRequest, guardian: User, *, request: HttpRequest | None = None) -> bool:
+    """The guardian takes back a request still waiting. False when staff decided it meanwhile."""
+    with transaction.atomic():
+        locked = _claim(filed)
+        if locked is None:
+            return False
+        locked.status = DeregistrationStatus.WITHDRAWN
+        locked.decided_by = guardian
+        locked.decided_at = timezone.now()
+        locked.save(update_fields=["status", "decided_by", "decided_at"])
+        record(
+            "deregistration.withdrawn",
+            actor=guardian,
+            target=f"registrant {filed.registrant_id}",
+            municipality=filed.registrant.school.municipality_id,
+            request=request,
+            request_id=locked.pk,
+        )
+    filed.refresh_from_db()
+    return True
+
+
+def _tell_guardian(decided: DeregistrationRequest) -> None:
+    """The decision, mailed in the deciding transaction to each address the child has (slots
+    1 to 4, once per address, none that is suppressed): a guardian who filed online waits for it,
+    and one whose paper form staff entered learns that mail stops."""
+    registrant = decided.registrant
+    municipality = registrant.school.municipality
+    sent: set[str] = set()
+    for address in registrant.addresses.exclude(status=AddressStatus.SUPPRESSED).order_by("slot"):
+        if address.email.lower() in sent:
+            continue
+        sent.add(address.email.lower())
+        outbox.post(
+            functools.partial(mails.deregistration_decided, registrant, decided, address.email),
+            to=address.email,
+            kind="deregistration_decided",
+            target=f"registrant {registrant.pk}",
+            municipality=municipality,
+            domain=municipality.mail_domain,
+        )

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.utils import translation
 
 from mimamori.mail import messages
-from mimamori.registry.models import Registrant, School
+from mimamori.registry.models import DeregistrationRequest, DeregistrationStatus, Registrant, School
 
 
 def school_sender(school: School) -> str:
@@ -101,6 +102,30 @@ def password_reset(registrant: Registrant, email: str, url: str, minutes: int) -
             "registrant": registrant,
             "reset_url": url,
             "minutes": minutes,
+        },
+        sender=school_sender(school),
+        to=email,
+        domain=school.municipality.mail_domain,
+    )
+
+
+def deregistration_decided(
+    registrant: Registrant, decided: DeregistrationRequest, email: str
+) -> EmailMessage:
+    """登録解除届 approved or not accepted (S10, issue 14): the guardian hears what staff decided."""
+    school = registrant.school
+    with translation.override("ja"):
+        reason = str(decided.get_reason_display())
+    return messages.build(
+        "registry/mail/deregistration_decided",
+        {
+            "school": school,
+            "municipality": school.municipality,
+            "registrant": registrant,
+            "decided": decided,
+            "reason": reason,
+            "approved": decided.status == DeregistrationStatus.APPROVED,
+            "site_url": settings.BASE_URL + "/portal/",
         },
         sender=school_sender(school),
         to=email,

@@ -288,6 +288,8 @@ class DeregistrationStatus(models.TextChoices):
     PENDING = "pending", _("Waiting for approval")
     APPROVED = "approved", _("Approved")
     REJECTED = "rejected", _("Rejected")
+    # Taken back by the guardian while it waited (issue 14): decided_by is the guardian.
+    WITHDRAWN = "withdrawn", _("Withdrawn")
 
 
 class DeregistrationRequest(models.Model):
@@ -310,7 +312,7 @@ class DeregistrationRequest(models.Model):
     )
     source = models.CharField(_("how received"), max_length=8, choices=DeregistrationSource.choices)
     status = models.CharField(
-        _("status"), max_length=8, choices=DeregistrationStatus.choices, default=DeregistrationStatus.PENDING
+        _("status"), max_length=16, choices=DeregistrationStatus.choices, default=DeregistrationStatus.PENDING
     )
     submitted_at = models.DateTimeField(_("submitted"), default=timezone.now)
     submitted_by = models.ForeignKey(
