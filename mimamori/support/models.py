@@ -60,6 +60,12 @@ class Inquiry(models.Model):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.subject}"
 
     @property
+    def reference(self) -> str:
+        """受付番号: the number the guardian is given (thanks page, acknowledgement mail) and can
+        quote on the telephone; the console shows it with the inquiry."""
+        return f"Q{self.pk:06d}"
+
+    @property
     def is_open(self) -> bool:
         return self.status == InquiryStatus.OPEN
 
