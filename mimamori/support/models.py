@@ -38,6 +38,8 @@ class Inquiry(models.Model):
     created_at = models.DateTimeField(_("received"), default=timezone.now)
     ip_address = models.GenericIPAddressField(_("from address"), null=True, blank=True)
     copied_at = models.DateTimeField(null=True, blank=True)
+    # When the acknowledgement (受付番号) was queued to the guardian; None until then.
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
     answered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
