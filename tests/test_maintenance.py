@@ -428,3 +428,82 @@ def test_naive_times_are_local(centre: User) -> None:
     window = MaintenanceWindow.objects.get()
     assert timezone.localtime(window.starts_at).replace(tzinfo=None) == start
     assert isinstance(window.starts_at, datetime)
+
+
+# --- asking before a plan mails guardians at once (issue 14) --------------------------------
+
+
+def test_a_window_inside_the_notice_period_asks_before_mailing_everyone(
+    centre: User, north: Municipality, south: Municipality, north_school: School, smtp_sink: Sink
+) -> None:
+    make_registrant(north_school, ["a@docomo.ne.jp", "b@ezweb.ne.jp"])
+    make_registrant(north_school, ["A@docomo.ne.jp", "c@gmail.com", "", "d@au.com"])  # a sibling
+    make_registrant(make_school(south), ["s@docomo.ne.jp"])
+    run_until_quiet()  # the registration mails
+    before = len(smtp_sink.messages)
+    client = Client()
+    client.force_login(centre)
+    soon = {**window_fields(days=1), "municipalities": [north.code]}  # north tells 48 h ahead
+
+    asked = client.post(reverse("console:maintenance_new"), soon)
+    assert asked.status_code == 200
+    page = asked.content.decode()
+    assert 'id="maintenance-confirm"' in page
+    # a, b, c and d once each (A is a's address in other letters); none of the south's.
+    assert "すぐに</strong> 4 件のアドレス" in page
+    assert "北市" in page
+    assert "南市" not in page.split('id="maintenance-confirm"')[1].split("</dl>")[0]
+    assert not MaintenanceWindow.objects.exists()
+    run_until_quiet()
+    sweep()
+    run_until_quiet()
+    assert len(smtp_sink.messages) == before  # asking mailed nobody
+
+    back = client.post(reverse("console:maintenance_new"), {**soon, "back": "1"})
+    assert 'id="maintenance-confirm"' not in back.content.decode()
+    assert "定期メンテナンスです。" in back.content.decode()
+    assert not MaintenanceWindow.objects.exists()
+
+    confirmed = client.post(reverse("console:maintenance_new"), {**soon, "confirmed": "1"})
+    assert confirmed.status_code == 302
+    assert MaintenanceWindow.objects.count() == 1
+    assert "4 件のアドレスへ送信しています" in client.get(confirmed["Location"]).content.decode()
+    sweep()
+    run_until_quiet()
+    assert len(smtp_sink.messages) == before + 4
+
+
+def test_a_window_beyond_the_notice_period_is_planned_without_asking(
+    centre: User, north: Municipality, north_school: School
+) -> None:
+    make_registrant(north_school, ["a@docomo.ne.jp"])
+    client = Client()
+    client.force_login(centre)
+    later = {**window_fields(days=5), "municipalities": [north.code]}
+    assert client.post(reverse("console:maintenance_new"), later).status_code == 302
+    assert MaintenanceWindow.objects.count() == 1
+
+
+def test_moving_a_window_guardians_were_told_about_asks_first(
+    centre: User, north: Municipality, north_school: School
+) -> None:
+    make_registrant(north_school, ["a@docomo.ne.jp"])
+    window = windows.plan(
+        centre,
+        starts_at=timezone.now() + timedelta(hours=30),
+        ends_at=timezone.now() + timedelta(hours=33),
+        message="定期メンテナンスです。",
+        municipality_codes=[north.code],
+    )
+    due_notices()  # north told (48 h lead)
+    client = Client()
+    client.force_login(centre)
+    moved = {**window_fields(days=4), "municipalities": [north.code]}  # beyond the lead time
+    asked = client.post(reverse("console:maintenance_edit", args=[window.pk]), moved)
+    assert "すぐに</strong> 1 件のアドレス" in asked.content.decode()
+    window.refresh_from_db()
+    assert window.version == 1
+    done = client.post(reverse("console:maintenance_edit", args=[window.pk]), {**moved, "confirmed": "1"})
+    assert done.status_code == 302
+    window.refresh_from_db()
+    assert window.version == 2

@@ -53,9 +53,14 @@ def test_every_kind_gets_through_a_451_then_250_relay_once(smtp_sink: Sink) -> N
     inquiry = inquire()
     run_until_quiet()
 
-    assert smtp_sink.copies() == {"mama@docomo.ne.jp": 1, "desk@desk-city.example.jp": 1}
+    assert smtp_sink.copies() == {
+        "mama@docomo.ne.jp": 1,
+        "desk@desk-city.example.jp": 1,
+        "hanako@docomo.ne.jp": 1,
+    }
     rows = {mail.kind: mail for mail in OutgoingMail.objects.all()}
-    assert set(rows) == {"registration_complete", "inquiry_copy"}
+    assert set(rows) == {"registration_complete", "inquiry_copy", "inquiry_acknowledgement"}
+    assert (rows["inquiry_acknowledgement"].status, rows["inquiry_acknowledgement"].attempts) == ("sent", 1)
     assert (rows["registration_complete"].status, rows["registration_complete"].attempts) == ("sent", 2)
     assert (rows["inquiry_copy"].status, rows["inquiry_copy"].attempts) == ("sent", 3)
     assert rows["inquiry_copy"].target == f"inquiry {inquiry.pk}"
@@ -92,9 +97,9 @@ def test_temporary_refusals_stop_at_the_limit(smtp_sink: Sink, settings: Any) ->
     inquire()
     smtp_sink.refusals["desk@desk-city.example.jp"] = ["451 4.3.0 later"] * 10
     run_until_quiet()
-    mail = OutgoingMail.objects.get()
+    mail = OutgoingMail.objects.get(kind="inquiry_copy")
     assert (mail.status, mail.attempts, mail.reply) == (OutgoingStatus.FAILED, 3, "451 4.3.0 later")
-    assert smtp_sink.copies() == {}
+    assert smtp_sink.copies() == {"hanako@docomo.ne.jp": 1}  # the acknowledgement only
 
 
 def test_a_mail_a_dead_worker_held_is_sent_once_by_the_sweep(smtp_sink: Sink, settings: Any) -> None:

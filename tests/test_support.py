@@ -3,6 +3,9 @@ rate and length limits, staff scope, and answers by mail."""
 
 from __future__ import annotations
 
+from email import policy
+from email.header import decode_header, make_header
+from email.parser import BytesParser
 from typing import Any
 
 import pytest
@@ -35,6 +38,13 @@ def _form(municipality: Municipality | None = None, **fields: str) -> dict[str, 
 
 def _text(response: Any) -> str:
     return response.content.decode()
+
+
+def _display_name(raw: bytes) -> str:
+    """The From display name as RFC 2047 reads it: adjacent encoded words joined without the
+    folding whitespace (the default policy's parser puts a space between them)."""
+    value = BytesParser(policy=policy.compat32).parsebytes(raw)["From"]
+    return str(make_header(decode_header(value.rsplit("<", 1)[0]))).strip()
 
 
 def _body(message: Any) -> str:
@@ -101,10 +111,12 @@ def test_a_logged_in_guardian_asks_their_own_municipality_and_gets_the_answer_at
     console.force_login(staff)
     console.post(reverse("console:inquiry", args=[inquiry.pk]), {"answer": "設定をご確認ください。"})
     run_queued_tasks()
-    [answer] = smtp_sink.to("mama@ezweb.ne.jp")
+    *_registration, acknowledgement, answer = smtp_sink.to("mama@ezweb.ne.jp")
+    assert "お問い合わせを受け付けました" in str(acknowledgement["Subject"])
     assert "設定をご確認ください。" in _body(answer)
-    # From the school's sender: the address the guardian was told to allow.
-    assert answer["From"].addresses[0].addr_spec == registrant.school.sender_address
+    # From the desk, on the municipality's mail domain: not the school's sender (issue 14).
+    assert answer["From"].addresses[0].addr_spec == f"support@{city.mail_domain}"
+    assert answer["From"].addresses[0].addr_spec != registrant.school.sender_address
     assert not smtp_sink.to("papa@gmail.com")[1:]  # only the registration mail went there
 
 
@@ -235,7 +247,8 @@ def test_no_copy_is_sent_when_the_municipality_has_no_support_address(smtp_sink:
     city = make_municipality(support_email="")
     assert Client().post(reverse("portal:inquiry"), _form(city)).status_code == 302
     run_queued_tasks()
-    assert not smtp_sink.copies()
+    # No copy to a desk without an address; the guardian still gets the acknowledgement.
+    assert smtp_sink.copies() == {"hanako.mama@docomo.ne.jp": 1}
 
 
 def test_the_login_page_and_every_portal_page_link_to_the_form_and_the_faq() -> None:
@@ -248,3 +261,85 @@ def test_the_login_page_and_every_portal_page_link_to_the_form_and_the_faq() -> 
         page = _text(client.get(reverse(name)))
         assert reverse("portal:inquiry") in page, name
         assert reverse("portal:help") in page, name
+
+
+# --- the desk's sender, the acknowledgement and its reference number (issue 14) ----------------
+
+
+def test_the_answer_comes_from_the_desk_address_with_one_clean_name(smtp_sink: Sink) -> None:
+    city = make_municipality(
+        "desk-city",
+        name="岩見沢市",
+        mail_domain="mail.desk-city.example.jp",
+        support_name="児童見守りシステム サポート窓口（岩見沢市）",
+        support_email="madoguchi@mail.desk-city.example.jp",
+    )
+    inquiry = _inquiry(city)
+    staff = make_staff(Role.MUNICIPALITY, municipality=city)
+    client = Client()
+    client.force_login(staff)
+    client.post(reverse("console:inquiry", args=[inquiry.pk]), {"answer": "設定をご確認ください。"})
+    run_queued_tasks()
+    [answer] = smtp_sink.to("yamada@docomo.ne.jp")
+    sender = answer["From"].addresses[0]
+    assert sender.addr_spec == "madoguchi@mail.desk-city.example.jp"
+    assert (
+        _display_name(smtp_sink.raw_to("yamada@docomo.ne.jp")[0])
+        == "児童見守りシステム サポート窓口（岩見沢市）"
+    )
+    body = _body(answer)
+    # The desk's name once, not wrapped in itself: 「…サポート窓口（…サポート窓口（岩見沢市））」.
+    assert body.count("サポート窓口") == 1
+    assert "児童見守りシステム サポート窓口（岩見沢市）\n" in body
+    assert f"受付番号 {inquiry.reference}" in body
+
+
+def test_a_desk_address_on_another_domain_replies_there_but_mails_from_the_mail_domain(
+    smtp_sink: Sink,
+) -> None:
+    city = make_municipality("other-domain-city", support_name="", name="滝川市")
+    assert not city.support_email.endswith("@" + city.mail_domain)
+    Client().post(reverse("portal:inquiry"), _form(city))
+    run_queued_tasks()
+    [acknowledgement] = smtp_sink.to("hanako.mama@docomo.ne.jp")
+    sender = acknowledgement["From"].addresses[0]
+    assert sender.addr_spec == f"support@{city.mail_domain}"
+    assert (
+        _display_name(smtp_sink.raw_to("hanako.mama@docomo.ne.jp")[0])
+        == "児童見守りシステム サポート窓口（滝川市）"
+    )
+    assert acknowledgement["Reply-To"] == city.support_email
+
+
+def test_an_inquiry_is_acknowledged_with_its_reference_number(smtp_sink: Sink) -> None:
+    city = make_municipality("ack-city")
+    client = Client()
+    response = client.post(reverse("portal:inquiry"), _form(city, body="秘密の文面です。"))
+    assert response.status_code == 302
+    inquiry = Inquiry.objects.get()
+    assert inquiry.reference == f"Q{inquiry.pk:06d}"
+    thanks = _text(client.get(reverse("portal:inquiry_thanks")))
+    assert f'<strong id="inquiry-reference">{inquiry.reference}</strong>' in thanks
+    assert "受付番号" in thanks
+
+    run_queued_tasks()
+    run_queued_tasks()  # a task run again sends nothing more
+    [acknowledgement] = smtp_sink.to("hanako.mama@docomo.ne.jp")
+    subject = str(acknowledgement["Subject"])
+    assert "お問い合わせを受け付けました" in subject
+    assert inquiry.reference in subject
+    body = _body(acknowledgement)
+    assert f"受付番号: {inquiry.reference}" in body
+    # Nothing the sender typed travels to the address they gave.
+    for typed in ("秘密の文面です。", "メールが届きません", "佐藤 花子"):
+        assert typed not in body + subject
+    [copy] = smtp_sink.to(city.support_email)
+    assert inquiry.reference in str(copy["Subject"])
+    assert inquiry.reference in _body(copy)
+
+    staff = make_staff(Role.MUNICIPALITY, municipality=city)
+    console = Client()
+    console.force_login(staff)
+    assert inquiry.reference in _text(console.get(reverse("console:inquiries")))
+    page = _text(console.get(reverse("console:inquiry", args=[inquiry.pk])))
+    assert f'<dd id="inquiry-reference">{inquiry.reference}</dd>' in page

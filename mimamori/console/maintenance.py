@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _page, _render, _staff
-from mimamori.maintenance import forms, windows
+from mimamori.maintenance import forms, notices, windows
 from mimamori.maintenance.models import MaintenanceWindow
 
 
@@ -53,10 +53,21 @@ def _save(request: HttpRequest, window: MaintenanceWindow | None) -> HttpRespons
             "municipality_codes": data["municipalities"],
             "request": request,
         }
+        if request.POST.get("back"):  # from the confirmation, to correct the form
+            return _render(request, "maintenance_form.html", {"form": form, "window": window})
+        at_once = notices.mailed_at_once(
+            data["starts_at"], data["ends_at"], list(data["municipalities"]), window=window
+        )
+        if at_once.addresses and request.POST.get("confirmed") != "1":
+            # Saving would mail these guardians now, not at the lead time: ask first.
+            context = {"form": form, "window": window, "at_once": at_once}
+            return _render(request, "maintenance_confirm.html", context)
         try:
             if window is None:
                 windows.plan(user, **fields)
                 flash.success(request, forms.PLANNED)
+                if at_once.addresses:
+                    flash.info(request, forms.mailing_now(at_once.addresses))
             elif windows.change(window, user, **fields):
                 flash.success(request, forms.CHANGED)
             else:

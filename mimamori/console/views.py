@@ -197,6 +197,7 @@ MAIL_KINDS = {
     "address_suppressed": gettext_lazy("Notice that an address does not receive mail"),
     "inquiry_copy": gettext_lazy("Copy to the support address"),
     "inquiry_answer": gettext_lazy("Answer to the guardian"),
+    "inquiry_acknowledgement": gettext_lazy("Acknowledgement to the guardian (reference number)"),
     "reach_test": gettext_lazy("Reach test mail"),
     "password_reset": gettext_lazy("Password reset mail"),
 }

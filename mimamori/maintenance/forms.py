@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from mimamori import text
 from mimamori.maintenance.models import MESSAGE_MAX, MaintenanceWindow
@@ -17,6 +18,15 @@ CHANGED = _("The maintenance window is changed. Guardians already told are told 
 UNCHANGED = _("Nothing was changed.")
 CANCELLED = _("The maintenance window is cancelled. Guardians already told are told by mail.")
 NOT_CANCELLED = _("This maintenance window was already cancelled or is over.")
+
+
+def mailing_now(count: int) -> str:
+    return ngettext(
+        "Its notice is being mailed now to %(count)d address.",
+        "Its notice is being mailed now to %(count)d addresses.",
+        count,
+    ) % {"count": count}
+
 
 # <input type="datetime-local"> sends "2025-01-02T22:00"; phones show their own picker.
 LOCAL_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Count
+from django.db.models.functions import Lower
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.models import SUBJECT_MAX, Broadcast, BroadcastKind
 from mimamori.maintenance.models import MaintenanceNotice, MaintenanceWindow, NoticeKind
-from mimamori.registry.models import Municipality
+from mimamori.registry.models import Address, AddressStatus, Municipality, RegistrantStatus
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +120,53 @@ def _broadcast(window: MaintenanceWindow, kind: str, cities: list[Municipality])
     )
     broadcast.municipalities.set(cities)
     return broadcast
+
+
+@dataclass(frozen=True)
+class AtOnce:
+    """Who saving a plan would mail at once: the municipalities whose notice time has come, and
+    how many distinct addresses (every slot of every active registrant there, as the notice
+    broadcast reaches them, less the suppressed ones)."""
+
+    municipalities: list[Municipality]
+    addresses: int
+
+
+def mailed_at_once(
+    starts_at: datetime,
+    ends_at: datetime,
+    municipality_codes: list[str],
+    *,
+    window: MaintenanceWindow | None = None,
+    now: datetime | None = None,
+) -> AtOnce:
+    """What _due would find right after ``window`` (None: a new one) is saved with these times
+    and municipalities: the console asks before a plan that mails guardians the moment it is
+    saved (a window starting inside a municipality's notice period, or a move of one they
+    were told about)."""
+    now = now or timezone.now()
+    cities = list(Municipality.objects.filter(code__in=municipality_codes)) or list(
+        Municipality.objects.all()
+    )
+    told: dict[int, MaintenanceNotice] = {}
+    if window is not None and window.pk is not None:
+        for notice in window.notices.order_by("version"):
+            told[notice.municipality_id] = notice
+    due = []
+    for city in cities:
+        last = told.get(city.pk)
+        if last is None or last.kind == NoticeKind.CANCELLATION:
+            if now >= starts_at - timedelta(hours=city.maintenance_notice_lead_hours):
+                due.append(city)
+        elif (last.starts_at, last.ends_at) != (starts_at, ends_at):
+            due.append(city)
+    if not due:
+        return AtOnce([], 0)
+    addresses = (
+        Address.objects.filter(
+            registrant__status=RegistrantStatus.ACTIVE, registrant__school__municipality__in=due
+        )
+        .exclude(status=AddressStatus.SUPPRESSED)
+        .aggregate(n=Count(Lower("email"), distinct=True))["n"]
+    )
+    return AtOnce(due, addresses or 0)

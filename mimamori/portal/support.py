@@ -85,13 +85,16 @@ def inquiry(request: HttpRequest) -> HttpResponse:
             name=data["name"], subject=data["subject"], body=data["body"], reply_to=data["reply_to"]
         )
         try:
-            submit_inquiry(municipality, draft, registrant=registrant, ip_address=client_address(request))
+            filed = submit_inquiry(
+                municipality, draft, registrant=registrant, ip_address=client_address(request)
+            )
         except InquiryRefused as refusal:
             form.add_error(None, str(refusal))
         except ValidationError as error:
             form.add_error(None, error)
         else:
             request.session["inquiry_municipality"] = municipality.pk
+            request.session["inquiry_reference"] = filed.reference
             return redirect("portal:inquiry_thanks")
     return render(request, "portal/inquiry.html", {"form": form, **_context(registrant)})
 
@@ -99,6 +102,8 @@ def inquiry(request: HttpRequest) -> HttpResponse:
 def inquiry_thanks(request: HttpRequest) -> HttpResponse:
     registrant = _guardian(request)
     context = _context(registrant)
+    reference = request.session.get("inquiry_reference")
+    context["reference"] = reference if isinstance(reference, str) else ""
     if registrant is None:
         chosen = request.session.get("inquiry_municipality")
         if isinstance(chosen, int):

@@ -95,7 +95,8 @@ def submit_inquiry(
     registrant: Registrant | None = None,
     ip_address: str | None = None,
 ) -> Inquiry:
-    """Store an inquiry and queue its copy to the support address.
+    """Store an inquiry and queue its copy to the support address and the acknowledgement
+    (受付番号) to the guardian.
 
     Raises ValidationError (keyed by field) for bad input and InquiryRefused over the limit.
     """
@@ -133,6 +134,8 @@ def submit_inquiry(
         )
         if municipality.support_email:
             tasking.enqueue(tasks.send_inquiry_copy, inquiry.pk, queue=tasking.MAIL)
+        if inquiry.answer_address():
+            tasking.enqueue(tasks.send_inquiry_acknowledgement, inquiry.pk, queue=tasking.MAIL)
     return inquiry
 
 

@@ -38,6 +38,8 @@ class Inquiry(models.Model):
     created_at = models.DateTimeField(_("received"), default=timezone.now)
     ip_address = models.GenericIPAddressField(_("from address"), null=True, blank=True)
     copied_at = models.DateTimeField(null=True, blank=True)
+    # When the acknowledgement (受付番号) was queued to the guardian; None until then.
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
     answered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -58,6 +60,12 @@ class Inquiry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.subject}"
+
+    @property
+    def reference(self) -> str:
+        """受付番号: the number the guardian is given (thanks page, acknowledgement mail) and can
+        quote on the telephone; the console shows it with the inquiry."""
+        return f"Q{self.pk:06d}"
 
     @property
     def is_open(self) -> bool:

@@ -46,6 +46,26 @@ def send_inquiry_copy(inquiry_id: int) -> bool:
 
 
 @task(queue_name="mail")
+def send_inquiry_acknowledgement(inquiry_id: int) -> bool:
+    """Tell the guardian the inquiry arrived, with its 受付番号."""
+    inquiry = _inquiry(inquiry_id)
+    if inquiry is None or inquiry.acknowledged_at is not None:
+        return False
+    to = inquiry.answer_address()
+    if not to:
+        return False
+    with transaction.atomic():
+        _post(
+            functools.partial(mails.inquiry_acknowledgement, inquiry, to),
+            to,
+            inquiry,
+            "inquiry_acknowledgement",
+        )
+        Inquiry.objects.filter(pk=inquiry.pk).update(acknowledged_at=timezone.now())
+    return True
+
+
+@task(queue_name="mail")
 def send_inquiry_answer(inquiry_id: int) -> bool:
     """Send the staff's answer to the guardian."""
     inquiry = _inquiry(inquiry_id)
