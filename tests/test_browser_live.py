@@ -57,3 +57,47 @@ def test_the_broadcast_page_counts_up_without_a_reload(
         shot(page, f"live-{size_name}-2-sent")
     finally:
         context.close()
+
+
+@pytest.mark.parametrize(("size_name", "viewport"), SIZES)
+def test_the_console_on_a_phone_and_the_error_pages(
+    demo_system: RunningSystem, chromium: Any, size_name: str, viewport: dict[str, int]
+) -> None:
+    from playwright.sync_api import expect
+
+    context, page = _console(chromium, demo_system, viewport, CITY_STAFF)
+    try:
+        page.goto(demo_system.url + "/console/schools/")
+        name = page.get_by_role("link", name="岩見沢市立緑小学校")
+        expect(name).to_be_visible()
+        # A school's name stays on one line (it wrapped one character a line in a narrow column).
+        box = name.bounding_box()
+        assert box is not None
+        assert box["height"] < 40, box
+        header = page.locator(".site-header").bounding_box()
+        assert header is not None
+        if viewport is PHONE:
+            assert header["height"] < 120, header  # the menu took a third of the screen
+            page.get_by_text("メニュー", exact=True).click()
+            expect(page.get_by_role("link", name="一斉配信")).to_be_visible()
+            shot(page, f"phone-console-{size_name}-menu-open")
+            page.get_by_text("メニュー", exact=True).click()
+        shot(page, f"phone-console-{size_name}-schools")
+        page.goto(demo_system.url + "/console/registrants/")
+        shot(page, f"phone-console-{size_name}-registrants")
+        page.goto(demo_system.url + "/console/broadcasts/")
+        shot(page, f"phone-console-{size_name}-broadcasts")
+
+        response = page.goto(demo_system.url + "/console/no-such-page/")
+        assert response is not None
+        assert response.status == 404
+        expect(page.get_by_role("heading", name="ページが見つかりません")).to_be_visible()
+        shot(page, f"error-console-{size_name}-404")
+        portal = context.new_page()
+        response = portal.goto(demo_system.url + "/portal/no-such-page/")
+        assert response is not None
+        assert response.status == 404
+        expect(portal.get_by_role("heading", name="ページが見つかりません")).to_be_visible()
+        shot(portal, f"error-portal-{size_name}-404")
+    finally:
+        context.close()
