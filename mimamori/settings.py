@@ -65,6 +65,8 @@ ALLOWED_HOSTS = [h for h in (env.string("ALLOWED_HOSTS", "") or "").split(",") i
     "localhost",
 ]
 CSRF_TRUSTED_ORIGINS = [f"{urlsplit(BASE_URL).scheme}://{urlsplit(BASE_URL).netloc}"]
+# A refused form (page open too long, cookies off) gets the site's Japanese 403 page.
+CSRF_FAILURE_VIEW = "mimamori.core.errors.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

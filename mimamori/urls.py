@@ -25,3 +25,7 @@ urlpatterns = [
 
 # A lost database answers 503 with its own page (mimamori/core/middleware.py); anything else 500.
 handler500 = "mimamori.core.middleware.server_error"
+# The other error pages in each site's style, Japanese first (mimamori/core/errors.py).
+handler400 = "mimamori.core.errors.bad_request"
+handler403 = "mimamori.core.errors.permission_denied"
+handler404 = "mimamori.core.errors.page_not_found"

@@ -259,3 +259,37 @@ def test_the_preview_shows_markup_in_the_message_as_text() -> None:
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert f"&lt;{school.sender_address}&gt;" in page
+
+
+def test_the_page_counts_registrants_and_mails_while_the_fan_out_is_still_writing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After 送信する the page showed 登録者 0 until the whole fan-out ended: the registrants
+    were counted only then. The classes are counted with the first chunk; the page uses them."""
+    from mimamori.broadcasts import fanout
+
+    monkeypatch.setattr(fanout, "CHUNK_SIZE", 2)
+    monkeypatch.setattr(fanout, "SLICE_CHUNKS", 1)
+    monkeypatch.setattr(fanout, "MAX_SLICE_CHUNKS", 1)
+    school = make_school()
+    for n in range(5):
+        make_registrant(school, [f"p{n}@docomo.ne.jp"])
+    staff = make_staff(Role.SCHOOL, school=school)
+    client = signed_in(staff)
+    broadcast = draft_for(staff, school)
+    client.post(reverse("console:broadcast_send", args=[broadcast.pk]))
+
+    fanout.fan_out(broadcast.pk)  # the first slice: one chunk of two addresses, more to come
+    assert Broadcast.objects.get(pk=broadcast.pk).fanned_out_at is None
+    url = reverse("console:broadcast_progress", args=[broadcast.pk])
+    progress = client.get(url).json()
+    # The registrants of the mails written so far.
+    assert (progress["status"], progress["registrants"], progress["messages"]) == ("sending", 2, 2)
+    page = client.get(reverse("console:broadcast", args=[broadcast.pk])).content.decode()
+    assert 'data-count="registrants">2<' in page
+    assert 'data-count="messages">2<' in page
+
+    fanout.fan_out(broadcast.pk, 1)  # the second slice: now every class is counted
+    assert Broadcast.objects.get(pk=broadcast.pk).fanned_out_at is None
+    progress = client.get(url).json()
+    assert (progress["status"], progress["registrants"], progress["messages"]) == ("sending", 5, 4)

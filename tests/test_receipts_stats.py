@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -290,3 +291,51 @@ def test_the_curve_counts_minutes_that_have_ended_only_once(sent: Sent) -> None:
     assert any('"confirmed_at" >=' in q["sql"] for q in queries.captured_queries), "minutes 1-4 not recounted"
     confirm(sent.broadcast, "oto@ezweb.ne.jp", 9)  # a minute that has not ended yet
     assert [p.confirmed for p in timeline(sent.broadcast, schools, now=later).points] == [1, 3, 4]
+
+
+def _axis_labels(svg: str) -> list[tuple[float, str]]:
+    return [
+        (float(y), label)
+        for y, label in re.findall(
+            r'<text x="[\d.]+" y="([\d.]+)" text-anchor="end" dominant-baseline="middle"[^>]*>([^<]*)<', svg
+        )
+    ]
+
+
+@pytest.mark.parametrize("registrants", [1, 2, 3, 5, 7])
+def test_the_chart_axis_labels_never_share_a_line_for_a_small_audience(registrants: int) -> None:
+    """With 1 recipient, 0 %, 25 % and 50 % were printed on one line: the ticks were a quarter
+    of the audience, rounded to whole registrants."""
+    from mimamori.console import receipts
+    from mimamori.receipts.statistics import Timeline
+
+    now = timezone.now()
+    svg = receipts._chart(
+        Timeline(start=now - timedelta(minutes=5), end=now, step=timedelta(minutes=1), points=[]), registrants
+    )
+    labels = _axis_labels(svg)
+    assert labels[0][1] == "0%"
+    assert labels[-1][1] == "100%"
+    heights = [y for y, _ in labels]
+    assert all(lower - upper >= receipts.MIN_TICK_GAP for lower, upper in itertools.pairwise(heights))
+    assert len({label for _, label in labels}) == len(labels)
+
+
+def test_the_chart_axis_for_every_audience_size() -> None:
+    from mimamori.console import receipts
+
+    plot_h = receipts.HEIGHT - receipts.TOP - receipts.BOTTOM
+    for registrants in [*range(0, 400), 999, 1000, 12345, 100000]:
+        for top in (max(registrants, 1), registrants + 3):
+            ticks = receipts.ticks(registrants, top)
+            counts = [count for count, _ in ticks]
+            assert counts[0] == 0, (registrants, top, ticks)
+            assert counts[-1] == top, (registrants, top, ticks)
+            gaps = [(b - a) * plot_h / top for a, b in itertools.pairwise(counts)]
+            assert gaps, (registrants, top, ticks)
+            assert min(gaps) >= receipts.MIN_TICK_GAP, (registrants, top, ticks)
+            if registrants:
+                labels = [label for _, label in ticks]
+                assert len(set(labels)) == len(labels), (registrants, top, ticks)
+            if registrants and registrants % 4 == 0 and top == registrants:
+                assert [label for _, label in ticks] == ["0%", "25%", "50%", "75%", "100%"]

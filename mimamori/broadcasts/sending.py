@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, OuterRef, Q
+from django.db.models import Count, OuterRef, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -22,10 +22,12 @@ from mimamori.broadcasts.models import (
     BODY_MAX,
     OPEN,
     SUBJECT_MAX,
+    AudienceGroup,
     Broadcast,
     BroadcastStatus,
     Delivery,
     DeliveryStatus,
+    Recipient,
 )
 from mimamori.broadcasts.targeting import (
     Scope,
@@ -249,15 +251,22 @@ def progress(broadcast: Broadcast) -> Progress:
     counts = Delivery.objects.filter(broadcast=broadcast).aggregate(
         open=Count("pk", filter=OPEN), failed=Count("pk", filter=Q(status=DeliveryStatus.FAILED))
     )
-    # While the fan-out is still writing (its first chunk may be out already), count what is there.
-    messages = (
-        broadcast.message_count
-        if broadcast.fanned_out_at is not None
-        else Delivery.objects.filter(broadcast=broadcast).count()
-    )
+    # While the fan-out is still writing (its first chunk may be out already), count what is
+    # there: Broadcast.registrant_count is written only when the fan-out ends. The classes'
+    # counters hold the whole audience from the second slice on (fanout._count_groups); before
+    # that, the registrants of the first chunk (at most fanout.CHUNK_SIZE addresses) are counted.
+    if broadcast.fanned_out_at is not None:
+        messages, registrants = broadcast.message_count, broadcast.registrant_count
+    else:
+        messages = Delivery.objects.filter(broadcast=broadcast).count()
+        groups = AudienceGroup.objects.filter(broadcast=broadcast)
+        registrants = groups.aggregate(n=Sum("registrants"))["n"] or 0
+        if not registrants and messages:
+            recipients = Recipient.objects.filter(broadcast=broadcast).order_by()
+            registrants = recipients.values("registrant").distinct().count()
     return Progress(
         status=broadcast.status,
-        registrants=broadcast.registrant_count,
+        registrants=registrants,
         messages=messages,
         sent=messages - counts["open"] - counts["failed"],
         failed=counts["failed"],

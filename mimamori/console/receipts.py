@@ -48,7 +48,10 @@ CSV_HEADER = [
 
 # The chart's drawing area, in SVG user units (scaled to the page width by the viewBox).
 WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 52, 16, 12, 30
+LEFT, RIGHT, TOP, BOTTOM = 56, 16, 14, 32
+FONT_SIZE = 15
+# The least distance between two labels of the y-axis, in the same units: they never overlap.
+MIN_TICK_GAP = FONT_SIZE * 1.4
 
 
 def percent(value: float) -> str:
@@ -98,6 +101,30 @@ def _rows(stats: statistics.Statistics) -> list[dict[str, Any]]:
     return rows
 
 
+def ticks(registrants: int, top: int) -> list[tuple[int, str]]:
+    """The y-axis: (count, label) at 0, 25, 50, 75 and 100 % of the axis, moved to whole
+    registrants and labelled with what that count is of the audience, leaving out any that would
+    fall on or too near the one below (with 1 registrant 0 %, 25 % and 50 % were once printed
+    on one line). The axis's top is always labelled."""
+    plot_h = HEIGHT - TOP - BOTTOM
+    chosen: list[int] = []
+    for share in range(5):
+        count = round(top * share / 4)
+        if chosen and (count - chosen[-1]) * plot_h / top < MIN_TICK_GAP:
+            if share < 4:
+                continue
+            if len(chosen) > 1:
+                chosen.pop()  # the top goes in rather than the tick just below it
+            elif count == chosen[-1]:
+                continue
+        chosen.append(count)
+
+    def label(count: int) -> str:
+        return f"{round(100 * count / registrants)}%" if registrants else ""
+
+    return [(count, label(count)) for count in chosen]
+
+
 def _chart(timeline: statistics.Timeline, registrants: int) -> str:
     """The cumulative confirmations as a step line, drawn on the server (no JS library, no CDN)."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -116,10 +143,7 @@ def _chart(timeline: statistics.Timeline, registrants: int) -> str:
         line += [(x(point.at), y(last)), (x(point.at), y(point.confirmed))]
         last = point.confirmed
     line.append((x(timeline.end), y(last)))
-    grid = [
-        {"y": y(round(top * share / 4)), "label": f"{share * 25}%" if registrants else ""}
-        for share in range(5)
-    ]
+    grid = [{"y": y(count), "label": label} for count, label in ticks(registrants, top)]
 
     def clock(at: datetime) -> str:
         return formats.date_format(timezone.localtime(at), "n/j H:i")
@@ -129,6 +153,8 @@ def _chart(timeline: statistics.Timeline, registrants: int) -> str:
         {
             "width": WIDTH,
             "height": HEIGHT,
+            "font_size": FONT_SIZE,
+            "axis_top": grid[-1]["y"],
             "left": LEFT,
             "right": WIDTH - RIGHT,
             "bottom": HEIGHT - BOTTOM,

@@ -26,7 +26,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.template.loader import render_to_string
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
-from django.views import defaults
+
+from mimamori.core import errors
 
 logger = logging.getLogger(__name__)
 
@@ -89,4 +90,4 @@ def server_error(request: HttpRequest) -> HttpResponse:
     error = sys.exc_info()[1]
     if isinstance(error, DATABASE_ERRORS):
         return database_unavailable(request, error)
-    return defaults.server_error(request)
+    return errors.server_error_page(request)

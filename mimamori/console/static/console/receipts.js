@@ -11,9 +11,15 @@
         document.querySelectorAll("[data-total]").forEach(function (cell) {
           cell.textContent = data[cell.getAttribute("data-total")];
         });
+        // Classes the page does not list yet (the fan-out was still writing when it was drawn):
+        // draw the page again rather than leave them out.
+        if (data.rows.length !== document.querySelectorAll("[data-row]").length ||
+            data.rows.some(function (row) { return !document.querySelector('[data-row="' + row.key + '"]'); })) {
+          window.location.reload();
+          return;
+        }
         data.rows.forEach(function (row) {
           var line = document.querySelector('[data-row="' + row.key + '"]');
-          if (!line) { return; }
           line.querySelectorAll("[data-col]").forEach(function (cell) {
             cell.textContent = row[cell.getAttribute("data-col")];
           });
