@@ -291,7 +291,12 @@ def get_broadcast(request: HttpRequest, broadcast_id: BroadcastId) -> Broadcast:
 def send_broadcast(request: HttpRequest, broadcast_id: BroadcastId) -> Status[SendOut]:
     user = staff_of(request)
     broadcast = access.get_broadcast(user, broadcast_id)
-    if not sending.send(broadcast, by=user):
+    try:
+        started = sending.send(broadcast, by=user)
+    except sending.NoRecipients as refusal:
+        # The draft stays a draft: 409 like a second send, with the reason.
+        raise HttpError(409, refusal.messages[0]) from None
+    if not started:
         raise HttpError(409, _("This broadcast has already been sent."))
     return Status(202, SendOut(id=broadcast.pk, status=BroadcastStatus(broadcast.status)))
 
