@@ -342,6 +342,8 @@ def test_the_guardian_is_told_once_at_a_slot_that_still_works(smtp_sink: Sink) -
     school = make_school()
     make_registrant(school, ["gone@docomo.ne.jp", "", "papa@au.com"], child_name="見守 花子")
     make_registrant(school, ["alone@docomo.ne.jp"])  # no other slot: nobody to tell
+    # Someone mail reaches, so that the second broadcast has a recipient (one to nobody is refused).
+    make_registrant(school, ["fine@au.com"])
     smtp_sink.refusals["gone@docomo.ne.jp"] = ["550 5.1.1 User unknown"]
     smtp_sink.refusals["alone@docomo.ne.jp"] = ["550 5.1.1 User unknown"]
     broadcast_to(school)

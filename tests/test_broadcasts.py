@@ -201,11 +201,35 @@ def test_staff_cannot_target_outside_their_scope() -> None:
     assert resolve_scope(staff).schools == (school,)
 
 
-def test_an_empty_audience_is_sent_at_once(smtp_sink: Sink) -> None:
+def test_a_broadcast_that_would_reach_nobody_is_refused_with_the_reason() -> None:
     school = make_school()
-    broadcast = send_to_school(make_staff(Role.SCHOOL, school=school), school)
+    make_registrant(school, ["off@example.jp"], receive_broadcasts=False)
+    staff = make_staff(Role.SCHOOL, school=school)
+    broadcast = sending.compose(
+        staff, subject="不審者情報", body="本文", scope=resolve_scope(staff, school_ids=[school.pk])
+    )
+    with pytest.raises(sending.NoRecipients) as refused:
+        sending.send(broadcast, by=staff)
+    assert "受け取る人がいません" in refused.value.messages[0]
+    broadcast.refresh_from_db()
+    assert broadcast.status == BroadcastStatus.DRAFT
+    assert broadcast.send_requested_at is None
+
+
+def test_an_audience_that_empties_after_send_is_finished_at_once(smtp_sink: Sink) -> None:
+    school = make_school()
+    registrant = make_registrant(school, ["only@example.jp"])
+    staff = make_staff(Role.SCHOOL, school=school)
+    broadcast = sending.compose(
+        staff, subject="不審者情報", body="本文", scope=resolve_scope(staff, school_ids=[school.pk])
+    )
+    assert sending.send(broadcast, by=staff)
+    deregister(registrant)  # between send and the fan-out
+    run_until_quiet()
+    broadcast.refresh_from_db()
     assert broadcast.status == BroadcastStatus.SENT
     assert broadcast.message_count == 0
+    assert smtp_sink.copies() == {}
 
 
 def test_each_staff_member_sees_only_broadcasts_wholly_in_scope() -> None:

@@ -97,14 +97,14 @@ def test_staff_compose_preview_and_send_a_broadcast(demo_system: RunningSystem, 
         page.goto(demo_system.url + "/console/broadcasts/new/")
         page.get_by_label("件名").fill(subject)
         page.get_by_label("本文").fill("本日15時ごろ、緑町公園付近で不審な人物が目撃されました。")
-        page.get_by_role("button", name="プレビュー").click()
+        page.get_by_role("button", name="送信前の確認へ").click()
 
         # The preview shows the exact mail and how many it reaches.
         preview = page.locator(".mail-preview")
         expect(preview).to_contain_text(subject)
         expect(preview).to_contain_text("midori-sho@mail.mimamori-iwamizawa.jp")
         expect(preview).to_contain_text("緑町公園")
-        reach = page.locator(".reach").inner_text()
+        reach = page.locator(".reach-total").inner_text()
         messages = int(re.findall(r"(\d+)", reach)[-1])
         assert messages > 10
         shot(page, "broadcast-1-preview")
@@ -138,7 +138,7 @@ def test_a_guardian_confirms_on_a_phone_and_staff_see_the_count_and_chart_change
         console.get_by_label("件名").fill(subject)
         console.get_by_label("本文").fill("このメールを読んだら確認ボタンを押してください。")
         console.get_by_label("受信確認を求める").check()
-        console.get_by_role("button", name="プレビュー").click()
+        console.get_by_role("button", name="送信前の確認へ").click()
         console.get_by_role("button", name="送信する").click()
         expect(console.locator("#status")).to_have_attribute("data-status", "sent", timeout=30_000)
         broadcast_url = console.url

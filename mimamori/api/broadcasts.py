@@ -314,7 +314,11 @@ def send_broadcast(
     user = staff_of(request)
     broadcast = access.get_broadcast(user, broadcast_id)
     at = data.at if data is not None else None
-    done = sending.send(broadcast, by=user) if at is None else sending.schedule(broadcast, at, by=user)
+    try:
+        done = sending.send(broadcast, by=user) if at is None else sending.schedule(broadcast, at, by=user)
+    except sending.NoRecipients as refusal:
+        # The draft stays a draft: 409 like a second send, with the reason.
+        raise HttpError(409, refusal.messages[0]) from None
     if not done:
         raise HttpError(409, _("This broadcast has already been sent or cancelled."))
     return Status(202, _sent(broadcast))

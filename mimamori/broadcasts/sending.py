@@ -24,6 +24,7 @@ from mimamori.broadcasts.models import (
     SUBJECT_MAX,
     AudienceGroup,
     Broadcast,
+    BroadcastKind,
     BroadcastStatus,
     Delivery,
     DeliveryStatus,
@@ -31,6 +32,7 @@ from mimamori.broadcasts.models import (
 )
 from mimamori.broadcasts.targeting import (
     Scope,
+    audience,
     broadcast_municipality,
     is_suppressed,
     save_scope,
@@ -51,6 +53,67 @@ def compose(
     reminder_minutes: Iterable[int] = (),
 ) -> Broadcast:
     """Save a draft. The scope was resolved against the user's own (targeting.resolve_scope)."""
+    subject, body, minutes = _checked(subject, body, scope, request_confirmation, reminder_minutes)
+    with transaction.atomic():
+        broadcast = Broadcast.objects.create(
+            created_by=user,
+            subject=subject,
+            body=body,
+            urgent=urgent,
+            request_confirmation=request_confirmation,
+            reminder_minutes=minutes,
+        )
+        save_scope(broadcast, scope)
+    return broadcast
+
+
+def revise(
+    broadcast: Broadcast,
+    *,
+    subject: str,
+    body: str,
+    scope: Scope,
+    urgent: bool = False,
+    request_confirmation: bool = False,
+    reminder_minutes: Iterable[int] = (),
+) -> bool:
+    """Change a draft in place (editing it from its preview); False if it was sent meanwhile."""
+    subject, body, minutes = _checked(subject, body, scope, request_confirmation, reminder_minutes)
+    with transaction.atomic():
+        locked = Broadcast.objects.select_for_update().filter(pk=broadcast.pk, status=BroadcastStatus.DRAFT)
+        if not locked.update(
+            subject=subject,
+            body=body,
+            urgent=urgent,
+            request_confirmation=request_confirmation,
+            reminder_minutes=minutes,
+        ):
+            return False
+        broadcast.refresh_from_db()
+        save_scope(broadcast, scope)
+    return True
+
+
+def discard(broadcast: Broadcast, by: User) -> bool:
+    """Delete a draft; False if it was sent meanwhile (a sent broadcast is never deleted)."""
+    with transaction.atomic():
+        municipality = broadcast_municipality(broadcast)
+        deleted, _counts = Broadcast.objects.filter(pk=broadcast.pk, status=BroadcastStatus.DRAFT).delete()
+        if deleted:
+            audit.record(
+                "broadcast.draft_deleted",
+                actor=by,
+                target=f"broadcast {broadcast.pk}",
+                municipality=municipality,
+                subject=broadcast.subject,
+            )
+    return bool(deleted)
+
+
+def _checked(
+    subject: str, body: str, scope: Scope, request_confirmation: bool, reminder_minutes: Iterable[int]
+) -> tuple[str, str, list[int]]:
+    """The subject, body and reminder minutes as saved, or ValidationError."""
     subject, body = subject.strip(), body.strip()
     errors = {}
     if not subject:
@@ -84,17 +147,7 @@ def compose(
             errors["reminder_minutes"] = _("Reminders are sent from 1 minute to 7 days after sending.")
     if errors:
         raise ValidationError(errors)
-    with transaction.atomic():
-        broadcast = Broadcast.objects.create(
-            created_by=user,
-            subject=subject,
-            body=body,
-            urgent=urgent,
-            request_confirmation=request_confirmation,
-            reminder_minutes=minutes,
-        )
-        save_scope(broadcast, scope)
-    return broadcast
+    return subject, body, minutes
 
 
 def _without_confirmation_links(scope: Scope) -> list[str]:
@@ -103,13 +156,41 @@ def _without_confirmation_links(scope: Scope) -> list[str]:
     return sorted(m.name for m in cities.values() if not m.confirmation_links_enabled)
 
 
+class NoRecipients(ValidationError):
+    """A broadcast whose audience is empty: sending it would end 配信済み having mailed nobody."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            _(
+                "Nobody would receive this broadcast: no active registrant in the chosen schools, "
+                "grades and classes has broadcast mail on at an address that receives it. "
+                "Choose other recipients."
+            ),
+            code="no_recipients",
+        )
+
+
 def send(broadcast: Broadcast, by: User | None = None) -> bool:
     """Start sending a draft, or a scheduled broadcast now; False if it was already sent (or
     cancelled). The work happens in the background.
 
-    ``by`` is the staff member who pressed send, for the audit log.
+    ``by`` is the staff member who pressed send, for the audit log. A broadcast that would reach
+    nobody is refused (NoRecipients); a maintenance notice, which the system sends to whoever
+    is registered, is not.
     """
+    _refuse_an_empty_audience(broadcast)
     return _start(broadcast, by, (BroadcastStatus.DRAFT, BroadcastStatus.SCHEDULED))
+
+
+def _refuse_an_empty_audience(broadcast: Broadcast) -> None:
+    """NoRecipients for a draft or scheduled alert that would reach nobody (maintenance notices
+    go to whoever is registered, so they are not refused)."""
+    if (
+        (broadcast.is_draft or broadcast.is_scheduled)
+        and broadcast.kind == BroadcastKind.ALERT
+        and not audience(broadcast).exists()
+    ):
+        raise NoRecipients
 
 
 def _start(
@@ -155,6 +236,7 @@ def schedule(broadcast: Broadcast, at: datetime, by: User | None = None) -> bool
         raise ValidationError({"at": _("This time has already passed. Choose a time in the future.")})
     if at > now + SCHEDULE_AHEAD_MAX:
         raise ValidationError({"at": _("A broadcast can be scheduled at most one year ahead.")})
+    _refuse_an_empty_audience(broadcast)
     with transaction.atomic():
         scheduled = Broadcast.objects.filter(
             pk=broadcast.pk, status__in=[BroadcastStatus.DRAFT, BroadcastStatus.SCHEDULED]

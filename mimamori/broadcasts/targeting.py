@@ -6,6 +6,7 @@ sends broadcasts to (1 and 2 unless a municipality says otherwise; never 3–4 b
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,13 @@ class Scope:
     classes: Sequence[str] = ()
 
 
+def class_key(value: str) -> str:
+    """A class as the registry stores it (registry/roster.py folds the same way): what a teacher
+    types, 1組, １組 or 1, is class "1"; full-width letters and digits are folded (NFKC) and a
+    trailing 組 is dropped."""
+    return unicodedata.normalize("NFKC", value).strip().removesuffix("組").strip()
+
+
 def resolve_scope(
     user: User,
     *,
@@ -45,7 +53,7 @@ def resolve_scope(
     codes = sorted({c.strip() for c in municipality_codes if c.strip()})
     ids = sorted(set(school_ids))
     grade_list = sorted(set(grades))
-    class_list = sorted({c.strip() for c in classes if c.strip()})
+    class_list = sorted({key for c in classes if (key := class_key(c))})
     errors: dict[str, str] = {}
 
     allowed_municipalities = municipalities_for(user)
@@ -122,11 +130,16 @@ def is_suppressed(email: Any) -> Exists:
 
 def _addressed(broadcast: Broadcast) -> QuerySet[Address]:
     """Every address in the broadcast's scope, whatever mail to it does."""
-    schools = list(target_schools(broadcast))
+    return _addressed_in(list(target_schools(broadcast)), broadcast.kind, broadcast.grades, broadcast.classes)
+
+
+def _addressed_in(
+    schools: list[School], kind: str, grades: Sequence[int], classes: Sequence[str]
+) -> QuerySet[Address]:
     if not schools:
         return Address.objects.none()
     active = Address.objects.filter(registrant__status=RegistrantStatus.ACTIVE)
-    if broadcast.kind == BroadcastKind.MAINTENANCE:
+    if kind == BroadcastKind.MAINTENANCE:
         # A maintenance notice goes to every registered address, whatever the options (S9).
         addresses = active.filter(registrant__school_id__in=[s.pk for s in schools])
     else:
@@ -142,10 +155,10 @@ def _addressed(broadcast: Broadcast) -> QuerySet[Address]:
         for slots, school_ids in by_slots.items():
             slot_rule |= Q(registrant__school_id__in=school_ids, slot__in=slots)
         addresses = active.filter(slot_rule, registrant__receive_broadcasts=True)
-    if broadcast.grades:
-        addresses = addresses.filter(registrant__grade__in=broadcast.grades)
-    if broadcast.classes:
-        addresses = addresses.filter(registrant__class_name__in=broadcast.classes)
+    if grades:
+        addresses = addresses.filter(registrant__grade__in=grades)
+    if classes:
+        addresses = addresses.filter(registrant__class_name__in=classes)
     return addresses
 
 
@@ -157,7 +170,22 @@ class Reach:
 
 def reach(broadcast: Broadcast) -> Reach:
     """How many registrants and distinct addresses the broadcast would reach now (the preview)."""
-    counts = audience(broadcast).aggregate(
+    return _reach(audience(broadcast))
+
+
+def scope_reach(scope: Scope) -> Reach:
+    """What a broadcast with this scope would reach now, counted as reach() counts a saved one
+    (the compose page's live count, before anything is saved)."""
+    schools = {s.pk: s for s in scope.schools} or {
+        s.pk: s
+        for s in School.objects.select_related("municipality").filter(municipality__in=scope.municipalities)
+    }
+    addressed = _addressed_in(list(schools.values()), BroadcastKind.ALERT, scope.grades, scope.classes)
+    return _reach(addressed.exclude(status=AddressStatus.SUPPRESSED))
+
+
+def _reach(addresses: QuerySet[Address]) -> Reach:
+    counts = addresses.aggregate(
         registrants=Count("registrant", distinct=True), messages=Count(Lower("email"), distinct=True)
     )
     return Reach(registrants=counts["registrants"], messages=counts["messages"])

@@ -7,17 +7,19 @@ decided by targeting.resolve_scope, whose errors land on the same field names.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db.models import Max
+from django.db.models import Count, Q
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from mimamori import text
 from mimamori.accounts.models import Role, User
-from mimamori.broadcasts.models import BODY_MAX, SUBJECT_MAX
+from mimamori.broadcasts.models import BODY_MAX, SUBJECT_MAX, Broadcast
+from mimamori.broadcasts.targeting import class_key
 from mimamori.registry.access import municipalities_for, registrants_for, schools_for
 from mimamori.registry.models import RegistrantStatus
 
@@ -25,6 +27,8 @@ from mimamori.registry.models import RegistrantStatus
 CLASS_SEPARATORS = re.compile(r"[,、，\s]+")
 # Minutes after sending that staff can pick for automatic reminders (P3).
 REMINDER_CHOICES = (30, 60, 120)
+# Registrants a broadcast can reach: active, with 連絡メールを受信する on (the picker's counts).
+_COUNTED = Q(status=RegistrantStatus.ACTIVE, receive_broadcasts=True)
 
 
 class IdsField(forms.MultipleChoiceField):
@@ -55,7 +59,207 @@ class SchoolIdsField(IdsField):
             raise ValidationError(_("You can only send to schools in your own scope.")) from None
 
 
-class BroadcastForm(forms.Form):
+class GradesField(IdsField):
+    """Whole grades: the picker offers those with registrants, a link may name any (1–9, which
+    targeting.resolve_scope checks)."""
+
+    def clean(self, value: Any) -> list[int]:
+        try:
+            return [int(v) for v in super().clean(value)]
+        except ValueError:
+            raise ValidationError(_("Grades are numbers from 1 to 9.")) from None
+
+
+@dataclass(frozen=True)
+class GradeChoice:
+    """One grade of the picker: the grade's own checkbox and one per class, with counts."""
+
+    grade: int
+    registrants: int
+    whole: Any  # the grade's BoundWidget in `grades`
+    classes: list[Any]  # BoundWidgets of `groups`
+
+
+def group_value(grade: int, class_name: str) -> str:
+    return f"{grade}-{class_name}"
+
+
+class TargetForm(forms.Form):
+    """Whom to send to: municipalities (centre), schools (municipality and centre), then whole
+    grades or classes of a grade, built from the registry as it is, with counts of registrants.
+
+    A broadcast's scope is grades × classes (targeting, and the API's contract), so classes
+    chosen in different grades must form such a product: 1年1組 and 2年1組 are grades 1–2,
+    class 1; 1年1組 and 2年2組 together would also reach 1年2組 and 2年1組, and are refused
+    with that reason. Classes named in `classes` (old links, typed by hand) are folded as the
+    registry folds them: 1組, １組 and 1 are class 1.
+    """
+
+    municipalities = IdsField(label=_("Municipalities"), required=False)
+    schools = SchoolIdsField(label=_("Schools"), required=False)
+    grades = GradesField(label=_("Grades"), required=False)
+    groups = IdsField(label=_("Classes"), required=False)
+    classes = forms.CharField(
+        label=_("Classes"),
+        required=False,
+        max_length=200,
+        validators=[text.single_line],
+        widget=forms.HiddenInput,
+    )
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        municipalities = municipalities_for(user)
+        schools = list(
+            schools_for(user).annotate(
+                n=Count(
+                    "registrants",
+                    filter=Q(
+                        registrants__status=RegistrantStatus.ACTIVE, registrants__receive_broadcasts=True
+                    ),
+                )
+            )
+        )
+        self.choose_municipalities = user.role == Role.CENTRE
+        self.choose_schools = user.role in (Role.CENTRE, Role.MUNICIPALITY)
+        self.fields["municipalities"].choices = [(m.code, m.name) for m in municipalities]  # type: ignore[attr-defined]
+        self.fields["schools"].choices = [  # type: ignore[attr-defined]
+            (
+                s.pk,
+                _people(f"{s.municipality.name} {s.name}" if self.choose_municipalities else s.name, s.n),
+            )
+            for s in schools
+        ]
+        if user.role == Role.MUNICIPALITY:
+            self.fields["schools"].help_text = _("None chosen: every school of the municipality.")
+        # The grades and classes there are (義務教育学校 have grades 7–9), counted over the
+        # user's whole scope; the live count says what the chosen schools hold.
+        counted = (
+            registrants_for(user)
+            .filter(_COUNTED)
+            .order_by()
+            .values_list("grade", "class_name")
+            .annotate(n=Count("pk"))
+        )
+        self.existing: dict[tuple[int, str], int] = {}
+        for grade, class_name, n in counted:
+            key = (grade, class_key(class_name))
+            self.existing[key] = self.existing.get(key, 0) + n
+        by_grade: dict[int, list[tuple[str, int]]] = {}
+        for (grade, class_name), n in sorted(self.existing.items(), key=_class_order):
+            by_grade.setdefault(grade, []).append((class_name, n))
+        self.grade_counts = {g: sum(n for _, n in classes) for g, classes in by_grade.items()}
+        self.fields["grades"].choices = [  # type: ignore[attr-defined]
+            (g, _people(gettext("Grade %(grade)d, all classes") % {"grade": g}, self.grade_counts[g]))
+            for g in sorted(by_grade)
+        ]
+        self.fields["groups"].choices = [  # type: ignore[attr-defined]
+            (group_value(g, c), _people(gettext("Class %(name)s") % {"name": c}, n))
+            for g in sorted(by_grade)
+            for c, n in by_grade[g]
+        ]
+        self.scope_names = [s.name for s in schools] if not self.choose_schools else []
+
+    def picker(self) -> list[GradeChoice]:
+        """The grades with their classes, for the template to lay out grade by grade."""
+        wholes = {int(w.data["value"]): w for w in self["grades"]}
+        classes: dict[int, list[Any]] = {}
+        for widget in self["groups"]:
+            classes.setdefault(int(str(widget.data["value"]).partition("-")[0]), []).append(widget)
+        return [
+            GradeChoice(g, self.grade_counts.get(g, 0), wholes[g], classes.get(g, [])) for g in sorted(wholes)
+        ]
+
+    def clean_classes(self) -> list[str]:
+        typed = self.cleaned_data["classes"]
+        return [key for c in CLASS_SEPARATORS.split(typed) if (key := class_key(c))]
+
+    def clean_groups(self) -> list[tuple[int, str]]:
+        chosen = []
+        for value in self.cleaned_data["groups"]:
+            grade, dash, name = value.partition("-")
+            if not dash or not grade.isdigit() or not (key := class_key(name)):
+                raise ValidationError(_("Choose classes from the list."))
+            chosen.append((int(grade), key))
+        return chosen
+
+    def clean(self) -> dict[str, Any]:
+        """Whole grades and classes chosen become the scope's grades and classes."""
+        data = self.cleaned_data
+        whole = set(data.get("grades") or ())
+        # A class of a grade chosen whole adds nothing.
+        groups = {(g, c) for g, c in data.get("groups") or () if g not in whole}
+        typed = list(data.get("classes") or ())
+        if not groups:
+            data["scope_grades"], data["scope_classes"] = sorted(whole), typed
+            return data
+        if whole:
+            self.add_error(
+                "groups",
+                _(
+                    "A whole grade and classes of other grades cannot be sent to together. "
+                    "Choose classes only, or send twice."
+                ),
+            )
+            return data
+        grades = sorted({g for g, _c in groups})
+        classes = sorted({c for _g, c in groups} | set(typed))
+        # Grades × classes: refused if that reaches a class that was not chosen and exists.
+        more = sorted(
+            (g, c) for g in grades for c in classes if (g, c) not in groups and (g, c) in self.existing
+        )
+        if more:
+            self.add_error(
+                "groups",
+                _(
+                    "These classes cannot be sent to together: recipients are chosen as grades × "
+                    "classes, so %(more)s would receive it too. Send to each grade separately."
+                )
+                % {
+                    "more": "、".join(
+                        gettext("%(grade)d-%(name)s") % {"grade": g, "name": c} for g, c in more
+                    )
+                },
+            )
+            return data
+        data["scope_grades"], data["scope_classes"] = grades, classes
+        return data
+
+    def initial_from(self, broadcast: Broadcast) -> dict[str, Any]:
+        """The picker's values for a saved draft's scope (editing a draft)."""
+        return {
+            "municipalities": [m.code for m in broadcast.municipalities.all()],
+            "schools": [s.pk for s in broadcast.schools.all()],
+            **self.picked(broadcast.grades, broadcast.classes),
+        }
+
+    def picked(self, grades: list[int], classes: list[str]) -> dict[str, Any]:
+        """The picker's boxes for grades × classes: whole grades, or the classes there are."""
+        if not classes:
+            return {"grades": list(grades), "groups": []}
+        keys = {class_key(c) for c in classes}
+        return {
+            "grades": [],
+            "groups": [
+                group_value(g, c)
+                for g, c in sorted(self.existing)
+                if c in keys and (not grades or g in grades)
+            ],
+        }
+
+
+def _people(label: str, n: int) -> str:
+    return gettext("%(label)s (%(count)d)") % {"label": label, "count": n}
+
+
+def _class_order(item: tuple[tuple[int, str], int]) -> tuple[int, int, str]:
+    (grade, name), _n = item
+    # Numbered classes in number order (2 before 10), named ones after them.
+    return (grade, int(name) if name.isdigit() else 10**6, name)
+
+
+class BroadcastForm(TargetForm):
     subject = forms.CharField(
         label=_("Subject"),
         max_length=SUBJECT_MAX,
@@ -85,40 +289,12 @@ class BroadcastForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text=_("The same mail, with the same link, to households that have not confirmed by then."),
     )
-    municipalities = IdsField(label=_("Municipalities"), required=False)
-    schools = SchoolIdsField(label=_("Schools"), required=False)
-    grades = forms.TypedMultipleChoiceField(
-        label=_("Grades"),
-        required=False,
-        coerce=int,
-        widget=forms.CheckboxSelectMultiple,
-        help_text=_("None chosen: every grade."),
-    )
-    classes = forms.CharField(
-        label=_("Classes"),
-        required=False,
-        max_length=200,
-        validators=[text.single_line],
-        help_text=_("Class names separated by commas, e.g. 1,2. Empty: every class."),
-    )
+
+    field_order = ["subject", "body"]
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.user = user
+        super().__init__(*args, user=user, **kwargs)
         municipalities = municipalities_for(user)
-        schools = schools_for(user)
-        self.choose_municipalities = user.role == Role.CENTRE
-        self.choose_schools = user.role in (Role.CENTRE, Role.MUNICIPALITY)
-        self.fields["municipalities"].choices = [(m.code, m.name) for m in municipalities]  # type: ignore[attr-defined]
-        self.fields["schools"].choices = [  # type: ignore[attr-defined]
-            (s.pk, f"{s.municipality.name} {s.name}" if self.choose_municipalities else s.name)
-            for s in schools
-        ]
-        if user.role == Role.MUNICIPALITY:
-            self.fields["schools"].help_text = _("None chosen: every school of the municipality.")
-        # Grades 7–9 only where a school has them (義務教育学校); elementary schools stop at 6.
-        top = registrants_for(user).filter(status=RegistrantStatus.ACTIVE).aggregate(top=Max("grade"))["top"]
-        self.fields["grades"].choices = [(g, str(g)) for g in range(1, max(6, top or 0) + 1)]  # type: ignore[attr-defined]
         # Municipality setting (S12): no confirmation links where a municipality turned them off.
         self.offers_confirmation = (
             municipalities.exists() and not municipalities.filter(confirmation_links_enabled=False).exists()
@@ -130,8 +306,3 @@ class BroadcastForm(forms.Form):
             self.fields["reminder_minutes"].choices = [  # type: ignore[attr-defined]
                 (m, gettext("%(minutes)d minutes later") % {"minutes": m}) for m in REMINDER_CHOICES
             ]
-        self.scope_names = [s.name for s in schools] if not self.choose_schools else []
-
-    def clean_classes(self) -> list[str]:
-        text = self.cleaned_data["classes"]
-        return [c for c in CLASS_SEPARATORS.split(text) if c]

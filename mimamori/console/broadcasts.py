@@ -13,22 +13,20 @@ from typing import Any
 from django.contrib import messages as flash
 from django.core.exceptions import ValidationError
 from django.db.models import Case, Count, F, IntegerField, OuterRef, Q, Subquery, When
-from django.db.models.functions import Coalesce, Lower
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect
-from django.utils.html import escape
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
-from mimamori.broadcasts import mails, sending, targeting
+from mimamori.accounts.models import User
+from mimamori.broadcasts import mails, preview, sending, targeting
 from mimamori.broadcasts.access import broadcasts_for, get_broadcast
 from mimamori.broadcasts.models import OPEN, Broadcast, Delivery, DeliveryStatus
-from mimamori.console.broadcast_forms import BroadcastForm
+from mimamori.console.broadcast_forms import CLASS_SEPARATORS, BroadcastForm, TargetForm
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _page, _render, _staff
-from mimamori.mail.messages import BUILD_ERRORS
-from mimamori.registry.models import Address
 
 
 def _count(condition: Q) -> Subquery:
@@ -62,28 +60,54 @@ def broadcasts(request: HttpRequest) -> HttpResponse:
     return _render(request, "broadcast_list.html", {"page": _page(request, found)})
 
 
+def _initial(query: QueryDict) -> dict[str, Any]:
+    """Compose's starting values from the address (an alert template's link):
+    subject, body, urgent, request_confirmation."""
+    initial: dict[str, Any] = {}
+    for name in ("subject", "body"):
+        if name in query:
+            initial[name] = query[name]
+    for name in ("urgent", "request_confirmation"):
+        if name in query:
+            initial[name] = str(query[name]).lower() not in ("", "0", "false", "off", "no")
+    return initial
+
+
+def _scope(user: User, data: dict[str, Any]) -> targeting.Scope:
+    return targeting.resolve_scope(
+        user,
+        municipality_codes=data["municipalities"],
+        school_ids=data["schools"],
+        grades=data["scope_grades"],
+        classes=data["scope_classes"],
+    )
+
+
+def _compose_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "subject": data["subject"],
+        "body": data["body"],
+        "urgent": data["urgent"],
+        "request_confirmation": data.get("request_confirmation", False),
+        "reminder_minutes": data.get("reminder_minutes", ()),
+    }
+
+
 @staff_required
 def broadcast_new(request: HttpRequest) -> HttpResponse:
     user = _staff(request)
-    form = BroadcastForm(request.POST if request.method == "POST" else None, user=user)
+    if request.method == "POST":
+        form = BroadcastForm(request.POST, user=user)
+    else:
+        form = BroadcastForm(user=user, initial=_initial(request.GET))
+        # An old link's grades and classes (classes folded: 1組, １組 and 1 are class 1).
+        grades = [int(g) for g in request.GET.getlist("grades") if g.isdigit() and len(g) < 3]
+        classes = [c for value in request.GET.getlist("classes") for c in CLASS_SEPARATORS.split(value) if c]
+        form.initial.update(form.picked(grades, classes))
     if form.is_valid():
-        data = form.cleaned_data
         try:
-            scope = targeting.resolve_scope(
-                user,
-                municipality_codes=data["municipalities"],
-                school_ids=data["schools"],
-                grades=data["grades"],
-                classes=data["classes"],
-            )
             broadcast = sending.compose(
-                user,
-                subject=data["subject"],
-                body=data["body"],
-                scope=scope,
-                urgent=data["urgent"],
-                request_confirmation=data.get("request_confirmation", False),
-                reminder_minutes=data.get("reminder_minutes", ()),
+                user, scope=_scope(user, form.cleaned_data), **_compose_fields(form.cleaned_data)
             )
         except ValidationError as error:
             form.add_error(None, error)
@@ -92,40 +116,80 @@ def broadcast_new(request: HttpRequest) -> HttpResponse:
     return _render(request, "broadcast_new.html", {"form": form})
 
 
-def _sample_mail(broadcast: Broadcast) -> dict[str, Any] | None:
-    """The mail the first address of the audience would get, built exactly as delivery builds it."""
-    audience = targeting.audience(broadcast)
-    first = audience.annotate(key=Lower("email")).order_by("key").values_list("key", flat=True).first()
-    if first is None:
-        return None
-    rows: list[Address] = list(
-        audience.annotate(key=Lower("email"))
-        .filter(key=first)
-        .select_related("registrant__school__municipality")
-        .order_by("registrant__grade", "registrant__class_name", "registrant__child_name_kana")
-    )
-    children = [row.registrant for row in rows]
-    # As the fan-out: the sender is the lowest-numbered school among the children.
-    school = min((child.school for child in children), key=lambda s: s.pk)
-    try:
-        mail = mails.broadcast(
-            school=school,
-            to=rows[0].email,
-            subject=broadcast.subject,
-            body=broadcast.body,
-            urgent=broadcast.urgent,
-            children=children,
-            message_id=mails.new_message_id(school),
-        )
-    except BUILD_ERRORS:
-        return None  # data stored before the input rule; its mails fail with the reason
-    # The text body comes from render_to_string, which marks it safe for HTML; it is plain text
-    # holding staff input and sender addresses in <…>, so escape it for the page.
-    return {
-        "sender": mail.from_email,
-        "to": rows[0].email,
-        "subject": mail.subject,
-        "body": escape(mail.body),
+@staff_required
+def broadcast_edit(request: HttpRequest, broadcast_id: int) -> HttpResponse:
+    """The compose form for a draft, filled in; saving changes the draft (no second draft)."""
+    user = _staff(request)
+    found = get_broadcast(user, broadcast_id)
+    if not found.is_draft:
+        flash.info(request, _("This broadcast was already sent; it can no longer be changed."))
+        return redirect("console:broadcast", broadcast_id=found.pk)
+    if request.method == "POST":
+        form = BroadcastForm(request.POST, user=user)
+    else:
+        form = BroadcastForm(user=user)
+        form.initial = {
+            "subject": found.subject,
+            "body": found.body,
+            "urgent": found.urgent,
+            "request_confirmation": found.request_confirmation,
+            "reminder_minutes": list(found.reminder_minutes),
+            **form.initial_from(found),
+        }
+    if form.is_valid():
+        try:
+            changed = sending.revise(
+                found, scope=_scope(user, form.cleaned_data), **_compose_fields(form.cleaned_data)
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            if not changed:
+                flash.info(request, _("This broadcast was already sent; it can no longer be changed."))
+            return redirect("console:broadcast", broadcast_id=found.pk)
+    return _render(request, "broadcast_new.html", {"form": form, "draft": found})
+
+
+@staff_required
+@require_POST
+def broadcast_delete(request: HttpRequest, broadcast_id: int) -> HttpResponse:
+    user = _staff(request)
+    found = get_broadcast(user, broadcast_id)
+    if sending.discard(found, by=user):
+        flash.success(request, _("The draft was deleted."))
+        return redirect("console:broadcasts")
+    flash.info(request, _("This broadcast was already sent; it cannot be deleted."))
+    return redirect("console:broadcast", broadcast_id=found.pk)
+
+
+@staff_required
+@require_GET
+def broadcast_reach(request: HttpRequest) -> JsonResponse:
+    """The live count of the compose page: whom the chosen scope reaches now (「N 家庭・M 通」)."""
+    user = _staff(request)
+    form = TargetForm(request.GET, user=user)
+    if form.is_valid():
+        try:
+            reach = targeting.scope_reach(_scope(user, form.cleaned_data))
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            return JsonResponse(
+                {
+                    "registrants": reach.registrants,
+                    "messages": reach.messages,
+                    "text": reach_words(reach.registrants, reach.messages),
+                }
+            )
+    problems = [str(m) for messages in form.errors.values() for m in messages]
+    return JsonResponse({"errors": problems})
+
+
+def reach_words(registrants: int, messages: int) -> str:
+    """「N 家庭・M 通」: registrants reached, and mails (one per distinct address)."""
+    return _("%(registrants)d households, %(messages)d mails") % {
+        "registrants": registrants,
+        "messages": messages,
     }
 
 
@@ -145,8 +209,10 @@ def broadcast(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     found = get_broadcast(_staff(request), broadcast_id)
     context: dict[str, Any] = {"broadcast": found, "scope": _scope_words(found)}
     if found.is_draft or found.is_scheduled:
-        context["sample"] = _sample_mail(found)
-        context["reach"] = targeting.reach(found)
+        context["sample"] = preview.sample(found)
+        reach = targeting.reach(found)
+        context["reach"] = reach
+        context["reach_words"] = reach_words(reach.registrants, reach.messages)
         # Before sending: what a carrier group's character set would change in the text.
         context["rewritings"] = mails.rewritings(found.subject, found.body)
     else:
@@ -163,7 +229,12 @@ def broadcast(request: HttpRequest, broadcast_id: int) -> HttpResponse:
 def broadcast_send(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     user = _staff(request)
     found = get_broadcast(user, broadcast_id)
-    if sending.send(found, by=user):
+    try:
+        started = sending.send(found, by=user)
+    except sending.NoRecipients as refusal:
+        flash.error(request, refusal.messages[0])
+        return redirect("console:broadcast", broadcast_id=found.pk)
+    if started:
         flash.success(request, _("Sending has started."))
     else:
         flash.info(request, _("This broadcast was already sent; it was not sent again."))
