@@ -28,6 +28,12 @@ ACTION_LABELS: dict[str, Promise] = {
     # Broadcasts
     "broadcast.sent": _("Broadcast sent"),
     "broadcast.retried": _("Broadcast sent again to failed addresses"),
+    "broadcast.scheduled": _("Broadcast scheduled"),
+    "broadcast.cancelled": _("Scheduled broadcast cancelled"),
+    "broadcast.draft_deleted": _("Draft deleted"),
+    "alert_template.created": _("Alert template created"),
+    "alert_template.changed": _("Alert template changed"),
+    "alert_template.deleted": _("Alert template deleted"),
     "reminder.sent": _("Reminder sent"),
     "export.unconfirmed_csv": _("Unconfirmed list downloaded (CSV)"),
     # Registry
@@ -40,6 +46,7 @@ ACTION_LABELS: dict[str, Promise] = {
     "registrant.erased": _("Personal data erased"),
     "deregistration.requested": _("Deregistration requested"),
     "deregistration.rejected": _("Deregistration request rejected"),
+    "deregistration.withdrawn": _("Deregistration request withdrawn"),
     "export.registration_letters": _("Registration letters re-issued"),
     "export.undeliverable_csv": _("Addresses mail does not reach downloaded (CSV)"),
     "reach_test.started": _("Reach test started"),
