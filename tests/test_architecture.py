@@ -88,6 +88,7 @@ def test_both_engines_know_every_task_by_its_apps_tasks_module() -> None:
         "mimamori.registry.tasks.post_reach_test",
         "mimamori.registry.tasks.send_password_reset",
         "mimamori.registry.tasks.send_registration_complete",
+        "mimamori.support.tasks.send_inquiry_acknowledgement",
         "mimamori.support.tasks.send_inquiry_answer",
         "mimamori.support.tasks.send_inquiry_copy",
     ]

@@ -36,7 +36,7 @@ def test_the_broadcast_page_counts_up_without_a_reload(
         page.goto(demo_system.url + "/console/broadcasts/new/")
         page.get_by_label("件名").fill(f"下校時刻変更（{size_name}）")
         page.get_by_label("本文").fill("本日は14時に下校します。")
-        page.get_by_role("button", name="プレビュー").click()
+        page.get_by_role("button", name="送信前の確認へ").click()
         page.get_by_role("button", name="送信する").click()
         expect(page.locator("#status")).to_have_attribute("data-status", "sending")
         shot(page, f"live-{size_name}-1-sending")

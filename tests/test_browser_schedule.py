@@ -43,7 +43,7 @@ def test_template_then_schedule_then_cancel(
         subject = f"下校時刻変更（予約の試験 {size}）"
         page.get_by_label("件名").fill(subject)
         page.get_by_label("本文").fill("明日は教職員研修のため、下校時刻を変更します。")
-        page.get_by_role("button", name="プレビュー").click()
+        page.get_by_role("button", name="送信前の確認へ").click()
         at = (datetime.now() + timedelta(days=1)).replace(second=0, microsecond=0)
         page.get_by_label("日時を指定して送信").fill(at.strftime("%Y-%m-%dT%H:%M"))
         page.get_by_role("button", name="日時を指定して送信").click()

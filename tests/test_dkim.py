@@ -149,6 +149,7 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
         ("registration_complete", OutgoingStatus.FAILED),  # gone@, which no relay took
         ("address_suppressed", OutgoingStatus.SENT),
         ("inquiry_copy", OutgoingStatus.SENT),
+        ("inquiry_acknowledgement", OutgoingStatus.SENT),
         ("inquiry_answer", OutgoingStatus.SENT),
         ("reach_test", OutgoingStatus.SENT),
     }
@@ -161,9 +162,9 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
     assert "【再送】不審者情報" in subjects
     assert any(s.startswith("【メンテナンスのお知らせ】") for s in subjects)
     # 登録完了メール ×2 and the address notice, the broadcast and its reminder (slot 2 is
-    # suppressed by then), the maintenance notice ×2 (slots 1 and 3), the inquiry's copy and
-    # answer, the 到達テスト ×2.
-    assert len(received) == 2 + 1 + 1 + 1 + 2 + 1 + 1 + 2
+    # suppressed by then), the maintenance notice ×2 (slots 1 and 3), the inquiry's copy,
+    # acknowledgement and answer, the 到達テスト ×2.
+    assert len(received) == 2 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 2
 
     # Each verifies against the printed record, signed by the municipality's domain.
     for raw, title in zip(received, subjects, strict=True):

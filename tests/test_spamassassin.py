@@ -145,6 +145,7 @@ def every_kind_of_mail(sink: RawSink) -> dict[str, bytes]:
     assert guardian.post(reverse("portal:inquiry"), inquiry_form).status_code == 302
     run_until_quiet()
     mails["inquiry copy to the desk"] = sink.take(city.support_email)
+    mails["acknowledgement with the reference number"] = sink.take("hanako.mama@docomo.ne.jp")
 
     desk = Client()
     desk.force_login(make_staff(Role.MUNICIPALITY, municipality=city))
@@ -210,7 +211,7 @@ def scores(paths: list[Path]) -> list[tuple[float, str]]:
 
 def test_every_kind_of_mail_scores_below_one(sink: RawSink, tmp_path: Path) -> None:
     mails = every_kind_of_mail(sink)
-    assert len(mails) == 8
+    assert len(mails) == 9
     mails["control (GTUBE)"] = (
         "From: test@example.jp\r\nTo: test@example.jp\r\nSubject: control\r\n\r\n" + GTUBE + "\r\n"
     ).encode()

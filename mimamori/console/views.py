@@ -30,6 +30,7 @@ from mimamori.mail.models import OutgoingMail
 from mimamori.registry import reachtests
 from mimamori.registry.access import get_registrant, get_school, registrants_for, schools_for
 from mimamori.registry.models import Address, AddressStatus, Registrant, RegistrantStatus
+from mimamori.support import mails as support_mails
 
 PAGE_SIZE = 50
 
@@ -213,10 +214,14 @@ def outgoing_mails(target: str) -> list[dict[str, object]]:
 
 
 def _visible_mail(user: User, mails: list[StoredMail]) -> list[StoredMail]:
-    """Centre staff read every mail; others only mail sent from their schools' addresses."""
+    """Centre staff read every mail; others only mail sent from their schools' addresses, and
+    municipality staff also their support desk's."""
     if user.role == Role.CENTRE:
         return mails
     senders = {school.sender_address.lower() for school in schools_for(user)}
+    if user.role == Role.MUNICIPALITY and user.municipality is not None:
+        # The city's support desk writes from its own address (support/mails.py).
+        senders.add(support_mails.desk_address(user.municipality).lower())
     return [mail for mail in mails if parseaddr(mail.sender)[1].lower() in senders]
 
 
