@@ -308,7 +308,7 @@ def _root_tokens(world: World) -> dict[str, str]:
     return {"confirm": confirmation, "unsubscribe": unsubscribe, "emblem": emblem.digest}
 
 
-def _root_kwargs(name: str, value: str, world: World) -> dict[str, str]:
+def _root_kwargs(name: str | None, value: str | None, world: World) -> dict[str, str | None]:
     if name == "emblem":
         return {"code": world.school_a.municipality.code, "digest": value}
     return {"token": value}

@@ -28,7 +28,8 @@ def signed_in(user: User) -> Client:
 
 
 def picture(fmt: str, size: tuple[int, int] = (300, 200), mode: str = "RGB", **save: object) -> bytes:
-    color = {"RGB": (200, 30, 40), "RGBA": (200, 30, 40, 128), "L": 90}[mode]
+    colors: dict[str, float | tuple[float, ...]] = {"RGB": (200, 30, 40), "RGBA": (200, 30, 40, 128), "L": 90}
+    color = colors[mode]
     image = Image.new(mode, size, color)
     out = io.BytesIO()
     image.save(out, format=fmt, **save)
