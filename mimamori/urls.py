@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from mimamori.api.endpoints import api
-from mimamori.core import health
+from mimamori.core import emblem, health
 from mimamori.core.health import healthz
 from mimamori.portal import confirm, unsubscribe
 
@@ -17,6 +17,8 @@ urlpatterns = [
     path("c/<path:token>/", confirm.confirm, name="confirm"),
     # The one-click unsubscribe link of broadcast mails (RFC 8058).
     path("u/<str:token>/", unsubscribe.unsubscribe, name="unsubscribe"),
+    # The municipality's emblem (市章), its digest in the URL: cached for a year (core/emblem.py).
+    path("emblem/<slug:code>/<str:digest>.png", emblem.emblem, name="emblem"),
     path("portal/", include("mimamori.portal.urls")),
     path("console/", include("mimamori.console.urls")),
     path("api/v1/", api.urls),

@@ -7,6 +7,7 @@ test until someone says which object it should point at.
 
 from __future__ import annotations
 
+import io
 import mailbox
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +19,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
+from PIL import Image
 
 from mimamori.accounts.models import ApiToken, Role, User
 from mimamori.broadcasts import mails as broadcast_mails
@@ -26,7 +28,7 @@ from mimamori.broadcasts.models import Broadcast, BroadcastStatus, Delivery
 from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.maintenance.models import MaintenanceWindow
 from mimamori.receipts.models import Receipt
-from mimamori.registry import reachtests
+from mimamori.registry import emblems, reachtests
 from mimamori.registry.models import AlertTemplate, ReachTest, Registrant, School
 from mimamori.support.models import Inquiry
 from tests.cast import api_document, make_municipality, make_registrant, make_school, make_staff
@@ -299,7 +301,17 @@ def _root_tokens(world: World) -> dict[str, str]:
     confirmation = _confirmation_token_of_school_a(world)
     delivery = Delivery.objects.get(confirmation_token=confirmation)
     unsubscribe = broadcast_mails.unsubscribe_url(delivery.pk).rstrip("/").rpartition("/")[2]
-    return {"confirm": confirmation, "unsubscribe": unsubscribe}
+    # The emblem of school A's city (core/emblem.py): public, its digest in place of a token.
+    png = io.BytesIO()
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(png, format="PNG")
+    emblem = emblems.change_emblem(world.school_a.municipality, png.getvalue(), by=world.staff_a)
+    return {"confirm": confirmation, "unsubscribe": unsubscribe, "emblem": emblem.digest}
+
+
+def _root_kwargs(name: str | None, value: str | None, world: World) -> dict[str, str | None]:
+    if name == "emblem":
+        return {"code": world.school_a.municipality.code, "digest": value}
+    return {"token": value}
 
 
 def test_root_pages_reveal_no_child_and_record_nothing(world: World, smtp_sink: Sink, settings: Any) -> None:
@@ -312,14 +324,16 @@ def test_root_pages_reveal_no_child_and_record_nothing(world: World, smtp_sink: 
     assert {"confirm", "unsubscribe"} <= {p.name for p in patterns}
     for pattern in patterns:
         names = list(pattern.pattern.regex.groupindex)
-        unknown = [n for n in names if n != "token"]
+        unknown = [
+            n for n in names if n not in ({"code", "digest"} if pattern.name == "emblem" else {"token"})
+        ]
         assert not unknown, f"{pattern.name}: teach test_access which object {unknown} should point at"
         assert not names or pattern.name in tokens, f"{pattern.name}: teach test_access its token"
         token = tokens.get(str(pattern.name), "")
         wrong = token[:-1] + ("a" if token[-1:] != "a" else "b")
         for who, user in world.outsiders.items():
             for value in (token, wrong) if names else (None,):
-                url = reverse(pattern.name, kwargs={"token": value} if names else {})
+                url = reverse(pattern.name, kwargs=_root_kwargs(pattern.name, value, world) if names else {})
                 for method in ("get", "head"):
                     response = getattr(_client(user), method)(url)
                     where = f"{method.upper()} {url} as {who}: {response.status_code}"

@@ -51,6 +51,8 @@ NOT_USER_TEXT = {
     "broadcasts.Delivery.confirmation_token",
     "mail.DkimKey.private_key",
     "mail.DkimKey.public_key",
+    # The SHA-256 of the emblem's PNG, which registry/emblems.py encoded itself.
+    "registry.MunicipalityEmblem.digest",
     # `mimamori dkim-keygen`: the municipality's checked mail domain, a selector made by the code.
     "mail.DkimKey.domain",
     "mail.DkimKey.selector",

@@ -52,6 +52,7 @@ ACTION_LABELS: dict[str, Promise] = {
     "reach_test.started": _("Reach test started"),
     # Municipalities, mail and carriers
     "municipality.settings_changed": _("Municipality settings changed"),
+    "municipality.emblem_changed": _("Municipality emblem changed"),
     "dkim.key_created": _("DKIM signing key created"),
     "carrier.changed": _("Carrier profile changed"),
     "carrier.resumed": _("Carrier pause ended by hand"),

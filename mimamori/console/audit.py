@@ -359,6 +359,15 @@ def _dkim(d: dict[str, Any], n: Names) -> str:
     return sentence
 
 
+def _emblem(d: dict[str, Any], n: Names) -> str:
+    if d.get("change") == "removed":
+        return _("The emblem was removed.")
+    size = {"width": d.get("width"), "height": d.get("height")}
+    if d.get("change") == "replaced":
+        return _("A new emblem replaced the old one (%(width)s×%(height)s pixels).") % size
+    return _("An emblem was uploaded (%(width)s×%(height)s pixels).") % size
+
+
 SENTENCES: dict[str, Callable[[dict[str, Any], Names], str]] = {
     "login.succeeded": _site,
     "login.failed": _site,
@@ -395,6 +404,7 @@ SENTENCES: dict[str, Callable[[dict[str, Any], Names], str]] = {
         % {"school": n.school(d.get("school"))}
     ),
     "municipality.settings_changed": lambda d, n: _changes(d.get("changes"), Municipality),
+    "municipality.emblem_changed": _emblem,
     "carrier.changed": lambda d, n: _changes(d.get("changes"), CarrierProfile),
     "dkim.key_created": _dkim,
     "maintenance.planned": _window,

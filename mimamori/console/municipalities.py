@@ -22,7 +22,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _render, _staff
 from mimamori.mail import records
+from mimamori.registry import emblems
 from mimamori.registry.access import (
+    can_change_emblem,
     can_manage_municipalities,
     can_see_mail_domain_records,
     get_municipality,
@@ -72,6 +74,7 @@ def municipalities(request: HttpRequest) -> HttpResponse:
             "municipalities": municipalities_for(user),
             "can_edit": can_manage_municipalities(user),
             "can_see_records": can_see_mail_domain_records(user),
+            "can_change_emblem": can_change_emblem(user),
         },
     )
 
@@ -125,4 +128,50 @@ def municipality_dns(request: HttpRequest, code: str) -> HttpResponse:
             "dmarc_report_address": settings.MIMAMORI_DMARC_RUA,
             "can_edit": can_manage_municipalities(user),
         },
+    )
+
+
+class EmblemForm(forms.Form):
+    emblem = forms.FileField(
+        label=gettext_lazy("Emblem image (PNG or JPEG, at most 200 KB)"),
+        widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg"}),
+    )
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def municipality_emblem(request: HttpRequest, code: str) -> HttpResponse:
+    """The municipality's emblem (市章): upload, replace, remove. Municipality staff (their own
+    city) and the centre (any); school staff get a 404 (registry/emblems.py checks the image)."""
+    user = _staff(request)
+    municipality = get_municipality(user, code)
+    if not can_change_emblem(user):
+        raise Http404
+    form = EmblemForm()
+    status = 200
+    if request.method == "POST":
+        if "remove" in request.POST:
+            if emblems.remove_emblem(municipality, by=user, request=request):
+                messages.success(request, _("The emblem has been removed."))
+            return redirect("console:municipality_emblem", code=municipality.code)
+        form = EmblemForm(request.POST, request.FILES)
+        if form.is_valid():
+            upload = form.cleaned_data["emblem"]
+            try:
+                if upload.size > emblems.MAX_BYTES:
+                    raise emblems.EmblemRefused(_("The file is larger than 200 KB."))
+                emblems.change_emblem(municipality, upload.read(), by=user, request=request)
+            except emblems.EmblemRefused as refused:
+                form.add_error("emblem", str(refused))
+            else:
+                messages.success(
+                    request, _("The emblem has been saved. It is shown in the headers of both sites.")
+                )
+                return redirect("console:municipality_emblem", code=municipality.code)
+        status = 400
+    return _render(
+        request,
+        "municipality_emblem.html",
+        {"municipality": municipality, "form": form, "can_edit": can_manage_municipalities(user)},
+        status,
     )

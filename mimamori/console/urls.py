@@ -99,6 +99,9 @@ urlpatterns = [
     path("carriers/", carriers.carrier_profiles, name="carrier_profiles"),
     path("carriers/<slug:name>/", carriers.carrier_profile, name="carrier_profile"),
     path("carriers/<slug:name>/resume/", carriers.carrier_resume, name="carrier_resume"),
+    path(
+        "municipalities/<slug:code>/emblem/", municipalities.municipality_emblem, name="municipality_emblem"
+    ),
     path("municipalities/<slug:code>/dns/", municipalities.municipality_dns, name="municipality_dns"),
     path("maintenance/", maintenance.maintenance_windows, name="maintenance_windows"),
     path("maintenance/new/", maintenance.maintenance_new, name="maintenance_new"),

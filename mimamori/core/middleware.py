@@ -2,7 +2,8 @@
 
 NoStoreMiddleware: every console, portal and API page, and every CSV export, carries personal
 data, so no browser or proxy may keep a copy (``Cache-Control: no-store, private``, Django's
-never-cache headers); static files (under STATIC_URL, served by WhiteNoise) keep their caching.
+never-cache headers); static files (under STATIC_URL, served by WhiteNoise) keep their caching,
+and so does the municipality's emblem (core/emblem.py), which sets ``Cache-Control: public``.
 
 Database outage: a request that meets a lost or refused database connection (django.db's
 OperationalError or InterfaceError) is answered 503 with a Retry-After header: the guardian and
@@ -47,8 +48,15 @@ class NoStoreMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
-        # A page that already says no-store (the confirmation page, maintenance) keeps its header.
-        if not request.path.startswith(self.static) and "no-store" not in response.get("Cache-Control", ""):
+        # A page that already says no-store (the confirmation page, maintenance) keeps its header;
+        # so does one that says public (the emblem, core/emblem.py: no personal data, and its URL
+        # changes with the image).
+        cache_control = response.get("Cache-Control", "")
+        if (
+            not request.path.startswith(self.static)
+            and "no-store" not in cache_control
+            and "public" not in cache_control
+        ):
             add_never_cache_headers(response)
         return response
 

@@ -81,6 +81,24 @@ def can_see_mail_domain_records(user: User) -> bool:
     return user.is_console_user and user.role in (Role.CENTRE, Role.MUNICIPALITY)
 
 
+def can_change_emblem(user: User) -> bool:
+    """May upload or remove the emblem (市章) of the municipalities reached through
+    get_municipality: the support centre (any) and municipality staff (their own); not schools."""
+    return user.is_console_user and user.role in (Role.CENTRE, Role.MUNICIPALITY)
+
+
+def staff_municipality(user: User) -> Municipality | None:
+    """The municipality a municipality or school staff member works for; None for the centre
+    and anyone else."""
+    if not user.is_authenticated or not user.is_console_user:
+        return None
+    if user.role == Role.MUNICIPALITY:
+        return user.municipality
+    if user.role == Role.SCHOOL and user.school is not None:
+        return user.school.municipality
+    return None
+
+
 def can_manage_schools(user: User) -> bool:
     """May add schools (in municipalities reached through get_municipality)."""
     if not user.is_console_user:

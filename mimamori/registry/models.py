@@ -76,6 +76,28 @@ class Municipality(models.Model):
         super().save(*args, **kwargs)  # type: ignore[arg-type]
 
 
+class MunicipalityEmblem(models.Model):
+    """The municipality's emblem (市章), shown with its name in the portal and console headers.
+
+    Only pixels of the upload are kept: registry/emblems.py decodes it (PNG or JPEG) and
+    stores a PNG it encoded itself, at most 128×128. In the database, as the web machines
+    share nothing else; its own table, so loading a municipality never loads the image.
+    """
+
+    municipality = models.OneToOneField(
+        Municipality, on_delete=models.CASCADE, primary_key=True, related_name="emblem"
+    )
+    png = models.BinaryField()
+    # SHA-256 of ``png``, hex: the version in the image's URL, and its ETag.
+    digest = models.CharField(max_length=64)
+    width = models.PositiveSmallIntegerField()
+    height = models.PositiveSmallIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.municipality_id} {self.digest[:12]}"
+
+
 class School(models.Model):
     municipality = models.ForeignKey(Municipality, on_delete=models.PROTECT, related_name="schools")
     name = models.CharField(_("name"), max_length=64, validators=[text.single_line])
