@@ -76,6 +76,28 @@ def test_compose_with_classes_from_an_old_link_or_post_targets_class_1(typed: st
     assert not re.search(r'<input[^>]*name="groups" value="3-2"[^>]*checked', page)
 
 
+@pytest.mark.parametrize("typed", ["1組", "１組"])
+def test_a_child_enrolled_with_its_class_typed_any_way_is_in_class_1(typed: str) -> None:
+    school, staff = school_with_classes()
+    api = Api(staff)
+    in_class_1 = api.get("/registrants?class_name=1").json()["count"]
+    child = {
+        "school": school.pk,
+        "child_name": "見守 次郎",
+        "grade": 3,
+        "class_name": typed,
+        "addresses": ["j@au.com"],
+    }
+    made = api.post("/registrants", child)
+    assert made.status_code == 201, made.content
+    assert made.json()["class_name"] == "1"
+    assert api.get(f"/registrants?class_name={typed}").json()["count"] == in_class_1 + 1
+    broadcast = sending.compose(
+        staff, subject="s", body="b", scope=resolve_scope(staff, grades=[3], classes=["1"])
+    )
+    assert reach(broadcast).registrants == 3
+
+
 # --- the picker ---------------------------------------------------------------------------
 
 

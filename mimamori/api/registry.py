@@ -36,7 +36,7 @@ from mimamori.api.schemas import (
 from mimamori.audit import log as audit
 from mimamori.registry import access
 from mimamori.registry.addresses import set_addresses
-from mimamori.registry.models import Municipality, Registrant, School
+from mimamori.registry.models import Municipality, Registrant, School, class_key
 from mimamori.registry.registrants import deregister, enrol, registrant_target
 from mimamori.text import MAX_BIGINT
 
@@ -147,7 +147,7 @@ def list_registrants(request: HttpRequest, filters: Query[RegistrantFilter]) -> 
     if filters.grade is not None:
         registrants = registrants.filter(grade=filters.grade)
     if filters.class_name is not None:
-        registrants = registrants.filter(class_name=filters.class_name)
+        registrants = registrants.filter(class_name=class_key(filters.class_name))
     return registrants
 
 

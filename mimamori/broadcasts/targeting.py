@@ -6,7 +6,6 @@ sends broadcasts to (1 and 2 unless a municipality says otherwise; never 3–4 b
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from mimamori import text
 from mimamori.accounts.models import User
 from mimamori.broadcasts.models import Broadcast, BroadcastKind
 from mimamori.registry.access import municipalities_for, schools_for
-from mimamori.registry.models import Address, AddressStatus, Municipality, RegistrantStatus, School
+from mimamori.registry.models import Address, AddressStatus, Municipality, RegistrantStatus, School, class_key
 
 
 @dataclass(frozen=True)
@@ -29,13 +28,6 @@ class Scope:
     schools: Sequence[School] = ()
     grades: Sequence[int] = ()
     classes: Sequence[str] = ()
-
-
-def class_key(value: str) -> str:
-    """A class as the registry stores it (registry/roster.py folds the same way): what a teacher
-    types, 1組, １組 or 1, is class "1"; full-width letters and digits are folded (NFKC) and a
-    trailing 組 is dropped."""
-    return unicodedata.normalize("NFKC", value).strip().removesuffix("組").strip()
 
 
 def resolve_scope(

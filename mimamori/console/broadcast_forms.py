@@ -19,7 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from mimamori import text
 from mimamori.accounts.models import Role, User
 from mimamori.broadcasts.models import BODY_MAX, SUBJECT_MAX, Broadcast
-from mimamori.broadcasts.targeting import class_key
+from mimamori.registry.models import class_key
 from mimamori.registry.access import municipalities_for, registrants_for, schools_for
 from mimamori.registry.models import RegistrantStatus
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -165,6 +166,13 @@ def new_registration_codes(count: int) -> list[str]:
 
 def new_registration_code() -> str:
     return new_registration_codes(1)[0]
+
+
+def class_key(value: str) -> str:
+    """A class as the registry stores it, however it was typed: 1組, １組 and 1 are class "1"
+    (full-width letters and digits folded by NFKC, a trailing 組 dropped). The roster import,
+    enrolment and broadcast targeting all fold with this."""
+    return unicodedata.normalize("NFKC", value).strip().removesuffix("組").strip()
 
 
 def new_login_id() -> str:

@@ -20,6 +20,7 @@ from mimamori.registry.models import (
     Registrant,
     RegistrantStatus,
     School,
+    class_key,
     new_login_id,
     new_registration_codes,
 )
@@ -93,7 +94,7 @@ def enrol_many(school: School, children: Sequence[NewChild]) -> list[Enrolment]:
             child_name=child.child_name.strip(),
             child_name_kana=child.child_name_kana.strip(),
             grade=child.grade,
-            class_name=child.class_name.strip(),
+            class_name=class_key(child.class_name),
             receive_broadcasts=child.receive_broadcasts,
         )
         registrant.issue_registration_code(code)

@@ -27,7 +27,7 @@ from mimamori import text
 from mimamori.accounts.models import User
 from mimamori.registry.addresses import clean_address_slots
 from mimamori.registry.letters import LettersWriter
-from mimamori.registry.models import SLOTS, Address, Registrant, RegistrantStatus, School
+from mimamori.registry.models import SLOTS, Address, Registrant, RegistrantStatus, School, class_key
 from mimamori.registry.registrants import InvalidChild, NewChild, enrol_many
 
 Progress = Callable[[int, int], None]
@@ -123,7 +123,7 @@ def _grade(value: str) -> int:
 
 
 def _class_name(value: str) -> str:
-    folded = unicodedata.normalize("NFKC", value).strip().removesuffix("組").strip()
+    folded = class_key(value)
     if not folded:
         raise ValueError(_("Please enter the class."))
     if len(folded) > MAX_CLASS:
