@@ -19,9 +19,8 @@ from django.utils.translation import gettext_lazy as _
 from mimamori import text
 from mimamori.accounts.models import Role, User
 from mimamori.broadcasts.models import BODY_MAX, SUBJECT_MAX, Broadcast
-from mimamori.registry.models import class_key
 from mimamori.registry.access import municipalities_for, registrants_for, schools_for
-from mimamori.registry.models import RegistrantStatus
+from mimamori.registry.models import RegistrantStatus, class_key
 
 # Class lists are typed on phones too: accept the Japanese comma and spaces as separators.
 CLASS_SEPARATORS = re.compile(r"[,、，\s]+")
