@@ -29,7 +29,7 @@ def _api(system: RunningSystem, token: str, method: str, path: str, body: object
         return json.loads(response.read())
 
 
-def _sent_broadcast(system: RunningSystem) -> int:
+def sent_broadcast(system: RunningSystem) -> int:
     """A broadcast with confirmation to 緑小学校, sent through the API as an integration would."""
     token = subprocess.run(
         [sys.executable, "-m", "mimamori", "apitoken", "midori"],
@@ -58,7 +58,7 @@ def _sent_broadcast(system: RunningSystem) -> int:
 def test_no_page_breaks_the_content_security_policy(demo_system: RunningSystem, chromium: Any) -> None:
     from playwright.sync_api import expect
 
-    broadcast = _sent_broadcast(demo_system)
+    broadcast = sent_broadcast(demo_system)
     violations: list[str] = []
 
     def watch(page: Any) -> Any:

@@ -12,10 +12,34 @@ from typing import Any
 import pytest
 
 from tests.browser import DESKTOP, PHONE, RunningSystem, log_in, shot
+from tests.test_browser_csp import sent_broadcast
 
 pytestmark = pytest.mark.browser
 
 GUARDIAN = "10000001"
+
+
+def test_the_guardian_rereads_a_broadcast_in_the_history(demo_system: RunningSystem, chromium: Any) -> None:
+    """First in this module: the demo guardian still has the addresses the school mails."""
+    from playwright.sync_api import expect
+
+    sent_broadcast(demo_system)
+    context = chromium.new_context(viewport=PHONE, is_mobile=True, locale="ja-JP")
+    try:
+        page = context.new_page()
+        log_in(page, demo_system.url + "/portal/login/", GUARDIAN)
+        page.get_by_role("link", name="受信履歴").click()
+        entry = page.locator("details").filter(has_text="下校時刻変更").first
+        for _ in range(40):  # the background worker sends it within seconds
+            if entry.count():
+                break
+            page.wait_for_timeout(250)
+            page.reload()
+        # The newest is open at once; its whole body is there to read.
+        expect(entry.get_by_text("本日は14時に下校します。")).to_be_visible()
+        shot(page, "portal-9-history-read-phone")
+    finally:
+        context.close()
 
 
 @pytest.mark.parametrize(("viewport", "suffix"), [(PHONE, "phone"), (DESKTOP, "desktop")])
