@@ -59,7 +59,13 @@ def test_compose_send_and_watch_until_sent(school: School, school_api: Api, smtp
     data = created.json()
     assert data["status"] == "draft"
     assert (data["subject"], data["urgent"], data["request_confirmation"]) == ("不審者情報", True, False)
-    assert data["scope"] == {"municipalities": [], "schools": [school.pk], "grades": [2, 5], "classes": []}
+    assert data["scope"] == {
+        "municipalities": [],
+        "schools": [school.pk],
+        "grades": [2, 5],
+        "classes": [],
+        "groups": [],
+    }
     # Three children; slot 3 is not sent to, and the siblings' shared address is one mail.
     assert data["preview"] == {"registrants": 3, "messages": 3}
     assert _has_offset(data["created_at"])
@@ -273,3 +279,39 @@ def test_no_token_is_401_and_the_paths_are_documented(school_api: Api) -> None:
         "/api/v1/broadcasts/{broadcast_id}/retry": {"post"},
         "/api/v1/broadcasts/{broadcast_id}/reminders": {"get", "post"},
     } == {path: set(item) for path, item in paths.items() if path.startswith("/api/v1/broadcasts")}
+
+
+def test_a_broadcast_to_classes_of_different_grades_through_the_api(
+    school: School, school_api: Api, smtp_sink: Sink
+) -> None:
+    make_registrant(school, ["three-two@example.jp"], grade=3, class_name="2")
+    make_registrant(school, ["three-one@example.jp"], grade=3, class_name="1")
+    make_registrant(school, ["five-one@example.jp"], grade=5, class_name="1")
+    make_registrant(school, ["five-two@example.jp"], grade=5, class_name="2")
+    make_registrant(school, ["six@example.jp"], grade=6, class_name="3")
+
+    groups = [{"grade": 3, "class_name": "2組"}, {"grade": 5, "class_name": "１"}]
+    created = draft(school_api, {"grades": [6], "groups": groups})
+    assert created.status_code == 201, created.json()
+    data = created.json()
+    assert data["scope"] == {
+        "municipalities": [],
+        "schools": [school.pk],
+        "grades": [6],
+        "classes": [],
+        "groups": [{"grade": 3, "class_name": "2"}, {"grade": 5, "class_name": "1"}],
+    }
+    assert data["preview"] == {"registrants": 3, "messages": 3}
+    assert school_api.get(f"/broadcasts/{data['id']}").json()["scope"] == data["scope"]
+
+    assert school_api.post(f"/broadcasts/{data['id']}/send").status_code == 202
+    run_until_quiet()
+    assert sorted(smtp_sink.copies()) == ["five-one@example.jp", "six@example.jp", "three-two@example.jp"]
+
+    # A class that folds to nothing would widen the scope: refused, where it was named.
+    refused = draft(school_api, {"groups": [{"grade": 3, "class_name": "組"}]})
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "scope", "groups"]
+    beside = draft(school_api, {"classes": ["1"], "groups": groups})
+    assert beside.status_code == 422
+    assert beside.json()["detail"][0]["loc"] == ["body", "scope", "classes"]

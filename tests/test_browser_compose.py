@@ -67,3 +67,46 @@ def _count(text: str) -> tuple[int, int]:
     found = re.search(r"(\d+) 家庭・(\d+) 通", text)
     assert found, text
     return int(found.group(1)), int(found.group(2))
+
+
+@pytest.mark.parametrize(("size_name", "viewport"), [("desktop", DESKTOP_800), ("phone", PHONE)])
+def test_staff_pick_classes_of_two_grades_and_the_confirmation_names_them(
+    demo_system: RunningSystem, chromium: Any, size_name: str, viewport: dict[str, int]
+) -> None:
+    """3年2組 and 5年1組 together: once refused (grades × classes), now exactly those two."""
+    from playwright.sync_api import expect
+
+    context = chromium.new_context(viewport=viewport, locale="ja-JP")
+    try:
+        page = context.new_page()
+        log_in(page, demo_system.url + "/console/login/", "midori")
+        page.goto(demo_system.url + "/console/broadcasts/new/")
+        live = page.locator("[data-reach]")
+        expect(live).to_contain_text("家庭・")
+        chosen, names, counts = 0, [], []
+        # The last class of grade 3 and the first of grade 5 (the demo's classes are random).
+        for grade, which in (("3年", -1), ("5年", 0)):
+            labels = page.locator(".grade-row").filter(has_text=grade).locator("label.choice:not(.whole)")
+            label = labels.nth(which if which >= 0 else labels.count() - 1)
+            words = label.inner_text().strip()
+            found = re.fullmatch(r"(\S+組)（(\d+)）", words)
+            assert found, words
+            names.append(grade + found.group(1))
+            chosen += int(found.group(2))
+            before = live.inner_text()
+            label.locator("input").check()
+            expect(live).not_to_have_text(before, timeout=5_000)
+            counts.append(_count(live.inner_text())[0])
+        # The picker counts children who receive broadcasts, the live count those with an
+        # address that gets them: the second class adds to the first, never past the labels.
+        assert 0 < counts[0] < counts[1] <= chosen
+        shot(page, f"compose-{size_name}-groups-1-picker")
+
+        page.get_by_label("件名").fill(f"下校時刻変更（{size_name}）")
+        page.get_by_label("本文").fill("本日は14時に下校します。")
+        page.get_by_role("button", name="送信前の確認へ").click()
+        expect(page.locator(".scope-groups")).to_have_text("、".join(names))
+        expect(page.locator(".reach-total")).to_contain_text(f"{counts[1]} 家庭・")
+        shot(page, f"compose-{size_name}-groups-2-confirm")
+    finally:
+        context.close()

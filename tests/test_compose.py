@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
@@ -16,7 +17,7 @@ from mimamori.accounts.models import Role, User
 from mimamori.audit.models import AuditEvent
 from mimamori.broadcasts import preview, sending
 from mimamori.broadcasts.models import Broadcast, BroadcastStatus
-from mimamori.broadcasts.targeting import reach, resolve_scope
+from mimamori.broadcasts.targeting import audience, reach, resolve_scope
 from mimamori.registry.models import School
 from tests.cast import make_municipality, make_registrant, make_school, make_staff
 from tests.mailsink import Sink
@@ -129,21 +130,115 @@ def test_classes_ticked_in_one_grade_and_whole_grades_make_the_scope() -> None:
     client = signed_in(staff)
     assert compose(client, groups=["3-1", "3-2"]).status_code == 302
     assert compose(client, grades=["5"], groups=["5-1"]).status_code == 302  # the class adds nothing
-    assert compose(client, groups=["3-1", "5-1"]).status_code == 302  # grades 3 and 5, class 1
-    scopes = [(b.grades, b.classes) for b in Broadcast.objects.order_by("pk")]
-    assert scopes == [([3], ["1", "2"]), ([5], []), ([3, 5], ["1"])]
+    assert compose(client, grades=["5"]).status_code == 302
+    scopes = [(b.grades, b.classes, b.grade_classes) for b in Broadcast.objects.order_by("pk")]
+    assert scopes == [([], [], [[3, "1"], [3, "2"]]), ([5], [], []), ([5], [], [])]
 
 
-def test_classes_that_are_no_grades_times_classes_product_are_refused_with_the_reason() -> None:
+# --- any set of whole grades and classes --------------------------------------------------
+
+
+def test_classes_of_different_grades_reach_exactly_those_classes() -> None:
+    _school, staff = school_with_classes()
+    # Once refused: as grades × classes, 3年2組 and 5年1組 would have reached 3年1組 too.
+    scope = resolve_scope(staff, groups=[(3, "2組"), (5, "１")])
+    assert (scope.grades, scope.classes, scope.groups) == ((), (), ((3, "2"), (5, "1")))
+    broadcast = sending.compose(staff, subject="s", body="b", scope=scope)
+    assert broadcast.grade_classes == [[3, "2"], [5, "1"]]
+    assert sorted(a.email for a in audience(broadcast)) == ["c@example.jp", "d@example.jp"]
+
+
+def test_a_whole_grade_and_a_class_of_another_grade() -> None:
+    _school, staff = school_with_classes()
+    scope = resolve_scope(staff, grades=[3], groups=[(5, "1"), (3, "2")])  # 3年2組 is in grade 3
+    assert (scope.grades, scope.groups) == ((3,), ((5, "1"),))
+    broadcast = sending.compose(staff, subject="s", body="b", scope=scope)
+    assert sorted(a.email for a in audience(broadcast)) == [
+        "a@example.jp",
+        "b@example.jp",
+        "c@example.jp",
+        "d@example.jp",
+    ]
+    # Classes named beside classes of a grade are crossed with the grades named.
+    crossed = resolve_scope(staff, grades=[5], classes=["2組"], groups=[(3, "1")])
+    assert (crossed.grades, crossed.classes, crossed.groups) == ((), (), ((3, "1"), (5, "2")))
+
+
+def test_the_old_grades_times_classes_meaning_is_kept() -> None:
+    _school, staff = school_with_classes()
+    scope = resolve_scope(staff, grades=[3, 5], classes=["1"])
+    assert scope.groups == ()
+    broadcast = sending.compose(staff, subject="s", body="b", scope=scope)
+    assert broadcast.grade_classes == []
+    assert sorted(a.email for a in audience(broadcast)) == ["a@example.jp", "b@example.jp", "d@example.jp"]
+
+
+@pytest.mark.parametrize(
+    "classes",
+    [
+        [(3, "組")],  # folds to nothing: dropped, it would widen the scope to every grade
+        [(0, "1")],
+        [(3, "1\x00")],
+    ],
+)
+def test_classes_of_a_grade_that_name_nothing_are_refused(classes: list[tuple[int, str]]) -> None:
+    _school, staff = school_with_classes()
+    with pytest.raises(ValidationError) as refused:
+        resolve_scope(staff, groups=classes)
+    assert "groups" in refused.value.message_dict
+
+
+def test_classes_of_every_grade_beside_classes_of_a_grade_are_refused() -> None:
+    _school, staff = school_with_classes()
+    with pytest.raises(ValidationError) as refused:
+        resolve_scope(staff, classes=["1"], groups=[(3, "2")])  # class 1 of which grade?
+    assert refused.value.message_dict["classes"] == [
+        "全学年の組と、学年を指定した組は一度に選べません。学年を選んでください。"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("picked", "reached"),
+    [
+        ({"groups": ["3-2", "5-1"]}, ["c@example.jp", "d@example.jp"]),
+        ({"grades": ["5"], "groups": ["3-2"]}, ["c@example.jp", "d@example.jp"]),
+        ({"grades": ["3"], "classes": "1組"}, ["a@example.jp", "b@example.jp"]),  # an old link's
+    ],
+)
+def test_a_broadcast_to_any_classes_is_delivered_to_exactly_them(
+    smtp_sink: Sink, picked: dict[str, Any], reached: list[str]
+) -> None:
     _school, staff = school_with_classes()
     client = signed_in(staff)
-    # 3年2組 and 5年1組 together would be grades 3, 5 × classes 1, 2: 3年1組 would get it too.
-    refused = compose(client, groups=["3-2", "5-1"])
-    assert refused.status_code == 200
-    assert "3年1組にも届いてしまいます" in refused.content.decode()
-    whole_and_class = compose(client, grades=["5"], groups=["3-1"])
-    assert "学年全体と、別の学年の組は一度に選べません" in whole_and_class.content.decode()
-    assert not Broadcast.objects.exists()
+    assert compose(client, **picked).status_code == 302
+    broadcast = Broadcast.objects.get()
+    assert client.post(reverse("console:broadcast_send", args=[broadcast.pk])).status_code == 302
+    run_until_quiet()
+    assert sorted(smtp_sink.copies().elements()) == reached
+    broadcast.refresh_from_db()
+    assert (broadcast.status, broadcast.registrant_count, broadcast.message_count) == (
+        BroadcastStatus.SENT,
+        len(reached),
+        len(reached),
+    )
+
+
+def test_the_broadcast_page_names_the_classes_chosen() -> None:
+    _school, staff = school_with_classes()
+    client = signed_in(staff)
+    compose(client, groups=["5-1", "3-2"])
+    compose(client, grades=["5"], groups=["3-2"])
+    compose(client, grades=["3"], classes="1")
+    pages = [
+        client.get(reverse("console:broadcast", args=[b.pk])).content.decode()
+        for b in Broadcast.objects.order_by("pk")
+    ]
+    assert '<span class="scope-groups">3年2組、5年1組</span>' in pages[0]
+    assert "2 家庭・2 通" in pages[0]
+    assert '<span class="scope-groups">3年2組、5年全体</span>' in pages[1]
+    assert "3年" in pages[2]
+    assert "1組" in pages[2]
+    assert "scope-groups" not in pages[2]
 
 
 # --- the live count -----------------------------------------------------------------------
@@ -160,6 +255,9 @@ def test_the_live_count_says_households_and_mails_for_the_choice() -> None:
     assert client.get(url, {"groups": ["1-1", "2-1"]}).json()["text"] == "2 家庭・2 通"
     assert client.get(url, {"grades": "2"}).json()["text"] == "2 家庭・2 通"
     assert client.get(url, {"classes": "２組"}).json()["text"] == "1 家庭・1 通"
+    # Classes of different grades, and a whole grade with a class of another: no more than those.
+    assert client.get(url, {"groups": ["1-1", "2-2"]}).json()["text"] == "2 家庭・3 通"
+    assert client.get(url, {"grades": "1", "groups": ["2-2"]}).json()["text"] == "2 家庭・3 通"
     assert client.get(url, {"grades": "4"}).json()["text"] == "0 家庭・0 通"
     other = make_school()
     assert client.get(url, {"schools": str(other.pk)}).json() == {
@@ -223,7 +321,29 @@ def test_a_draft_is_edited_in_place_with_the_form_filled_in() -> None:
         "14時に下校します。",
         False,
     )
-    assert (broadcast.grades, broadcast.classes) == ([3], ["2"])
+    assert (broadcast.grades, broadcast.classes, broadcast.grade_classes) == ([], [], [[3, "2"]])
+
+
+def test_a_draft_to_classes_of_different_grades_is_edited_with_them_ticked() -> None:
+    _school, staff = school_with_classes()
+    client = signed_in(staff)
+    compose(client, groups=["3-2", "5-1"])
+    broadcast = Broadcast.objects.get()
+    edit_url = reverse("console:broadcast_edit", args=[broadcast.pk])
+    form = client.get(edit_url).content.decode()
+    ticked = set(re.findall(r'<input[^>]*name="(grades|groups)" value="([^"]+)"[^>]*checked', form))
+    assert ticked == {("groups", "3-2"), ("groups", "5-1")}
+
+    assert (
+        client.post(edit_url, {"subject": "s", "body": "b", "grades": ["5"], "groups": ["3-1"]}).status_code
+        == 302
+    )
+    broadcast.refresh_from_db()
+    assert (broadcast.grades, broadcast.grade_classes) == ([5], [[3, "1"]])
+    form = client.get(edit_url).content.decode()
+    ticked = set(re.findall(r'<input[^>]*name="(grades|groups)" value="([^"]+)"[^>]*checked', form))
+    assert ticked == {("grades", "5"), ("groups", "3-1")}
+    assert reach(broadcast).registrants == 3  # 3年1組 (two) and 5年1組; 5年2組 receives no broadcasts
 
 
 def test_a_draft_is_deleted_by_post_and_audited_a_sent_one_is_not() -> None:

@@ -58,6 +58,15 @@ ONE = {**READ_ERRORS, **errors(404)}
 # --- shapes ---------------------------------------------------------------------------
 
 
+class GroupIn(Body):
+    grade: Grade
+    class_name: Annotated[
+        str,
+        line(16, required=True, description="The class, folded as the registry does: 1組, １組, 1 are 1."),
+        ONE_LINE,
+    ]
+
+
 class ScopeIn(Body):
     municipality: Code | None = Field(None, description="One municipality's code.")
     municipalities: list[Code] = Field(
@@ -69,6 +78,15 @@ class ScopeIn(Body):
     )
     classes: list[Annotated[str, line(16), ONE_LINE]] = Field(
         default_factory=list, max_length=MAX_ITEMS, description="Only these classes; all if empty."
+    )
+    groups: list[GroupIn] = Field(
+        default_factory=list,
+        max_length=MAX_ITEMS,
+        description='Classes of a grade, e.g. [{"grade": 3, "class_name": "2"}, '
+        '{"grade": 5, "class_name": "1"}]: with them the scope is the whole `grades` named plus '
+        "these classes, and no other (3年2組 and 5年1組 reach just those two classes). `classes` "
+        "beside them are crossed with `grades` into classes of a grade. Without them, `grades` × "
+        "`classes`.",
     )
 
 
@@ -86,11 +104,19 @@ class BroadcastIn(Body):
     )
 
 
+class GroupOut(Schema):
+    grade: int
+    class_name: str
+
+
 class ScopeOut(Schema):
     municipalities: list[str]
     schools: list[int]
-    grades: list[int]
+    grades: list[int] = Field(description="Whole grades when `groups` is not empty.")
     classes: list[str]
+    groups: list[GroupOut] = Field(
+        description="Classes of a grade; when not empty, the scope is the whole `grades` plus these."
+    )
 
 
 class Preview(Schema):
@@ -134,6 +160,7 @@ class BroadcastSummary(Schema):
             schools=sorted(s.pk for s in obj.schools.all()),
             grades=list(obj.grades),
             classes=list(obj.classes),
+            groups=[GroupOut(grade=g, class_name=c) for g, c in targeting.groups_of(obj)],
         )
 
 
@@ -274,6 +301,7 @@ def create_broadcast(request: HttpRequest, data: BroadcastIn) -> Status[Broadcas
             school_ids=data.scope.schools,
             grades=data.scope.grades,
             classes=data.scope.classes,
+            groups=[(group.grade, group.class_name) for group in data.scope.groups],
         )
     except DjangoValidationError as error:
         raise _refused("scope", error) from None

@@ -55,11 +55,15 @@ class Broadcast(models.Model):
     )
 
     # Scope (S1, P1): the schools named, else every school of the municipalities named;
-    # then only the grades and classes named, if any.
+    # then, when `grade_classes` is empty, only the grades and classes named, if any (grades ×
+    # classes); when `grade_classes` names classes of a grade ([grade, class] pairs, classes folded
+    # with registry.models.class_key), the whole grades named plus those classes, and
+    # `classes` is empty (targeting.resolve_scope).
     municipalities = models.ManyToManyField(Municipality, blank=True, related_name="+")
     schools = models.ManyToManyField(School, blank=True, related_name="+")
     grades = models.JSONField(_("grades"), default=list, blank=True)
     classes = models.JSONField(_("classes"), default=list, blank=True)
+    grade_classes = models.JSONField(_("classes of a grade"), default=list, blank=True)
 
     status = models.CharField(
         _("status"), max_length=16, choices=BroadcastStatus.choices, default=BroadcastStatus.DRAFT

@@ -28,6 +28,9 @@ class Scope:
     schools: Sequence[School] = ()
     grades: Sequence[int] = ()
     classes: Sequence[str] = ()
+    # Classes of a grade, (grade, class): with them, `grades` are whole grades and `classes`
+    # is empty (see resolve_scope).
+    groups: Sequence[tuple[int, str]] = ()
 
 
 def resolve_scope(
@@ -37,16 +40,34 @@ def resolve_scope(
     school_ids: Iterable[int] = (),
     grades: Iterable[int] = (),
     classes: Iterable[str] = (),
+    groups: Iterable[tuple[int, str]] = (),
 ) -> Scope:
     """Turn what staff asked for into a scope inside their own, or raise ValidationError.
 
     Nothing named means the user's whole scope, except for the centre, which must choose.
+
+    Without `groups`, the grades and classes named narrow it as grades × classes (either
+    empty: all). With `groups`, (grade, class) pairs, it is the whole grades named plus those
+    classes of a grade: 3年2組 and 5年1組 reach those two classes and no other. Classes named
+    beside groups are crossed with the grades named into pairs (and need grades); a pair in a
+    grade named whole adds nothing. Class names are folded as the registry folds them.
     """
     codes = sorted({c.strip() for c in municipality_codes if c.strip()})
     ids = sorted(set(school_ids))
     grade_list = sorted(set(grades))
     class_list = sorted({key for c in classes if (key := class_key(c))})
+    named = [(g, class_key(c)) for g, c in groups]
+    pairs = set(named)
     errors: dict[str, str] = {}
+    if any(not c for _g, c in named):
+        # Dropped, it would widen the scope to the whole grade or school: refused instead.
+        errors["groups"] = _("Each class chosen needs a class name.")
+    if pairs and class_list:
+        if not grade_list:
+            errors["classes"] = _("Classes of every grade cannot be combined with classes of a grade.")
+        pairs |= {(g, c) for g in grade_list for c in class_list}
+        grade_list, class_list = [], []
+    pair_list = sorted((g, c) for g, c in pairs if g not in grade_list)
 
     allowed_municipalities = municipalities_for(user)
     # What the input rule refuses cannot name anything in scope, and must not reach the
@@ -65,6 +86,11 @@ def resolve_scope(
         errors["grades"] = _("Grades are numbers from 1 to 9.")
     if problem := next(filter(None, (text.problem(c) for c in class_list)), None):
         errors["classes"] = str(problem)
+    if "groups" not in errors:
+        if any(not 1 <= g <= 9 for g, _c in pair_list):
+            errors["groups"] = _("Grades are numbers from 1 to 9.")
+        elif problem := next(filter(None, (text.problem(c) for _g, c in pair_list)), None):
+            errors["groups"] = str(problem)
     if not codes and not ids and not errors:
         if user.role == "centre":
             errors["municipalities"] = _("Choose at least one municipality or school.")
@@ -74,13 +100,16 @@ def resolve_scope(
             schools = list(schools_for(user))
     if errors:
         raise ValidationError(errors)
-    return Scope(tuple(municipalities), tuple(schools), tuple(grade_list), tuple(class_list))
+    return Scope(
+        tuple(municipalities), tuple(schools), tuple(grade_list), tuple(class_list), tuple(pair_list)
+    )
 
 
 def save_scope(broadcast: Broadcast, scope: Scope) -> None:
     broadcast.grades = list(scope.grades)
     broadcast.classes = list(scope.classes)
-    broadcast.save(update_fields=["grades", "classes"])
+    broadcast.grade_classes = [[g, c] for g, c in scope.groups]
+    broadcast.save(update_fields=["grades", "classes", "grade_classes"])
     broadcast.municipalities.set(scope.municipalities)
     broadcast.schools.set(scope.schools)
 
@@ -122,11 +151,26 @@ def is_suppressed(email: Any) -> Exists:
 
 def _addressed(broadcast: Broadcast) -> QuerySet[Address]:
     """Every address in the broadcast's scope, whatever mail to it does."""
-    return _addressed_in(list(target_schools(broadcast)), broadcast.kind, broadcast.grades, broadcast.classes)
+    return _addressed_in(
+        list(target_schools(broadcast)),
+        broadcast.kind,
+        broadcast.grades,
+        broadcast.classes,
+        groups_of(broadcast),
+    )
+
+
+def groups_of(broadcast: Broadcast) -> list[tuple[int, str]]:
+    """The broadcast's classes of a grade, as (grade, class) pairs."""
+    return [(int(g), str(c)) for g, c in broadcast.grade_classes]
 
 
 def _addressed_in(
-    schools: list[School], kind: str, grades: Sequence[int], classes: Sequence[str]
+    schools: list[School],
+    kind: str,
+    grades: Sequence[int],
+    classes: Sequence[str],
+    groups: Sequence[tuple[int, str]] = (),
 ) -> QuerySet[Address]:
     if not schools:
         return Address.objects.none()
@@ -147,6 +191,17 @@ def _addressed_in(
         for slots, school_ids in by_slots.items():
             slot_rule |= Q(registrant__school_id__in=school_ids, slot__in=slots)
         addresses = active.filter(slot_rule, registrant__receive_broadcasts=True)
+    if groups:
+        # Whole grades, or one of the classes of a grade named (grouped by grade: one
+        # condition per grade, not per pair).
+        chosen = Q(registrant__grade__in=grades) if grades else Q()
+        by_grade: dict[int, list[str]] = {}
+        for grade, class_name in groups:
+            by_grade.setdefault(grade, []).append(class_name)
+        for grade, class_names in sorted(by_grade.items()):
+            chosen |= Q(registrant__grade=grade, registrant__class_name__in=class_names)
+        return addresses.filter(chosen)
+    # Grades × classes (either empty: all).
     if grades:
         addresses = addresses.filter(registrant__grade__in=grades)
     if classes:
@@ -172,7 +227,9 @@ def scope_reach(scope: Scope) -> Reach:
         s.pk: s
         for s in School.objects.select_related("municipality").filter(municipality__in=scope.municipalities)
     }
-    addressed = _addressed_in(list(schools.values()), BroadcastKind.ALERT, scope.grades, scope.classes)
+    addressed = _addressed_in(
+        list(schools.values()), BroadcastKind.ALERT, scope.grades, scope.classes, scope.groups
+    )
     return _reach(addressed.exclude(status=AddressStatus.SUPPRESSED))
 
 

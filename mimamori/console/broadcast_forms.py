@@ -85,13 +85,13 @@ def group_value(grade: int, class_name: str) -> str:
 
 class TargetForm(forms.Form):
     """Whom to send to: municipalities (centre), schools (municipality and centre), then whole
-    grades or classes of a grade, built from the registry as it is, with counts of registrants.
+    grades and classes of a grade, built from the registry as it is, with counts of registrants.
 
-    A broadcast's scope is grades × classes (targeting, and the API's contract), so classes
-    chosen in different grades must form such a product: 1年1組 and 2年1組 are grades 1–2,
-    class 1; 1年1組 and 2年2組 together would also reach 1年2組 and 2年1組, and are refused
-    with that reason. Classes named in `classes` (old links, typed by hand) are folded as the
-    registry folds them: 1組, １組 and 1 are class 1.
+    Any set of whole grades and classes goes into the scope as chosen: 3年2組 and 5年1組 reach
+    those two classes and no other (targeting.resolve_scope's `groups`). Classes named in
+    `classes` (old links, typed by hand) are folded as the registry folds them: 1組, １組 and 1
+    are class 1; with whole grades and no class ticked they keep their old meaning, grades ×
+    classes.
     """
 
     municipalities = IdsField(label=_("Municipalities"), required=False)
@@ -184,54 +184,27 @@ class TargetForm(forms.Form):
         return chosen
 
     def clean(self) -> dict[str, Any]:
-        """Whole grades and classes chosen become the scope's grades and classes."""
+        """Whole grades, classes of a grade and classes typed become the scope as they are;
+        resolve_scope decides what they reach (a class of a grade chosen whole adds nothing)."""
         data = self.cleaned_data
-        whole = set(data.get("grades") or ())
-        # A class of a grade chosen whole adds nothing.
-        groups = {(g, c) for g, c in data.get("groups") or () if g not in whole}
-        typed = list(data.get("classes") or ())
-        if not groups:
-            data["scope_grades"], data["scope_classes"] = sorted(whole), typed
-            return data
-        if whole:
-            self.add_error(
-                "groups",
-                _(
-                    "A whole grade and classes of other grades cannot be sent to together. "
-                    "Choose classes only, or send twice."
-                ),
-            )
-            return data
-        grades = sorted({g for g, _c in groups})
-        classes = sorted({c for _g, c in groups} | set(typed))
-        # Grades × classes: refused if that reaches a class that was not chosen and exists.
-        more = sorted(
-            (g, c) for g in grades for c in classes if (g, c) not in groups and (g, c) in self.existing
-        )
-        if more:
-            self.add_error(
-                "groups",
-                _(
-                    "These classes cannot be sent to together: recipients are chosen as grades × "
-                    "classes, so %(more)s would receive it too. Send to each grade separately."
-                )
-                % {
-                    "more": "、".join(
-                        gettext("%(grade)d-%(name)s") % {"grade": g, "name": c} for g, c in more
-                    )
-                },
-            )
-            return data
-        data["scope_grades"], data["scope_classes"] = grades, classes
+        data["scope_grades"] = sorted(set(data.get("grades") or ()))
+        data["scope_classes"] = list(data.get("classes") or ())
+        data["scope_groups"] = sorted(set(data.get("groups") or ()))
         return data
 
     def initial_from(self, broadcast: Broadcast) -> dict[str, Any]:
         """The picker's values for a saved draft's scope (editing a draft)."""
-        return {
+        initial = {
             "municipalities": [m.code for m in broadcast.municipalities.all()],
             "schools": [s.pk for s in broadcast.schools.all()],
-            **self.picked(broadcast.grades, broadcast.classes),
         }
+        if broadcast.grade_classes:
+            return {
+                **initial,
+                "grades": list(broadcast.grades),
+                "groups": [group_value(g, c) for g, c in broadcast.grade_classes],
+            }
+        return {**initial, **self.picked(broadcast.grades, broadcast.classes)}
 
     def picked(self, grades: list[int], classes: list[str]) -> dict[str, Any]:
         """The picker's boxes for grades × classes: whole grades, or the classes there are."""

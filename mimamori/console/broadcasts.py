@@ -80,6 +80,7 @@ def _scope(user: User, data: dict[str, Any]) -> targeting.Scope:
         school_ids=data["schools"],
         grades=data["scope_grades"],
         classes=data["scope_classes"],
+        groups=data["scope_groups"],
     )
 
 
@@ -200,7 +201,25 @@ def _scope_words(broadcast: Broadcast) -> dict[str, list[str]]:
         "schools": [f"{s.municipality.name} {s.name}" for s in schools],
         "grades": [str(g) for g in broadcast.grades],
         "classes": list(broadcast.classes),
+        "groups": group_words(broadcast),
     }
+
+
+def group_words(broadcast: Broadcast) -> list[str]:
+    """Whole grades and classes of a grade, grade by grade: 「3年2組」「5年1組」「6年全体」;
+    empty for a broadcast without classes of a grade (grades × classes)."""
+    pairs = targeting.groups_of(broadcast)
+    if not pairs:
+        return []
+    named = [(g, "", _("Grade %(grade)d, all classes") % {"grade": g}) for g in broadcast.grades]
+    named += [(g, c, _("%(grade)d-%(name)s") % {"grade": g, "name": c}) for g, c in pairs]
+    return [words for _g, _c, words in sorted(named, key=_group_order)]
+
+
+def _group_order(item: tuple[int, str, str]) -> tuple[int, int, str]:
+    grade, name, _words = item
+    # A whole grade, then numbered classes in number order (2 before 10), then named ones.
+    return (grade, -1 if not name else int(name) if name.isdigit() else 10**6, name)
 
 
 @staff_required
