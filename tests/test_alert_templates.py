@@ -36,6 +36,18 @@ def cities() -> tuple[Municipality, Municipality]:
     return city, other
 
 
+def test_a_municipality_added_through_the_api_starts_with_the_common_templates() -> None:
+    centre = Api(make_staff(Role.CENTRE))
+    made = centre.post(
+        "/municipalities", {"code": "chuo", "name": "中央市", "mail_domain": "mail.chuo.example.jp"}
+    )
+    assert made.status_code == 201, made.content
+    chuo = Municipality.objects.get(code="chuo")
+    assert set(chuo.alert_templates.values_list("name", flat=True)) == COMMON
+    # Confirmation links are on by default, so the 安否確認 template asks for confirmation.
+    assert chuo.alert_templates.get(name="地震発生時の安否確認").request_confirmation
+
+
 def test_the_demo_ships_the_common_templates_for_each_city() -> None:
     load_demo()
     for city in Municipality.objects.all():

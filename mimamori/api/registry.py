@@ -34,7 +34,7 @@ from mimamori.api.schemas import (
     line,
 )
 from mimamori.audit import log as audit
-from mimamori.registry import access
+from mimamori.registry import access, alert_templates
 from mimamori.registry.addresses import set_addresses
 from mimamori.registry.models import Municipality, Registrant, School, class_key
 from mimamori.registry.registrants import deregister, enrol, registrant_target
@@ -70,6 +70,8 @@ def create_municipality(request: HttpRequest, data: MunicipalityIn) -> Status[Mu
     try:
         with transaction.atomic():
             municipality.save()
+            # A new city starts with the common alert templates (P6), which its staff adapt.
+            alert_templates.add_common(municipality)
     except IntegrityError:  # a concurrent request took the code between check and insert
         raise HttpError(
             409, _("A municipality with code %(code)s already exists.") % {"code": data.code}
