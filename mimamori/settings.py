@@ -338,7 +338,8 @@ MIMAMORI_DELIVERY_LEASE_SECONDS = env.integer("MIMAMORI_DELIVERY_LEASE_SECONDS",
 # trouble, and TROUBLE_LIMIT of them in a row pause the group for PAUSE seconds, doubling each
 # time up to PAUSE_MAX; a rate-limited group's mails are reserved at most HORIZON seconds ahead.
 MIMAMORI_CARRIER_LEASE_SECONDS = env.integer("MIMAMORI_CARRIER_LEASE_SECONDS", 15)
-MIMAMORI_CARRIER_SLOW_SECONDS = env.integer("MIMAMORI_CARRIER_SLOW_SECONDS", 1)
+# Above Postfix's in_flow_delay (1 s): the relay pacing its own inflow is not a carrier's trouble.
+MIMAMORI_CARRIER_SLOW_SECONDS = env.integer("MIMAMORI_CARRIER_SLOW_SECONDS", 2)
 MIMAMORI_CARRIER_TROUBLE_LIMIT = env.integer("MIMAMORI_CARRIER_TROUBLE_LIMIT", 3)
 MIMAMORI_CARRIER_PAUSE_SECONDS = env.integer("MIMAMORI_CARRIER_PAUSE_SECONDS", 10)
 MIMAMORI_CARRIER_PAUSE_MAX_SECONDS = env.integer("MIMAMORI_CARRIER_PAUSE_MAX_SECONDS", 300)
