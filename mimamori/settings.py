@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "mimamori.audit",
     "mimamori.maintenance",
     "mimamori.support",
+    "mimamori.quakes",
     "mimamori.console",
     "mimamori.portal",
     "mimamori.api",

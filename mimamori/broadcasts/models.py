@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from mimamori import text
+from mimamori.registry.answers import answer_choices
 from mimamori.registry.models import Municipality, Registrant, School
 
 SUBJECT_MAX = 150
@@ -50,6 +51,11 @@ class Broadcast(models.Model):
     body = models.TextField(_("body"), max_length=BODY_MAX, validators=[text.multi_line])
     urgent = models.BooleanField(_("urgent"), default=False)
     request_confirmation = models.BooleanField(_("request read confirmation"), default=False)
+    # Answer choices (B1, registry/answers.py): [] = a bare read confirmation. A broadcast with
+    # choices always requests confirmation (its links carry the answer); answering is confirming.
+    answers = models.JSONField(_("answer choices"), default=list, blank=True, validators=[answer_choices])
+    # When staff closed answering (None: open until the links expire); a later answer is refused.
+    answers_closed_at = models.DateTimeField(_("answers closed at"), null=True, blank=True)
     kind = models.CharField(
         _("kind"), max_length=16, choices=BroadcastKind.choices, default=BroadcastKind.ALERT
     )
@@ -104,6 +110,10 @@ class Broadcast(models.Model):
     @property
     def is_scheduled(self) -> bool:
         return self.status == BroadcastStatus.SCHEDULED
+
+    @property
+    def asks_answers(self) -> bool:
+        return bool(self.answers)
 
 
 class DeliveryStatus(models.TextChoices):

@@ -38,6 +38,7 @@ from mimamori.broadcasts.targeting import (
     save_scope,
     target_schools,
 )
+from mimamori.registry import answers as answer_rules
 
 REMINDER_MINUTES_MAX = 7 * 24 * 60
 
@@ -51,17 +52,22 @@ def compose(
     urgent: bool = False,
     request_confirmation: bool = False,
     reminder_minutes: Iterable[int] = (),
+    answers: Iterable[str] = (),
 ) -> Broadcast:
-    """Save a draft. The scope was resolved against the user's own (targeting.resolve_scope)."""
-    subject, body, minutes = _checked(subject, body, scope, request_confirmation, reminder_minutes)
+    """Save a draft. The scope was resolved against the user's own (targeting.resolve_scope).
+
+    ``answers``: the choices guardians answer with (B1); a broadcast with choices requests
+    confirmation whatever ``request_confirmation`` says (answering is confirming)."""
+    checked = _checked(subject, body, scope, request_confirmation, reminder_minutes, answers)
     with transaction.atomic():
         broadcast = Broadcast.objects.create(
             created_by=user,
-            subject=subject,
-            body=body,
+            subject=checked.subject,
+            body=checked.body,
             urgent=urgent,
-            request_confirmation=request_confirmation,
-            reminder_minutes=minutes,
+            request_confirmation=checked.request_confirmation,
+            reminder_minutes=checked.reminder_minutes,
+            answers=checked.answers,
         )
         save_scope(broadcast, scope)
     return broadcast
@@ -76,17 +82,19 @@ def revise(
     urgent: bool = False,
     request_confirmation: bool = False,
     reminder_minutes: Iterable[int] = (),
+    answers: Iterable[str] = (),
 ) -> bool:
     """Change a draft in place (editing it from its preview); False if it was sent meanwhile."""
-    subject, body, minutes = _checked(subject, body, scope, request_confirmation, reminder_minutes)
+    checked = _checked(subject, body, scope, request_confirmation, reminder_minutes, answers)
     with transaction.atomic():
         locked = Broadcast.objects.select_for_update().filter(pk=broadcast.pk, status=BroadcastStatus.DRAFT)
         if not locked.update(
-            subject=subject,
-            body=body,
+            subject=checked.subject,
+            body=checked.body,
             urgent=urgent,
-            request_confirmation=request_confirmation,
-            reminder_minutes=minutes,
+            request_confirmation=checked.request_confirmation,
+            reminder_minutes=checked.reminder_minutes,
+            answers=checked.answers,
         ):
             return False
         broadcast.refresh_from_db()
@@ -110,12 +118,33 @@ def discard(broadcast: Broadcast, by: User) -> bool:
     return bool(deleted)
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A draft's values as saved."""
+
+    subject: str
+    body: str
+    request_confirmation: bool
+    reminder_minutes: list[int]
+    answers: list[str]
+
+
 def _checked(
-    subject: str, body: str, scope: Scope, request_confirmation: bool, reminder_minutes: Iterable[int]
-) -> tuple[str, str, list[int]]:
-    """The subject, body and reminder minutes as saved, or ValidationError."""
+    subject: str,
+    body: str,
+    scope: Scope,
+    request_confirmation: bool,
+    reminder_minutes: Iterable[int],
+    answers: Iterable[str] = (),
+) -> Checked:
+    """The values as saved, or ValidationError."""
     subject, body = subject.strip(), body.strip()
     errors = {}
+    choices = list(answers)
+    if (wrong := answer_rules.problem(choices)) is not None:
+        errors["answers"] = wrong
+    elif choices:
+        request_confirmation = True
     if not subject:
         errors["subject"] = _("Please enter a subject.")
     elif len(subject) > SUBJECT_MAX:
@@ -147,7 +176,7 @@ def _checked(
             errors["reminder_minutes"] = _("Reminders are sent from 1 minute to 7 days after sending.")
     if errors:
         raise ValidationError(errors)
-    return subject, body, minutes
+    return Checked(subject, body, request_confirmation, minutes, answer_rules.clean(choices))
 
 
 def _without_confirmation_links(scope: Scope) -> list[str]:

@@ -1,4 +1,5 @@
-"""A receipt: one registrant of one broadcast confirmed, once, through one of its mails."""
+"""A receipt: one registrant of one broadcast confirmed, once, through one of its mails, and,
+where the broadcast offers answer choices (B1), the answer given for that child."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from mimamori.broadcasts.models import Broadcast, Delivery
+from mimamori.broadcasts.models import AudienceGroup, Broadcast, Delivery
 from mimamori.registry.models import Registrant
 
 
@@ -16,6 +17,10 @@ class Receipt(models.Model):
     # The mail whose link was pressed (slot 1 or 2, or a sibling's shared address).
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="+")
     confirmed_at = models.DateTimeField(default=timezone.now)
+    # The index of the chosen answer in Broadcast.answers; None for a bare confirmation. A later
+    # answer replaces it until answering closes; confirmed_at stays the first.
+    answer = models.PositiveSmallIntegerField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -41,4 +46,20 @@ class Reminder(models.Model):
         ordering = ["broadcast", "number"]
         constraints = [
             models.UniqueConstraint(fields=["broadcast", "number"], name="one_reminder_per_number"),
+        ]
+
+
+class AnswerCount(models.Model):
+    """How many registrants of one audience group (school, grade, class) chose one answer: the
+    counter the tally reads, as AudienceGroup.confirmed is for confirmations. Kept exact by
+    receipts/answering.py, which moves a registrant from one counter to another when the answer
+    changes; a row exists once somebody of the group chose that answer."""
+
+    group = models.ForeignKey(AudienceGroup, on_delete=models.CASCADE, related_name="+")
+    answer = models.PositiveSmallIntegerField()
+    registrants = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group", "answer"], name="one_count_per_group_answer"),
         ]

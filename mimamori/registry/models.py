@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from mimamori import text
+from mimamori.registry.answers import answer_choices
 
 SLOTS = (1, 2, 3, 4)
 DEFAULT_BROADCAST_SLOTS = [1, 2]
@@ -474,6 +475,8 @@ class AlertTemplate(models.Model):
     body = models.TextField(_("body"), max_length=10_000, validators=[text.multi_line])
     urgent = models.BooleanField(_("urgent"), default=False)
     request_confirmation = models.BooleanField(_("request read confirmation"), default=False)
+    # Answer choices (B1) the broadcasts made from it offer; [] = none (registry/answers.py).
+    answers = models.JSONField(_("answer choices"), default=list, blank=True, validators=[answer_choices])
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -1,0 +1,82 @@
+"""Answers (B1): recording a choice per child, changing it, and the counters the tally reads."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from mimamori.accounts.models import Role
+from mimamori.broadcasts import sending
+from mimamori.broadcasts.models import AudienceGroup, Broadcast, Delivery
+from mimamori.broadcasts.targeting import resolve_scope
+from mimamori.receipts.answering import AnsweringClosed, Outcome, close_answers, record_answers
+from mimamori.receipts.models import AnswerCount, Receipt
+from mimamori.registry.answers import SAFETY
+from mimamori.registry.models import School
+from tests.cast import make_registrant, make_school, make_staff
+from tests.tasks import run_until_quiet
+
+pytestmark = pytest.mark.django_db
+
+
+def send_asking(school: School, answers: list[str] = SAFETY) -> Broadcast:
+    staff = make_staff(Role.SCHOOL, school=school)
+    broadcast = sending.compose(
+        staff,
+        subject="安否確認",
+        body="ご家族の安否をお知らせください。",
+        scope=resolve_scope(staff),
+        answers=answers,
+    )
+    assert broadcast.request_confirmation  # answering is confirming
+    sending.send(broadcast)
+    run_until_quiet()
+    return broadcast
+
+
+def counts(broadcast: Broadcast) -> dict[tuple[int, str, int], int]:
+    return {
+        (c.group.grade, c.group.class_name, c.answer): c.registrants
+        for c in AnswerCount.objects.filter(group__broadcast=broadcast).select_related("group")
+        if c.registrants
+    }
+
+
+def test_siblings_answer_each_then_change_and_the_counters_follow(smtp_sink: object) -> None:
+    school = make_school()
+    elder = make_registrant(school, ["family@docomo.ne.jp"], grade=5, class_name="2")
+    younger = make_registrant(school, ["family@docomo.ne.jp"], grade=2, class_name="1")
+    broadcast = send_asking(school)
+    token = Delivery.objects.get(broadcast=broadcast).confirmation_token or ""
+
+    answered = record_answers(token, {elder.pk: 0, younger.pk: 2})
+    assert answered is not None
+    assert answered.outcome is Outcome.RECORDED
+    assert counts(broadcast) == {(5, "2", 0): 1, (2, "1", 2): 1}
+    assert sum(AudienceGroup.objects.filter(broadcast=broadcast).values_list("confirmed", flat=True)) == 2
+
+    again = record_answers(token, {elder.pk: 0, younger.pk: 1})  # the younger one's answer changes
+    assert again is not None
+    assert again.outcome is Outcome.RECORDED
+    assert counts(broadcast) == {(5, "2", 0): 1, (2, "1", 1): 1}
+    assert Receipt.objects.get(registrant=younger).answer == 1
+    assert sum(AudienceGroup.objects.filter(broadcast=broadcast).values_list("confirmed", flat=True)) == 2
+
+    same = record_answers(token, {elder.pk: 0})
+    assert same is not None
+    assert same.outcome is Outcome.UNCHANGED
+
+    with pytest.raises(ValueError, match="out of range"):
+        record_answers(token, {elder.pk: 3})
+    assert close_answers(broadcast)
+    with pytest.raises(AnsweringClosed):
+        record_answers(token, {elder.pk: 1})
+    assert Receipt.objects.get(registrant=elder).answer == 0
+
+
+def test_choices_are_checked_when_composing() -> None:
+    school = make_school()
+    staff = make_staff(Role.SCHOOL, school=school)
+    for wrong in (["無事です"], ["a", "a"], ["a", ""], [str(n) for n in range(7)], ["a", "b\nc"]):
+        with pytest.raises(ValidationError):
+            sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff), answers=wrong)
