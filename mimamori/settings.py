@@ -374,3 +374,15 @@ MIMAMORI_MAX_REMINDERS = env.integer("MIMAMORI_MAX_REMINDERS", 3)
 MIMAMORI_RETENTION_DAYS = env.integer("MIMAMORI_RETENTION_DAYS", 365)
 # Support desk (S13): inquiries one network address, or one registrant, may send an hour.
 MIMAMORI_INQUIRY_LIMIT_PER_HOUR = env.integer("MIMAMORI_INQUIRY_LIMIT_PER_HOUR", 5)
+# Earthquakes (issue 15, docs/operations.md "Earthquakes"): the JMA Atom feed every worker polls
+# (quakes/feed.py; unset: off), how often at most, and how long one request may take.
+MIMAMORI_JMA_FEED_URL = env.string("MIMAMORI_JMA_FEED_URL")
+if MIMAMORI_JMA_FEED_URL is not None and (
+    urlsplit(MIMAMORI_JMA_FEED_URL).scheme not in ("http", "https")
+    or not urlsplit(MIMAMORI_JMA_FEED_URL).netloc
+):
+    raise ImproperlyConfigured(
+        f"MIMAMORI_JMA_FEED_URL must be an http:// or https:// URL, not {MIMAMORI_JMA_FEED_URL!r}."
+    )
+MIMAMORI_JMA_POLL_SECONDS = env.integer("MIMAMORI_JMA_POLL_SECONDS", 10)
+MIMAMORI_JMA_TIMEOUT_SECONDS = env.integer("MIMAMORI_JMA_TIMEOUT_SECONDS", 5)

@@ -6,3 +6,10 @@ class QuakesConfig(AppConfig):
 
     name = "mimamori.quakes"
     label = "quakes"
+
+    def ready(self) -> None:
+        from mimamori.quakes import feed
+        from mimamori.tasking import sweep
+
+        # JMA's Atom feed, when MIMAMORI_JMA_FEED_URL is set (a no-op otherwise).
+        sweep.register("jma_feed", feed.poll_due)
