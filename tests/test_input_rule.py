@@ -90,6 +90,8 @@ NOT_USER_TEXT = {
     "mail.CarrierProfile.last_trouble",
     # Carrier groups are made by a migration; staff edit their label (which has the rule).
     "mail.CarrierProfile.name",
+    # The SHA-256 of a JMA document's bytes, made by quakes/ingest.py.
+    "quakes.JmaDocument.digest",
 }
 
 
