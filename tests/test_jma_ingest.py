@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import runpy
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
@@ -31,6 +33,7 @@ from mimamori.tasking import sweep
 pytestmark = pytest.mark.django_db
 
 DOCUMENTS = Path(__file__).parent / "jma"
+SETTINGS = str(Path(__file__).parent.parent / "mimamori" / "settings.py")
 
 
 def document(name: str) -> bytes:
@@ -505,3 +508,17 @@ def test_a_feed_that_is_not_atom_or_has_a_dtd_is_refused(jma_server: JmaServer) 
         '<link href="file:///etc/passwd"/></entry></feed>'
     ).encode()
     assert feed.read_feed(atom, jma_server.url) == []
+
+
+@pytest.mark.parametrize("url", ["ftp://jma.example/eqvol.xml", "file:///etc/passwd", "eqvol.xml"])
+def test_a_feed_url_that_is_not_http_stops_the_process_at_start(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIMAMORI_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MIMAMORI_JMA_FEED_URL", url)
+    with pytest.raises(
+        ImproperlyConfigured, match="MIMAMORI_JMA_FEED_URL must be an http:// or https:// URL"
+    ):
+        runpy.run_path(SETTINGS)
+    monkeypatch.setenv("MIMAMORI_JMA_FEED_URL", "https://www.data.jma.go.jp/developer/xml/feed/eqvol.xml")
+    assert runpy.run_path(SETTINGS)["MIMAMORI_JMA_POLL_SECONDS"] == 10

@@ -107,8 +107,8 @@ JMX_IB = "http://xml.kishou.go.jp/jmaxml1/informationBasis1/"
 JMX_SEIS = "http://xml.kishou.go.jp/jmaxml1/body/seismology1/"
 JMX_EB = "http://xml.kishou.go.jp/jmaxml1/elementBasis1/"
 
-# The largest VXSE53 JMA has sent (every station of a 震度7 quake) is a few hundred kB; anything
-# far beyond is not a report, and is refused before it is parsed.
+# JMA's documents are kilobytes to some hundreds of kilobytes (a VXSE53 lists every station that
+# felt the quake); anything beyond this is not a report, and is refused before it is parsed.
 MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 
 # Control/Title names the kind of information (JMA's kind code is only in file names).
