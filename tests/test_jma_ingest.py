@@ -522,3 +522,45 @@ def test_a_feed_url_that_is_not_http_stops_the_process_at_start(
         runpy.run_path(SETTINGS)
     monkeypatch.setenv("MIMAMORI_JMA_FEED_URL", "https://www.data.jma.go.jp/developer/xml/feed/eqvol.xml")
     assert runpy.run_path(SETTINGS)["MIMAMORI_JMA_POLL_SECONDS"] == 10
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the worker shares the PostgreSQL test database"
+)
+def test_a_worker_polls_the_feed_in_its_sweep(jma_server: JmaServer, tmp_path: Path) -> None:
+    """The production path: `mimamori worker` with MIMAMORI_JMA_FEED_URL set ingests what the
+    feed lists, from its sweep thread."""
+    jma_server.add("震度速報", "vxse51_iwamizawa.xml")
+    jma_server.add("震源・震度に関する情報", "vxse53_iwamizawa.xml")
+    database = connection.settings_dict
+    environment = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "BROKER_URL"}}
+    environment |= {
+        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+        "SECRET_KEY": "jma-feed-test",
+        "MIMAMORI_DATA_DIR": str(tmp_path),
+        "MIMAMORI_SWEEP_SECONDS": "1",
+        "MIMAMORI_JMA_FEED_URL": jma_server.url,
+        "MIMAMORI_JMA_POLL_SECONDS": "1",
+    }
+    log = tmp_path / "worker.log"
+    with log.open("wb") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "mimamori", "worker", "--queues=default"],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while JmaDocument.objects.count() < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert sorted(JmaDocument.objects.values_list("kind", flat=True)) == ["VXSE51", "VXSE53"], (
+            log.read_text()
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert jma_server.documents_fetched() == ["vxse51_iwamizawa.xml", "vxse53_iwamizawa.xml"]
+    assert "JMA document from http://127.0.0.1" in log.read_text()
