@@ -216,6 +216,7 @@ class JmaServer:
         self.failing: dict[str, int] = {}  # path → status
         self.slow: dict[str, float] = {}  # path → seconds before answering
         self.requests: list[tuple[str, str | None]] = []  # (path, If-Modified-Since)
+        self.renamed: dict[str, str] = {}  # a name served → the file of tests/jma/ it serves
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -232,6 +233,8 @@ class JmaServer:
                         self.end_headers()
                         return
                     body, kind = server.feed(), "application/atom+xml"
+                elif self.path[6:] in server.renamed:
+                    body, kind = document(server.renamed[self.path[6:]]), "application/xml"
                 elif self.path.startswith("/data/") and (DOCUMENTS / self.path[6:]).is_file():
                     body, kind = (DOCUMENTS / self.path[6:]).read_bytes(), "application/xml"
                 else:
@@ -334,14 +337,12 @@ def test_each_entry_is_fetched_once_and_if_modified_since_is_sent(
 
 
 def test_an_entry_is_chosen_by_its_link_name_too(jma_server: JmaServer, received: list[Any]) -> None:
-    jma_server.add("地震情報", "vxse53_shindo4.xml")  # a title mimamori does not know, a VXSE53 file
-    # tests/jma/ names are not JMA's: give the server the JMA-style name as well.
-    (DOCUMENTS / "20261209021700_0_VXSE53_010000.xml").write_bytes(document("vxse53_shindo4.xml"))
-    try:
-        jma_server.entries = [("地震情報", "20261209021700_0_VXSE53_010000.xml", timezone.now())]
-        assert poll(jma_server) == 1
-    finally:
-        (DOCUMENTS / "20261209021700_0_VXSE53_010000.xml").unlink()
+    # A title mimamori does not know, linking a file JMA names as a VXSE53.
+    jma_server.renamed["20261209021700_0_VXSE53_010000.xml"] = "vxse53_shindo4.xml"
+    jma_server.add("地震情報", "20261209021700_0_VXSE53_010000.xml")
+    jma_server.add("地震情報", "vxse53_iwamizawa.xml")  # neither: not fetched
+    assert poll(jma_server) == 1
+    assert jma_server.documents_fetched() == ["20261209021700_0_VXSE53_010000.xml"]
     assert received[0][0].event_id == "20261209021507"
 
 
