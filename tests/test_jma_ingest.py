@@ -509,6 +509,10 @@ def test_a_feed_that_is_not_atom_or_has_a_dtd_is_refused(jma_server: JmaServer) 
         '<link href="file:///etc/passwd"/></entry></feed>'
     ).encode()
     assert feed.read_feed(atom, jma_server.url) == []
+    broken = atom.replace(b"file:///etc/passwd", b"http://[::1/data/x_VXSE53_.xml")
+    assert feed.read_feed(broken, jma_server.url) == []
+    with pytest.raises(feed.FetchFailed, match="not an http"):
+        feed.fetch("http://[::1/eqvol.xml")
 
 
 @pytest.mark.parametrize("url", ["ftp://jma.example/eqvol.xml", "file:///etc/passwd", "eqvol.xml"])

@@ -90,7 +90,11 @@ def fetch(url: str, headers: dict[str, str] | None = None, limit: int = MAX_FEED
     """GET ``url`` within MIMAMORI_JMA_TIMEOUT_SECONDS in all (urllib's own timeout is per socket
     operation: a server trickling bytes would never time out). 304 is an answer; any other
     failure raises FetchFailed."""
-    if urlsplit(url).scheme not in ("http", "https"):
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in ("http", "https"):
         raise FetchFailed(f"not an http(s) URL: {jma.one_line(url)[:200]}")
     seconds = float(settings.MIMAMORI_JMA_TIMEOUT_SECONDS)
     deadline = time.monotonic() + seconds
@@ -116,7 +120,8 @@ def fetch(url: str, headers: dict[str, str] | None = None, limit: int = MAX_FEED
         raise FetchFailed(f"unreachable ({jma.one_line(str(error.reason))[:200]})") from None
     except TimeoutError:
         raise FetchFailed(f"no answer within {seconds:g} s") from None
-    except (OSError, http.client.HTTPException) as error:
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        # ValueError: a URL urllib cannot use (a broken host, a stray character).
         raise FetchFailed(f"{type(error).__name__}: {jma.one_line(str(error))[:200]}") from None
 
 
@@ -148,10 +153,14 @@ def read_feed(data: bytes, base_url: str) -> list[Entry]:
         entry_id = _child_text(entry, "id")
         links = [link.get("href") or "" for link in entry.findall(f"{{{ATOM}}}link") if link.get("href")]
         href = links[0] if links else entry_id  # JMA's <id> is the document's URL as well
-        url = urljoin(base_url, jma.one_line(href))
+        try:
+            url = urljoin(base_url, jma.one_line(href))
+            scheme = urlsplit(url).scheme
+        except ValueError:  # e.g. a broken IPv6 host
+            url, scheme = href, ""
         if not (title in TITLES or any(kind in url for kind in FILE_KINDS)):
             continue
-        if urlsplit(url).scheme not in ("http", "https") or len(url) > 500:
+        if scheme not in ("http", "https") or len(url) > 500:
             log.warning("JMA feed entry %r links no http(s) document; skipped", entry_id[:200])
             continue
         updated_text = _child_text(entry, "updated")
