@@ -487,6 +487,10 @@ def test_staff_edit_a_templates_answers_and_using_it_fills_compose() -> None:
 
     user = signed_in(make_staff(Role.SCHOOL, school=school))
     quake = AlertTemplate.objects.get(municipality=city, name=QUAKE_TEMPLATE)
+    listed = user.get(reverse("console:alert_templates")).content.decode()
+    assert "無事です／けがをしています／支援が必要です" in listed
+    shown = user.get(reverse("console:alert_template_use", args=[quake.pk])).content.decode()
+    assert "<li>支援が必要です</li>" in shown
     used = user.get(
         reverse("console:alert_template_use", args=[quake.pk]),
         {"go": "1", "when": "本日14時", "what": "震度5弱の地震がありました", "request": "ご回答ください。"},
