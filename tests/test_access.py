@@ -140,6 +140,7 @@ def _kwargs(pattern: URLPattern, world: World) -> dict[str, object]:
         "user_id": world.staff_a.pk,
         "token": "not-a-reset-token-" + "x" * 25,
         "template_id": world.template_a.pk,
+        "answer": 0,  # the first answer choice of broadcast_a (the answers' lists and CSV)
     }
     names = list(pattern.pattern.regex.groupindex)
     unknown = [n for n in names if n not in known]

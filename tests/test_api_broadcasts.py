@@ -87,6 +87,7 @@ def test_compose_send_and_watch_until_sent(school: School, school_api: Api, smtp
         "pending": 0,
         "suppressed": 0,
         "confirmed": 0,
+        "answers": {},
     }
     assert sum(smtp_sink.copies().values()) == shown["counts"]["sent"]
     assert {a.lower() for a in smtp_sink.copies()} == {
@@ -264,6 +265,7 @@ def test_no_token_is_401_and_the_paths_are_documented(school_api: Api) -> None:
         ("post", f"/broadcasts/{broadcast_id}/retry"),
         ("post", f"/broadcasts/{broadcast_id}/reminders"),
         ("get", f"/broadcasts/{broadcast_id}/reminders"),
+        ("post", f"/broadcasts/{broadcast_id}/close-answers"),
     ]:
         assert Api().call(method, path).status_code == 401, (method, path)
     assert Broadcast.objects.get().status == BroadcastStatus.DRAFT
@@ -278,6 +280,7 @@ def test_no_token_is_401_and_the_paths_are_documented(school_api: Api) -> None:
         "/api/v1/broadcasts/{broadcast_id}/receipts": {"get"},
         "/api/v1/broadcasts/{broadcast_id}/retry": {"post"},
         "/api/v1/broadcasts/{broadcast_id}/reminders": {"get", "post"},
+        "/api/v1/broadcasts/{broadcast_id}/close-answers": {"post"},
     } == {path: set(item) for path, item in paths.items() if path.startswith("/api/v1/broadcasts")}
 
 

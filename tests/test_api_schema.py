@@ -46,7 +46,8 @@ from tests.cast import make_municipality, make_registrant, make_school, make_sta
 # - POST /registrants, PATCH /registrants/{id}: whether an address can be delivered to
 #   (email_validator's grammar, special-use domains) and one address twice for one child;
 # - POST /broadcasts: a scope outside the token's own, reminders without a read confirmation,
-#   a read confirmation where a municipality offers no confirmation links;
+#   a read confirmation where a municipality offers no confirmation links, answer choices that
+#   are one or repeat one;
 # - POST /maintenance-windows: times in the past, ends before starts, longer than 7 days;
 # - POST /broadcasts/{id}/send: a time `at` that has passed or is more than a year ahead.
 DOMAIN_REFUSALS = {

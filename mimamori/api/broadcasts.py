@@ -44,7 +44,8 @@ from mimamori.broadcasts.models import (
     Delivery,
     DeliveryStatus,
 )
-from mimamori.receipts import statistics
+from mimamori.receipts import closing, statistics
+from mimamori.registry import answers as answer_rules
 from mimamori.registry.access import schools_for
 from mimamori.text import MAX_BIGINT
 
@@ -102,6 +103,14 @@ class BroadcastIn(Body):
         description="Automatic reminders to the unconfirmed, in minutes after sending (e.g. [30, 60]); "
         "they need request_confirmation.",
     )
+    answers: list[Annotated[str, line(answer_rules.CHOICE_MAX, required=True), ONE_LINE]] = Field(
+        default_factory=list,
+        max_length=answer_rules.MAX_CHOICES,
+        description="Answer choices guardians choose from instead of a bare read confirmation (安否確認), "
+        'e.g. ["無事です", "けがをしています", "支援が必要です"]: 2 to 6 distinct choices of at most '
+        f"{answer_rules.CHOICE_MAX} characters, or none. With choices the broadcast requests a read "
+        "confirmation whatever request_confirmation says (answering confirms).",
+    )
 
 
 class GroupOut(Schema):
@@ -134,6 +143,11 @@ class Counts(Schema):
         description="Addresses of the audience that got no mail because they are suppressed (bounces)."
     )
     confirmed: int = Field(description="Registrants who confirmed they read it (any of their mails).")
+    answers: dict[str, int] = Field(
+        description="Registrants per answer choice, every choice named, e.g. "
+        '{"無事です": 120, "けがをしています": 2, "支援が必要です": 1}; {} for a broadcast without '
+        "choices. Those who have not answered: registrants − confirmed."
+    )
 
 
 class BroadcastSummary(Schema):
@@ -144,6 +158,10 @@ class BroadcastSummary(Schema):
     request_confirmation: bool
     reminder_minutes: list[int]
     reminders_sent: int
+    answers: list[str] = Field(description="The answer choices (安否確認); [] for a bare read confirmation.")
+    answers_closed_at: LocalTime | None = Field(
+        description="When staff closed answering; null while guardians may still answer."
+    )
     scope: ScopeOut
     created_at: LocalTime
     send_requested_at: LocalTime | None
@@ -229,6 +247,7 @@ class BroadcastOut(BroadcastSummary):
             pending=progress.pending,
             suppressed=progress.suppressed,
             confirmed=statistics.confirmed_count(obj),
+            answers=statistics.answer_counts(obj),
         )
 
 
@@ -273,6 +292,10 @@ class ReceiptOut(Schema):
     grade: int = Field(description="As when the broadcast was sent.")
     class_name: str = Field(description="As when the broadcast was sent.")
     confirmed_at: LocalTime | None = Field(description="The first confirmation; null if none yet.")
+    answer: str | None = Field(
+        description="The answer choice given (its text, the latest if changed); null if none yet or the "
+        "broadcast offers no choices."
+    )
 
     @staticmethod
     def resolve_registrant(obj: dict[str, Any]) -> int:
@@ -313,6 +336,7 @@ def create_broadcast(request: HttpRequest, data: BroadcastIn) -> Status[Broadcas
         urgent=data.urgent,
         request_confirmation=data.request_confirmation,
         reminder_minutes=data.reminder_minutes,
+        answers=data.answers,
     )
     return Status(201, broadcast)
 
@@ -385,7 +409,29 @@ def list_receipts(request: HttpRequest, broadcast_id: BroadcastId) -> QuerySet[A
     """Every registrant the broadcast reached, by school, grade, class and name."""
     user = staff_of(request)
     broadcast = access.get_broadcast(user, broadcast_id)
-    return statistics.with_confirmed_at(statistics.targeted(broadcast, schools_for(user)), broadcast)
+    rows = statistics.with_confirmed_at(statistics.targeted(broadcast, schools_for(user)), broadcast)
+    return statistics.with_answer(rows, broadcast)
+
+
+class ClosedOut(Schema):
+    id: int
+    answers_closed_at: LocalTime
+
+
+@router.post("/broadcasts/{broadcast_id}/close-answers", response={200: ClosedOut, **ONE, **errors(409)})
+def close_answers(request: HttpRequest, broadcast_id: BroadcastId) -> ClosedOut:
+    """Close answering (「回答を締め切る」): guardians can no longer answer or change an answer;
+    audited. 409 for a broadcast without answer choices, one not sent yet, or one closed already."""
+    user = staff_of(request)
+    broadcast = access.get_broadcast(user, broadcast_id)
+    if not closing.close_answering(broadcast, by=user, request=request):
+        if not broadcast.answers:
+            raise HttpError(409, _("This broadcast offers no answer choices."))
+        if broadcast.answers_closed_at is not None:
+            raise HttpError(409, _("Answering is already closed."))
+        raise HttpError(409, _("Answering can be closed once the broadcast has been sent."))
+    assert broadcast.answers_closed_at is not None
+    return ClosedOut(id=broadcast.pk, answers_closed_at=broadcast.answers_closed_at)
 
 
 @router.post("/broadcasts/{broadcast_id}/retry", response={200: RetryOut, **ONE})

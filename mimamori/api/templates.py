@@ -31,7 +31,11 @@ class TemplateOut(Schema):
     fields: list[TemplateField] = Field(description="The fields the subject and body use.")
     urgent: bool
     request_confirmation: bool
-    answers: list[str] = Field(description="Choices for an answer (安否確認); none yet.")
+    answers: list[str] = Field(
+        description="Answer choices (安否確認) a broadcast made from it offers, e.g. "
+        '["無事です", "けがをしています", "支援が必要です"]; [] for none. Pass them as `answers` '
+        "to POST /broadcasts."
+    )
 
     @staticmethod
     def resolve_municipality(obj: AlertTemplate) -> str:
@@ -43,10 +47,6 @@ class TemplateOut(Schema):
             TemplateField(name=f.placeholder, key=f.key, multiline=f.multiline)
             for f in alert_templates.fields_of(obj)
         ]
-
-    @staticmethod
-    def resolve_answers(obj: AlertTemplate) -> list[str]:
-        return []
 
 
 @router.get("/templates", response={200: list[TemplateOut], **READ_ERRORS})

@@ -31,11 +31,13 @@ ACTION_LABELS: dict[str, Promise] = {
     "broadcast.scheduled": _("Broadcast scheduled"),
     "broadcast.cancelled": _("Scheduled broadcast cancelled"),
     "broadcast.draft_deleted": _("Draft deleted"),
+    "broadcast.answers_closed": _("Answering closed"),
     "alert_template.created": _("Alert template created"),
     "alert_template.changed": _("Alert template changed"),
     "alert_template.deleted": _("Alert template deleted"),
     "reminder.sent": _("Reminder sent"),
     "export.unconfirmed_csv": _("Unconfirmed list downloaded (CSV)"),
+    "export.answers_csv": _("List of an answer downloaded (CSV)"),
     # Registry
     "registrant.created": _("Registrant created"),
     "registrant.imported": _("Roster imported"),

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from mimamori import text
 from mimamori.accounts.models import User
+from mimamori.console.broadcast_forms import AnswersField
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _render, _staff
 from mimamori.registry import alert_templates
@@ -31,9 +32,17 @@ from mimamori.registry.models import AlertTemplate, Municipality
 
 
 class TemplateForm(forms.ModelForm):
+    answers = AnswersField(
+        label=gettext_lazy("Answer choices (safety check)"),
+        help_text=gettext_lazy(
+            "Broadcasts made from this template ask guardians to choose one, e.g. "
+            "無事です／けがをしています／支援が必要です. 2 to 6 choices; leave empty for none."
+        ),
+    )
+
     class Meta:
         model = AlertTemplate
-        fields = ["municipality", "name", "subject", "body", "urgent", "request_confirmation"]
+        fields = ["municipality", "name", "subject", "body", "urgent", "request_confirmation", "answers"]
         widgets = {"body": forms.Textarea(attrs={"rows": 10})}
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
@@ -127,7 +136,8 @@ def alert_template_use(request: HttpRequest, template_id: int) -> HttpResponse:
         query = {"subject": subject, "body": body}
         if template.urgent:
             query["urgent"] = "1"
-        if template.request_confirmation:
+        if template.request_confirmation or template.answers:
             query["request_confirmation"] = "1"
-        return redirect(f"{reverse('console:broadcast_new')}?{urlencode(query)}")
+        pairs = [*query.items(), *(("answers", choice) for choice in template.answers)]
+        return redirect(f"{reverse('console:broadcast_new')}?{urlencode(pairs)}")
     return _render(request, "alert_template_use.html", {"form": form, "template": template})

@@ -13,12 +13,15 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from mimamori import text
 from mimamori.accounts.models import Role, User
 from mimamori.broadcasts.models import BODY_MAX, SUBJECT_MAX, Broadcast
+from mimamori.registry import answers as answer_rules
 from mimamori.registry.access import municipalities_for, registrants_for, schools_for
 from mimamori.registry.models import RegistrantStatus, class_key
 
@@ -231,6 +234,76 @@ def _class_order(item: tuple[tuple[int, str], int]) -> tuple[int, int, str]:
     return (grade, int(name) if name.isdigit() else 10**6, name)
 
 
+class AnswerInputs(forms.Widget):
+    """Six text inputs of one name, read back as a list: a repeatable list that needs no
+    JavaScript to submit (blank ones are dropped)."""
+
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> SafeString:
+        return format_html(
+            '<ol class="answer-inputs">{}</ol>',
+            format_html_join(
+                "",
+                '<li><input type="text" name="{}" id="id_{}_{}" value="{}" maxlength="{}"'
+                ' aria-label="{}"></li>',
+                (
+                    (
+                        name,
+                        name,
+                        n,
+                        choice,
+                        answer_rules.CHOICE_MAX,
+                        gettext("Choice %(number)d") % {"number": n},
+                    )
+                    for n, choice in enumerate(answer_inputs(value), start=1)
+                ),
+            ),
+        )
+
+    def id_for_label(self, id_: str) -> str:
+        return f"{id_}_1" if id_ else id_
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> list[str]:
+        found = data.getlist(name) if hasattr(data, "getlist") else data.get(name) or []
+        return [str(value) for value in (found if isinstance(found, list | tuple) else [found])]
+
+    def value_omitted_from_data(self, data: Any, files: Any, name: str) -> bool:
+        return name not in data
+
+
+class AnswersField(forms.Field):
+    """Answer choices (B1): blank inputs are dropped; 2–6 distinct one-line choices, or none."""
+
+    widget = AnswerInputs
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, **kwargs)
+
+    def to_python(self, value: Any) -> list[str]:
+        if not value:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        # More inputs than choices allowed can only be posted by hand; refuse rather than cut.
+        return [str(choice).strip() for choice in value if str(choice).strip()][
+            : answer_rules.MAX_CHOICES + 1
+        ]
+
+    def validate(self, value: list[str]) -> None:
+        for choice in value:
+            text.single_line(choice)
+        if (message := answer_rules.problem(value)) is not None:
+            raise ValidationError(message, code="answers")
+
+    def prepare_value(self, value: Any) -> list[str]:
+        return list(value or [])
+
+
+def answer_inputs(value: Any) -> list[str]:
+    """The values of the six inputs: the choices given, then blanks."""
+    choices = [str(choice) for choice in (value or []) if str(choice)]
+    return (choices + [""] * answer_rules.MAX_CHOICES)[: max(answer_rules.MAX_CHOICES, len(choices))]
+
+
 class BroadcastForm(TargetForm):
     subject = forms.CharField(
         label=_("Subject"),
@@ -254,6 +327,13 @@ class BroadcastForm(TargetForm):
         label=_("Ask guardians to confirm they have read it"),
         required=False,
     )
+    answers = AnswersField(
+        label=_("Answer choices (safety check)"),
+        help_text=_(
+            "Instead of a bare read confirmation, guardians choose one answer per child, e.g. "
+            "無事です／けがをしています／支援が必要です. 2 to 6 choices; leave empty for none."
+        ),
+    )
     reminder_minutes = forms.TypedMultipleChoiceField(
         label=_("Automatic reminders to the unconfirmed"),
         required=False,
@@ -272,9 +352,13 @@ class BroadcastForm(TargetForm):
             municipalities.exists() and not municipalities.filter(confirmation_links_enabled=False).exists()
         )
         if not self.offers_confirmation:
+            # Answers are given through the mail's personal link, which such a city does not send.
             del self.fields["request_confirmation"]
             del self.fields["reminder_minutes"]
+            del self.fields["answers"]
         else:
             self.fields["reminder_minutes"].choices = [  # type: ignore[attr-defined]
                 (m, gettext("%(minutes)d minutes later") % {"minutes": m}) for m in REMINDER_CHOICES
             ]
+
+    safety_answers = answer_rules.SAFETY

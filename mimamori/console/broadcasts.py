@@ -14,6 +14,7 @@ from django.contrib import messages as flash
 from django.core.exceptions import ValidationError
 from django.db.models import Case, Count, F, IntegerField, OuterRef, Q, Subquery, When
 from django.db.models.functions import Coalesce
+from django.forms.utils import ErrorDict
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect
 from django.utils.translation import gettext as _
@@ -27,6 +28,7 @@ from mimamori.broadcasts.models import OPEN, Broadcast, Delivery, DeliveryStatus
 from mimamori.console.broadcast_forms import CLASS_SEPARATORS, BroadcastForm, TargetForm
 from mimamori.console.decorators import staff_required
 from mimamori.console.views import _page, _render, _staff
+from mimamori.registry import answers as answer_rules
 
 
 def _count(condition: Q) -> Subquery:
@@ -62,8 +64,10 @@ def broadcasts(request: HttpRequest) -> HttpResponse:
 
 def _initial(query: QueryDict) -> dict[str, Any]:
     """Compose's starting values from the address (an alert template's link):
-    subject, body, urgent, request_confirmation."""
+    subject, body, urgent, request_confirmation, answers (one parameter per choice)."""
     initial: dict[str, Any] = {}
+    if answers := query.getlist("answers"):
+        initial["answers"] = answers[: answer_rules.MAX_CHOICES]
     for name in ("subject", "body"):
         if name in query:
             initial[name] = query[name]
@@ -91,12 +95,31 @@ def _compose_fields(data: dict[str, Any]) -> dict[str, Any]:
         "urgent": data["urgent"],
         "request_confirmation": data.get("request_confirmation", False),
         "reminder_minutes": data.get("reminder_minutes", ()),
+        "answers": data.get("answers", ()),
     }
+
+
+def _with_safety_answers(request: HttpRequest) -> QueryDict | None:
+    """The posted form with the answers set to 無事です／けがをしています／支援が必要です, when
+    staff pressed the shortcut (without JavaScript; with it, compose.js fills the inputs)."""
+    if "fill_safety" not in request.POST:
+        return None
+    data = request.POST.copy()
+    data.setlist("answers", list(answer_rules.SAFETY))
+    return data
+
+
+def _filled(form: BroadcastForm) -> BroadcastForm:
+    """A form drawn again with what was posted, not checked yet (nothing is saved)."""
+    form._errors = ErrorDict()  # type: ignore[attr-defined]
+    return form
 
 
 @staff_required
 def broadcast_new(request: HttpRequest) -> HttpResponse:
     user = _staff(request)
+    if request.method == "POST" and (filled := _with_safety_answers(request)) is not None:
+        return _render(request, "broadcast_new.html", {"form": _filled(BroadcastForm(filled, user=user))})
     if request.method == "POST":
         form = BroadcastForm(request.POST, user=user)
     else:
@@ -125,11 +148,15 @@ def broadcast_edit(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     if not found.is_draft:
         flash.info(request, _("This broadcast was already sent; it can no longer be changed."))
         return redirect("console:broadcast", broadcast_id=found.pk)
+    if request.method == "POST" and (filled := _with_safety_answers(request)) is not None:
+        form = _filled(BroadcastForm(filled, user=user))
+        return _render(request, "broadcast_new.html", {"form": form, "draft": found})
     if request.method == "POST":
         form = BroadcastForm(request.POST, user=user)
     else:
         form = BroadcastForm(user=user)
         form.initial = {
+            "answers": list(found.answers),
             "subject": found.subject,
             "body": found.body,
             "urgent": found.urgent,

@@ -1,5 +1,7 @@
 """Console pages for read confirmations: the statistics with their live curve (S15), and the
-unconfirmed registrants on screen, in print and as CSV for Japanese Excel (P2).
+unconfirmed registrants on screen, in print and as CSV for Japanese Excel (P2). For a broadcast
+with answer choices (安否確認, B1) the same pages carry the tally per answer, the unconfirmed are
+those who have not answered, and a list (and CSV) per answer says who chose it.
 
 The broadcast is fetched through accounts.get_broadcast, and every count or row is
 limited to the schools of accounts.schools_for; the numbers come from
@@ -8,16 +10,20 @@ mimamori.receipts.statistics, which reads counters, never deliveries.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, cast
 
+from django.contrib import messages as flash
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.utils import formats, timezone
-from django.views.decorators.http import require_GET
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods
 
 from mimamori.audit import log as audit
 from mimamori.broadcasts import targeting
@@ -26,11 +32,13 @@ from mimamori.broadcasts.models import Broadcast
 from mimamori.console.csv_export import csv_cell, csv_writer
 from mimamori.console.decorators import View, staff_required
 from mimamori.console.views import _render, _staff
-from mimamori.receipts import statistics
+from mimamori.receipts import closing, statistics
 from mimamori.registry.access import schools_for
 from mimamori.registry.models import School
 
 UNCONFIRMED_PAGE_SIZE = 100
+# The names answer_cells gives its cells.
+ANSWER_CELL = re.compile(r"^(a\d+|unanswered)(_share)?$")
 POLL_SECONDS = 2
 
 # Japanese whatever the page language: the file is for Japanese Excel, and the names follow the
@@ -69,7 +77,21 @@ def _opened(request: HttpRequest) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def _rows(stats: statistics.Statistics) -> list[dict[str, Any]]:
+def answer_cells(tally: statistics.Tally, choices: int) -> dict[str, Any]:
+    """The tally's cells per answer, keyed as the page's data-col / data-total attributes:
+    a0 … a5 (registrants), a0_share … (of those reached) and `unanswered`."""
+    if not choices:
+        return {}
+    cells: dict[str, Any] = {"unanswered": tally.unanswered}
+    cells["unanswered_share"] = percent(statistics.rate(tally.unanswered, tally.registrants))
+    for index in range(choices):
+        count = tally.answers.get(index, 0)
+        cells[f"a{index}"] = count
+        cells[f"a{index}_share"] = percent(statistics.rate(count, tally.registrants))
+    return cells
+
+
+def _rows(stats: statistics.Statistics, choices: int = 0) -> list[dict[str, Any]]:
     """The breakdown as one flat list, keyed for live updates: every school, and the grades and
     classes of the school opened (or of the only one). A city has a thousand classes and more;
     a page listing them all took longer to draw than the two seconds between its updates."""
@@ -83,6 +105,10 @@ def _rows(stats: statistics.Statistics) -> list[dict[str, Any]]:
                 "registrants": tally.registrants,
                 "confirmed": tally.confirmed,
                 "rate": percent(tally.rate),
+                **answer_cells(tally, choices),
+                "answer_cells": [
+                    {"name": f"a{index}", "value": tally.answers.get(index, 0)} for index in range(choices)
+                ],
                 **names,
             }
         )
@@ -171,13 +197,15 @@ def _chart(timeline: statistics.Timeline, registrants: int) -> str:
 
 def _numbers(broadcast: Broadcast, schools: QuerySet[School], opened: int | None) -> dict[str, Any]:
     stats = statistics.statistics(broadcast, schools, opened)
+    choices = len(broadcast.answers)
     return {
         "registrants": stats.registrants,
         "confirmed": stats.confirmed,
         # Never below zero, even in the second or so before the fan-out has counted the classes.
-        "unconfirmed": max(stats.registrants - stats.confirmed, 0),
+        "unconfirmed": stats.unanswered,
         "rate": percent(stats.rate),
-        "rows": _rows(stats),
+        **answer_cells(stats, choices),
+        "rows": _rows(stats, choices),
         "chart": _chart(statistics.timeline(broadcast, schools), stats.registrants),
     }
 
@@ -187,8 +215,27 @@ def _numbers(broadcast: Broadcast, schools: QuerySet[School], opened: int | None
 def broadcast_receipts(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     broadcast, schools = _scope(request, broadcast_id)
     numbers = _numbers(broadcast, schools, _opened(request))
-    context = {"broadcast": broadcast, "poll_seconds": POLL_SECONDS, **numbers}
+    context = {
+        "broadcast": broadcast,
+        "poll_seconds": POLL_SECONDS,
+        "choices": _choices(broadcast, numbers),
+        "can_close": closing.closable(broadcast),
+        **numbers,
+    }
     return _render(request, "receipts.html", context)
+
+
+def _choices(broadcast: Broadcast, numbers: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each answer choice with its index and its total cells, for the template."""
+    return [
+        {
+            "index": index,
+            "text": choice,
+            "count": numbers[f"a{index}"],
+            "share": numbers[f"a{index}_share"],
+        }
+        for index, choice in enumerate(broadcast.answers)
+    ]
 
 
 @staff_required
@@ -202,6 +249,7 @@ def broadcast_receipts_data(request: HttpRequest, broadcast_id: int) -> JsonResp
             "registrants": row["registrants"],
             "confirmed": row["confirmed"],
             "rate": row["rate"],
+            **{name: value for name, value in row.items() if ANSWER_CELL.match(name)},
         }
         for row in numbers["rows"]
     ]
@@ -236,6 +284,86 @@ def broadcast_unconfirmed(request: HttpRequest, broadcast_id: int) -> HttpRespon
         "unconfirmed.html",
         {"broadcast": broadcast, "page": page, "rows": list(_masked(rows))},
     )
+
+
+def _choice(broadcast: Broadcast, answer: int) -> str:
+    """The text of answer ``answer`` (its index); 404 for a broadcast without it."""
+    if not 0 <= answer < len(broadcast.answers):
+        raise Http404
+    return str(broadcast.answers[answer])
+
+
+@staff_required
+@require_GET
+def broadcast_answered(request: HttpRequest, broadcast_id: int, answer: int) -> HttpResponse:
+    """Who chose one answer (e.g. everyone who chose 支援が必要です): masked and paged as the
+    unconfirmed list is, for staff to phone or visit the households."""
+    broadcast, schools = _scope(request, broadcast_id)
+    choice = _choice(broadcast, answer)
+    page = Paginator(statistics.answered(broadcast, schools, answer), UNCONFIRMED_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    rows = list(page.object_list)
+    addresses = statistics.slot_addresses([row["registrant_id"] for row in rows])
+    for row in rows:
+        row["address1"] = addresses[row["registrant_id"]].get(1)
+        row["address2"] = addresses[row["registrant_id"]].get(2)
+    return _render(
+        request,
+        "answered.html",
+        {
+            "broadcast": broadcast,
+            "answer": answer,
+            "choice": choice,
+            "page": page,
+            "rows": list(_masked(rows)),
+        },
+    )
+
+
+def _answered_csv(request: HttpRequest, broadcast_id: int, answer: int) -> StreamingHttpResponse:
+    broadcast, schools = _scope(request, broadcast_id)
+    choice = _choice(broadcast, answer)
+    rows = statistics.with_addresses(statistics.answered(broadcast, schools, answer))
+
+    def lines() -> Iterator[str]:
+        writer = csv_writer()
+        yield "\ufeff" + writer.writerow([*CSV_HEADER, "回答", "回答日時"])
+        for row in _masked(rows.iterator(chunk_size=2000)):
+            at = row["answered_at"]
+            yield writer.writerow(
+                [
+                    csv_cell(row[name])
+                    for name in (
+                        "school_name",
+                        "grade",
+                        "class_name",
+                        "child_name",
+                        "child_name_kana",
+                        "address1",
+                        "address2",
+                    )
+                ]
+                + [
+                    csv_cell(choice),
+                    formats.date_format(timezone.localtime(at), "Y-m-d H:i:s") if at else "",
+                ]
+            )
+
+    audit.record(
+        "export.answers_csv",
+        actor=request.user,
+        target=f"broadcast {broadcast.pk}",
+        municipality=targeting.broadcast_municipality(broadcast),
+        request=request,
+        answer=choice,
+    )
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="answer-{broadcast.pk}-{answer + 1}.csv"'
+    return response
+
+
+broadcast_answered_csv = staff_required(cast(View, require_GET(_answered_csv)))
 
 
 def _unconfirmed_csv(request: HttpRequest, broadcast_id: int) -> StreamingHttpResponse:
@@ -276,3 +404,31 @@ def _unconfirmed_csv(request: HttpRequest, broadcast_id: int) -> StreamingHttpRe
 
 # cast: a streaming response is no HttpResponse, yet passes through staff_required unchanged.
 broadcast_unconfirmed_csv = staff_required(cast(View, require_GET(_unconfirmed_csv)))
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def broadcast_close_answers(request: HttpRequest, broadcast_id: int) -> HttpResponse:
+    """「回答を締め切る」: a page that asks first (GET), then the POST closes answering. Any staff
+    member who reaches the broadcast (who may send it and remind) may close it."""
+    broadcast, schools = _scope(request, broadcast_id)
+    if not closing.closable(broadcast):
+        if broadcast.answers_closed_at is not None:
+            flash.info(request, _("Answering is already closed."))
+        else:
+            flash.info(request, _("Answering can be closed once the broadcast has been sent."))
+        return redirect("console:broadcast_receipts", broadcast_id=broadcast.pk)
+    if request.method == "POST":
+        if closing.close_answering(broadcast, by=_staff(request), request=request):
+            flash.success(
+                request, _("Answering is closed. Guardians can no longer answer or change answers.")
+            )
+        else:
+            flash.info(request, _("Answering is already closed."))
+        return redirect("console:broadcast_receipts", broadcast_id=broadcast.pk)
+    numbers = _numbers(broadcast, schools, None)
+    return _render(
+        request,
+        "answers_close.html",
+        {"broadcast": broadcast, "choices": _choices(broadcast, numbers), **numbers},
+    )

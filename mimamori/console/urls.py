@@ -74,6 +74,21 @@ urlpatterns = [
         receipts.broadcast_unconfirmed_csv,
         name="broadcast_unconfirmed_csv",
     ),
+    path(
+        "broadcasts/<int:broadcast_id>/answers/<int:answer>/",
+        receipts.broadcast_answered,
+        name="broadcast_answered",
+    ),
+    path(
+        "broadcasts/<int:broadcast_id>/answers/<int:answer>.csv",
+        receipts.broadcast_answered_csv,
+        name="broadcast_answered_csv",
+    ),
+    path(
+        "broadcasts/<int:broadcast_id>/close-answers/",
+        receipts.broadcast_close_answers,
+        name="broadcast_close_answers",
+    ),
     path("audit/", audit.audit_log, name="audit"),
     path("deregistrations/", deregistration.deregistrations, name="deregistrations"),
     path(

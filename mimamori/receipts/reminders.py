@@ -75,6 +75,9 @@ def _check(broadcast: Broadcast) -> None:
         )
     if timezone.now() >= link_expires_at(broadcast):
         raise ReminderRefused(_("The confirmation links of this broadcast have expired."))
+    if broadcast.answers_closed_at is not None:
+        # A reminder would ask for an answer that the page no longer takes.
+        raise ReminderRefused(_("Answering is closed: guardians can no longer answer."))
 
 
 def _remind(broadcast: Broadcast, user: User | None, *, allow_empty: bool) -> int:

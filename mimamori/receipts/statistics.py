@@ -1,9 +1,12 @@
-"""What staff read about confirmations (S15, P2): counts, the curve over time, who is missing.
+"""What staff read about confirmations (S15, P2) and answers (B1): counts, the tally per answer,
+the curve over time, who is missing, who chose what.
 
 Counts come from the AudienceGroup counters that record_confirmation keeps, and the curve from
 Receipt through its (broadcast, confirmed_at) index, grouped in the database; nothing here
 reads deliveries, so a page that polls every two seconds costs the same for 100 or 100,000
-registrants. Who is targeted, and in which school, grade and class, is as it was when the
+registrants. The tally per answer reads the AnswerCount counters that record_answers keeps
+beside the confirmed counter, never the receipts: while a city answers after a quake the page
+polls every two seconds. Who is targeted, and in which school, grade and class, is as it was when the
 broadcast was sent (the group of each Recipient row); names and addresses are as they are now.
 """
 
@@ -14,12 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Case, CharField, Count, Exists, F, OuterRef, QuerySet, Subquery, Sum, Value, When
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
 from mimamori.broadcasts.models import AudienceGroup, Broadcast, Recipient
-from mimamori.receipts.models import Receipt
+from mimamori.receipts.models import AnswerCount, Receipt
 from mimamori.registry.models import Address, School
 
 # The curve keeps at most this many points; finer buckets are merged in Python.
@@ -37,14 +40,24 @@ def rate(confirmed: int, registrants: int) -> float:
 class Tally:
     registrants: int = 0
     confirmed: int = 0
+    # Registrants per answer (index into Broadcast.answers); empty for a bare confirmation.
+    answers: dict[int, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
         return rate(self.confirmed, self.registrants)
 
-    def add(self, registrants: int, confirmed: int) -> None:
+    @property
+    def unanswered(self) -> int:
+        """No answer yet: answering is confirming, so the targeted less the confirmed (never
+        below zero, even in the second before the fan-out has counted a class)."""
+        return max(self.registrants - self.confirmed, 0)
+
+    def add(self, registrants: int, confirmed: int, answers: dict[int, int] | None = None) -> None:
         self.registrants += registrants
         self.confirmed += confirmed
+        for answer, count in (answers or {}).items():
+            self.answers[answer] = self.answers.get(answer, 0) + count
 
 
 @dataclass
@@ -83,34 +96,69 @@ def statistics(broadcast: Broadcast, schools: QuerySet[School], opened: int | No
     by_id = School.objects.select_related("municipality").in_bulk({school_id for school_id, _, _ in sums})
     if len(sums) == 1:
         opened = sums[0][0]
+    answered: dict[int, dict[int, int]] = {}
+    if broadcast.answers:
+        # At most six counters per class: summed per school by the database, as the confirmed are.
+        per_school = (
+            AnswerCount.objects.filter(group__in=groups)
+            .order_by()
+            .values("group__school_id", "answer")
+            .annotate(n=Sum("registrants"))
+            .values_list("group__school_id", "answer", "n")
+        )
+        for school_id, answer, count in per_school:
+            answered.setdefault(school_id, {})[answer] = count
     total = Statistics()
     for school_id, registrants, confirmed in sorted(sums, key=lambda row: (by_id[row[0]].name, row[0])):
         school = SchoolRow(registrants=registrants, confirmed=confirmed, school=by_id[school_id])
+        school.add(0, 0, answered.get(school_id))
         total.schools.append(school)
-        total.add(registrants, confirmed)
+        total.add(registrants, confirmed, answered.get(school_id))
         if school_id == opened:
-            school.grades = _grades(groups.filter(school_id=school_id))
+            school.grades = _grades(groups.filter(school_id=school_id), bool(broadcast.answers))
     return total
 
 
-def _grades(groups: QuerySet[AudienceGroup]) -> list[GradeRow]:
+def _grades(groups: QuerySet[AudienceGroup], asks_answers: bool = False) -> list[GradeRow]:
     grades: list[GradeRow] = []
     rows = groups.order_by("grade", "class_name").values_list(
         "pk", "grade", "class_name", "registrants", "confirmed"
     )
+    answered: dict[int, dict[int, int]] = {}
+    if asks_answers:
+        counters = AnswerCount.objects.filter(group__in=groups.values("pk")).order_by()
+        for group_id, answer, count in counters.values_list("group_id", "answer", "registrants"):
+            answered.setdefault(group_id, {})[answer] = count
     for group_id, grade_number, class_name, registrants, confirmed in rows:
         if not grades or grades[-1].grade != grade_number:
             grades.append(GradeRow(grade=grade_number))
-        grades[-1].classes.append(
-            ClassRow(registrants=registrants, confirmed=confirmed, group_id=group_id, class_name=class_name)
+        klass = ClassRow(
+            registrants=registrants, confirmed=confirmed, group_id=group_id, class_name=class_name
         )
-        grades[-1].add(registrants, confirmed)
+        klass.add(0, 0, answered.get(group_id))
+        grades[-1].classes.append(klass)
+        grades[-1].add(registrants, confirmed, answered.get(group_id))
     return grades
 
 
 def confirmed_count(broadcast: Broadcast) -> int:
     """Registrants confirmed so far, from the counters."""
     return sum(AudienceGroup.objects.filter(broadcast=broadcast).values_list("confirmed", flat=True))
+
+
+def answer_counts(broadcast: Broadcast) -> dict[str, int]:
+    """Registrants per answer choice over the whole broadcast, every choice named (0 if none
+    chose it), from the counters; {} for a bare confirmation."""
+    if not broadcast.answers:
+        return {}
+    counted = dict(
+        AnswerCount.objects.filter(group__broadcast=broadcast)
+        .order_by()
+        .values("answer")
+        .annotate(n=Sum("registrants"))
+        .values_list("answer", "n")
+    )
+    return {choice: counted.get(index, 0) for index, choice in enumerate(broadcast.answers)}
 
 
 @dataclass(frozen=True)
@@ -251,6 +299,33 @@ def unconfirmed(broadcast: Broadcast, schools: QuerySet[School]) -> QuerySet[Rec
     """The targeted registrants without a receipt."""
     receipt = Receipt.objects.filter(broadcast=broadcast, registrant=OuterRef("registrant"))
     return targeted(broadcast, schools).filter(~Exists(receipt))
+
+
+def answered(broadcast: Broadcast, schools: QuerySet[School], answer: int) -> QuerySet[Recipient, Any]:
+    """The targeted registrants whose answer now is ``answer`` (e.g. everyone who chose
+    支援が必要です), with the time of that answer."""
+    receipt = Receipt.objects.filter(broadcast=broadcast, registrant=OuterRef("registrant"), answer=answer)
+    return (
+        targeted(broadcast, schools)
+        .filter(Exists(receipt))
+        .annotate(answered_at=Subquery(receipt.values("answered_at")[:1]))
+    )
+
+
+def with_answer(rows: QuerySet[Any, Any], broadcast: Broadcast) -> QuerySet[Any, Any]:
+    """The rows with ``answer``: the text of the choice each registrant gave, None if none (the
+    database maps the index, so a page of rows stays one query)."""
+    receipt = Receipt.objects.filter(broadcast=broadcast, registrant=OuterRef("registrant"))
+    if not broadcast.answers:
+        return rows.annotate(answer=Value(None, output_field=CharField()))
+    rows = rows.annotate(answer_index=Subquery(receipt.values("answer")[:1]))
+    return rows.annotate(
+        answer=Case(
+            *(When(answer_index=index, then=Value(choice)) for index, choice in enumerate(broadcast.answers)),
+            default=Value(None),
+            output_field=CharField(),
+        )
+    )
 
 
 def with_addresses(rows: QuerySet[Recipient, Any]) -> QuerySet[Recipient, Any]:

@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from mimamori.accounts.access import in_scope
 from mimamori.accounts.models import Role, User
 from mimamori.audit import log as audit
+from mimamori.registry.answers import SAFETY
 from mimamori.registry.models import AlertTemplate, Municipality
 
 if TYPE_CHECKING:
@@ -149,7 +150,8 @@ def delete(template: AlertTemplate, by: User) -> None:
 
 # --- the common ones, for the demo and new installations ------------------------------------
 
-COMMON = (
+# name, subject, body, urgent, request_confirmation, answers
+COMMON: tuple[tuple[str, str, str, bool, bool, list[str]], ...] = (
     (
         "不審者情報",
         "【不審者情報】{どこで}での不審者の目撃について",
@@ -157,6 +159,7 @@ COMMON = (
         "警察に通報し、パトロールを依頼しています。\n\n{保護者へのお願い}\n",
         True,
         True,
+        [],
     ),
     (
         "休校",
@@ -164,6 +167,7 @@ COMMON = (
         "保護者の皆様\n\n{何が}のため、{いつ}は休校とします。\n\n{保護者へのお願い}\n",
         True,
         True,
+        [],
     ),
     (
         "下校時刻変更",
@@ -172,15 +176,18 @@ COMMON = (
         "下校の場所：{どこで}\n\n{保護者へのお願い}\n",
         False,
         True,
+        [],
     ),
     (
         "地震発生時の安否確認",
         "【安否確認】地震発生に伴うお子様の安否確認",
         "保護者の皆様\n\n{いつ}、{何が}。\n"
-        "お子様とご家族の安否を確認しています。このメールの確認ボタンを押してください。\n\n"
+        "お子様とご家族の安否を確認しています。このメールのリンクを開き、お子様ごとに"
+        "「無事です」「けがをしています」「支援が必要です」から選んで回答してください。\n\n"
         "{保護者へのお願い}\n",
         True,
         True,
+        SAFETY,
     ),
 )
 
@@ -196,8 +203,10 @@ def add_common(municipality: Municipality) -> int:
             body=body,
             urgent=urgent,
             request_confirmation=confirm and municipality.confirmation_links_enabled,
+            # Answers are given through the mail's personal link: none where a city sends none.
+            answers=list(answers) if municipality.confirmation_links_enabled else [],
         )
-        for name, subject, body, urgent, confirm in COMMON
+        for name, subject, body, urgent, confirm, answers in COMMON
         if name not in have
     ]
     AlertTemplate.objects.bulk_create(added)

@@ -30,3 +30,17 @@
   form.querySelector("fieldset.picker").addEventListener("change", count);
   count();
 })();
+
+// The answer choices' shortcut 「安否確認（無事／けが／支援が必要）」: fill the inputs here rather
+// than post the form back (which is what the button does without JavaScript).
+(function () {
+  var button = document.querySelector("[data-fill-answers]");
+  if (!button) { return; }
+  button.addEventListener("click", function (event) {
+    event.preventDefault();
+    var choices = button.getAttribute("data-fill-answers").split("|");
+    var inputs = document.querySelectorAll('input[name="answers"]');
+    inputs.forEach(function (input, index) { input.value = choices[index] || ""; });
+    if (inputs.length) { inputs[0].focus(); }
+  });
+})();
