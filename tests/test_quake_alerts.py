@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 import pytest
 from django.test import Client
@@ -90,6 +91,12 @@ def guardian_mails(sink: Sink, seed: Seed) -> list[str]:
     return sorted(r for r, _m in sink.messages if r.startswith("parent"))
 
 
+def plain(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
 def staff_notices(municipality: Municipality) -> list[OutgoingMail]:
     return list(OutgoingMail.objects.filter(kind="quake_notice", municipality=municipality).order_by("pk"))
 
@@ -120,7 +127,7 @@ def test_5_lower_in_iwamizawa_sends_one_broadcast_to_every_school_of_iwamizawa_o
     assert sorted(m.to for m in told) == ["bousai@city.iwamizawa.example.jp", "support@iwamizawa.example.jp"]
     (notice,) = smtp_sink.to("bousai@city.iwamizawa.example.jp")
     assert notice["Subject"] == "【地震】岩見沢市：安否確認を送信しました（震度5弱）"
-    text = notice.get_body(("plain",)).get_content()
+    text = plain(notice)
     assert "岩見沢市: 震度5弱" in text
     assert "地震ID: 20261207110000" in text
     assert "無事です / けがをしています / 支援が必要です" in text
@@ -154,7 +161,7 @@ def test_the_same_report_again_and_a_stronger_serial_2_never_send_again(smtp_sin
     assert guardian_mails(smtp_sink, seed) == ["parent0@docomo.ne.jp", "parent1@docomo.ne.jp"]
     updates = smtp_sink.to("bousai@city.iwamizawa.example.jp")
     assert updates[-1]["Subject"] == "【地震・続報】岩見沢市：震度5強（第2報）"
-    body = updates[-1].get_body(("plain",)).get_content()
+    body = plain(updates[-1])
     assert "最大震度は5弱から5強に変わりました" in body
     assert "もう一度は送信しません" in body
     assert AuditEvent.objects.filter(action="quake.alert_updated").count() == 1
@@ -182,7 +189,7 @@ def test_a_drill_or_test_document_reaches_staff_only(smtp_sink: Sink, status: St
     assert guardian_mails(smtp_sink, seed) == []
     (notice,) = smtp_sink.to("bousai@city.iwamizawa.example.jp")
     assert notice["Subject"] == "【訓練】【安否確認】岩見沢市で震度6弱の地震がありました"
-    text = notice.get_body(("plain",)).get_content()
+    text = plain(notice)
     assert "これは訓練です。保護者には送信していません。" in text
     assert "岩見沢市で震度6弱の地震がありました。" in text
     # A real report of the same EventID is a different matter: it still sends.
@@ -370,3 +377,96 @@ def test_settings_are_edited_on_the_console_and_audited() -> None:
     text = wrong.content.decode()
     assert "121000 は市町村コードではありません" in text
     assert "{規模} は差し込み項目ではありません" in text
+
+
+# --- the settings through the API ----------------------------------------------------------
+
+
+def test_the_api_round_trips_the_earthquake_settings() -> None:
+    from tests.test_api import Api
+
+    centre = Api(make_staff(Role.CENTRE))
+    earthquake = {"city_codes": [IWAMIZAWA], "threshold": "5+", "hold_seconds": 30}
+    created = centre.post(
+        "/municipalities",
+        {
+            "code": "iwamizawa",
+            "name": "岩見沢市",
+            "mail_domain": "mail.iwamizawa.example.jp",
+            "settings": {"earthquake": earthquake},
+        },
+    )
+    assert created.status_code == 201, created.json()
+    assert created.json()["settings"]["earthquake"] == earthquake
+    config = EarthquakeSettings.objects.get(municipality__code="iwamizawa")
+    assert (config.city_codes, config.threshold, config.hold_seconds) == ([IWAMIZAWA], "5+", 30)
+    assert config.answers == SAFETY
+    (listed,) = centre.get("/municipalities").json()
+    assert listed["settings"]["earthquake"] == earthquake
+
+    # Without settings: off, 5弱, at once.
+    plain_city = centre.post("/municipalities", {"code": "c2", "name": "x", "mail_domain": "x.example.jp"})
+    assert plain_city.json()["settings"]["earthquake"] == {
+        "city_codes": [],
+        "threshold": "5-",
+        "hold_seconds": 0,
+    }
+
+    # Changed later, by the centre, audited.
+    changed = centre.call(
+        "put", "/municipalities/iwamizawa/earthquake", {"city_codes": [IWAMIZAWA, YUBARI], "threshold": "5-"}
+    )
+    assert changed.status_code == 200, changed.json()
+    assert changed.json() == {"city_codes": [IWAMIZAWA, YUBARI], "threshold": "5-", "hold_seconds": 0}
+    assert AuditEvent.objects.get(action="quake.settings_changed").details["changes"]["threshold"] == [
+        "5+",
+        "5-",
+    ]
+
+
+def test_the_api_refuses_bad_codes_and_thresholds_in_japanese() -> None:
+    from tests.test_api import Api
+
+    centre = Api(make_staff(Role.CENTRE))
+
+    def create(earthquake: object) -> list[dict[str, object]]:
+        response = centre.post(
+            "/municipalities",
+            {
+                "code": "bad",
+                "name": "x",
+                "mail_domain": "x.example.jp",
+                "settings": {"earthquake": earthquake},
+            },
+        )
+        assert response.status_code == 422
+        assert not Municipality.objects.filter(code="bad").exists()
+        detail: list[dict[str, object]] = response.json()["detail"]
+        return detail
+
+    (bad_code,) = create({"city_codes": ["121000"]})
+    assert bad_code["loc"] == ["body", "settings", "earthquake", "city_codes", 0]
+    assert bad_code["msg"] == (
+        "121000 は市町村コードではありません。気象庁の市町村コードは7桁の数字です（岩見沢市は 0121000）。"
+    )
+    (bad_threshold,) = create({"threshold": "5"})
+    assert bad_threshold["loc"] == ["body", "settings", "earthquake", "threshold"]
+    assert str(bad_threshold["msg"]).endswith("のいずれかを指定してください。")
+    (twice,) = create({"city_codes": [IWAMIZAWA, IWAMIZAWA]})
+    assert twice["msg"] == "同じコードが2回入力されています。"
+    (too_long,) = create({"hold_seconds": 601})
+    assert too_long["msg"] == "600 以下の数を入力してください。"
+
+    # Out of scope: another municipality's staff get 404, school staff 403.
+    city = make_municipality("iwamizawa")
+    other = Api(make_staff(Role.MUNICIPALITY, municipality=make_municipality("takikawa")))
+    assert other.call("put", f"/municipalities/{city.code}/earthquake", {}).status_code == 404
+    school_staff = Api(make_staff(Role.SCHOOL, school=make_school(city)))
+    refused = school_staff.call("put", f"/municipalities/{city.code}/earthquake", {})
+    assert refused.status_code == 403
+    assert "サポートセンターとその市町村の職員だけ" in refused.json()["detail"]
+    own = Api(make_staff(Role.MUNICIPALITY, municipality=city))
+    assert (
+        own.call("put", f"/municipalities/{city.code}/earthquake", {"city_codes": [IWAMIZAWA]}).status_code
+        == 200
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from django.utils import timezone
 from ninja import Schema
@@ -223,11 +223,13 @@ class MunicipalityOut(Schema):
 
 def earthquake_out(obj: Municipality) -> EarthquakeSettingsSchema:
     try:
-        config = obj.earthquake  # type: ignore[attr-defined]
+        config = obj.earthquake
     except quake_models.EarthquakeSettings.DoesNotExist:
         return EarthquakeSettingsSchema()
     return EarthquakeSettingsSchema(
-        city_codes=list(config.city_codes), threshold=config.threshold, hold_seconds=config.hold_seconds
+        city_codes=list(config.city_codes),
+        threshold=cast(Intensity, config.threshold),
+        hold_seconds=config.hold_seconds,
     )
 
 
