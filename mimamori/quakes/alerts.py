@@ -231,7 +231,7 @@ def _raise(
 
 def _locked(municipality: Municipality, event_id: str, drill: bool) -> QuakeAlert | None:
     return (
-        QuakeAlert.objects.select_for_update()
+        QuakeAlert.objects.select_for_update(of=("self",))
         .filter(municipality=municipality, event_id=event_id[:64], drill=drill)
         .first()
     )
@@ -341,7 +341,11 @@ def _withdraw(report: jma.Report, document: object | None) -> list[QuakeAlert]:
     ids = QuakeAlert.objects.filter(event_id=report.event_id[:64], drill=drill).values_list("pk", flat=True)
     for alert_id in list(ids):
         with transaction.atomic():
-            alert = QuakeAlert.objects.select_for_update().select_related("municipality").get(pk=alert_id)
+            alert = (
+                QuakeAlert.objects.select_for_update(of=("self",))
+                .select_related("municipality")
+                .get(pk=alert_id)
+            )
             seen = {(h["kind"], h["info_type"], h["serial"]) for h in alert.history}
             if (str(report.kind), str(report.info_type), report.serial) in seen:
                 continue
@@ -376,7 +380,9 @@ def cancel(alert: QuakeAlert, by: User) -> bool:
     """Staff call off a held alert from the console; False if it is no longer held (sent,
     cancelled already)."""
     with transaction.atomic():
-        locked = QuakeAlert.objects.select_for_update().select_related("municipality").get(pk=alert.pk)
+        locked = (
+            QuakeAlert.objects.select_for_update(of=("self",)).select_related("municipality").get(pk=alert.pk)
+        )
         if not locked.is_held or not _call_off(locked, by):
             return False
         locked.updated_at = timezone.now()
@@ -394,7 +400,7 @@ def release(alert_id: int) -> bool:
     now = timezone.now()
     with transaction.atomic():
         alert = (
-            QuakeAlert.objects.select_for_update()
+            QuakeAlert.objects.select_for_update(of=("self",))
             .select_related("municipality", "broadcast")
             .filter(pk=alert_id)
             .first()

@@ -39,7 +39,7 @@ def change_settings(
     changed as {field: [old, new]}."""
     changes: dict[str, list[Any]] = {}
     with transaction.atomic():
-        config, _created = EarthquakeSettings.objects.select_for_update().get_or_create(
+        config, _created = EarthquakeSettings.objects.select_for_update(of=("self",)).get_or_create(
             municipality=municipality
         )
         for field in FIELDS:
