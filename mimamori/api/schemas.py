@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, cast
 from django.utils import timezone
 from ninja import Schema
 from ninja.schema import DjangoGetter
-from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from mimamori import text
@@ -157,6 +157,13 @@ CityCode = Annotated[
     Field(pattern=r"^[0-9]{7}$", description="JMA's 7-digit city code, e.g. 0121000 (岩見沢市)."),
     BeforeValidator(_code_rule("city")),
 ]
+
+
+def _whole(value: Any) -> Any:
+    # JSON Schema's "integer" includes 231.0: take it as the whole number it is.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 Intensity = Literal["1", "2", "3", "4", "5-", "5+", "6-", "6+", "7"]
 
 
@@ -164,15 +171,18 @@ class EarthquakeSettingsSchema(Body):
     """The earthquake 安否確認 (B10): a report whose intensity reaches ``threshold`` in one of
     ``city_codes`` sends the municipality's earthquake broadcast after ``hold_seconds``."""
 
-    city_codes: list[CityCode] = Field(default_factory=list, max_length=quake_models.CODES_MAX)
+    city_codes: list[CityCode] = Field(
+        default_factory=list, max_length=quake_models.CODES_MAX, json_schema_extra={"uniqueItems": True}
+    )
     threshold: Intensity = "5-"
-    hold_seconds: Annotated[int, Field(ge=0, le=quake_models.HOLD_SECONDS_MAX)] = 0
+    hold_seconds: Annotated[int, Field(ge=0, le=quake_models.HOLD_SECONDS_MAX), BeforeValidator(_whole)] = 0
 
-    @model_validator(mode="after")
-    def _distinct(self) -> EarthquakeSettingsSchema:
-        if (message := quake_models.codes_problem(self.city_codes, "city")) is not None:
+    @field_validator("city_codes")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if (message := quake_models.codes_problem(value, "city")) is not None:
             raise PydanticCustomError("jma_code", message)
-        return self
+        return value
 
 
 class ServiceSettings(Body):
