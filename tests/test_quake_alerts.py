@@ -470,3 +470,18 @@ def test_the_api_refuses_bad_codes_and_thresholds_in_japanese() -> None:
         own.call("put", f"/municipalities/{city.code}/earthquake", {"city_codes": [IWAMIZAWA]}).status_code
         == 200
     )
+
+
+def test_the_console_home_shows_a_held_alert() -> None:
+    seed = Seed(hold_seconds=120)
+    client = Client()
+    client.force_login(seed.staff)
+    assert "quake-held" not in client.get(reverse("console:home")).content.decode()
+    (alert,) = alerts.receive(report([city(IWAMIZAWA, "5-")]))
+    home = client.get(reverse("console:home")).content.decode()
+    assert f'data-held="{alert.pk}"' in home
+    assert "岩見沢市：震度5弱。安否確認を" in home
+    # Not to another municipality's staff.
+    other = Client()
+    other.force_login(make_staff(Role.MUNICIPALITY, municipality=seed.takikawa))
+    assert "quake-held" not in other.get(reverse("console:home")).content.decode()

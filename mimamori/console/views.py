@@ -27,6 +27,8 @@ from mimamori.console.decorators import View, staff_required
 from mimamori.console.forms import RegistrantFilterForm, SchoolSearchForm, StaffAuthenticationForm
 from mimamori.mail.devmailbox import StoredMail, find_mail, list_mail
 from mimamori.mail.models import OutgoingMail
+from mimamori.quakes import alerts as quake_alerts
+from mimamori.quakes.models import AlertStatus
 from mimamori.registry import reachtests
 from mimamori.registry.access import get_registrant, get_school, registrants_for, schools_for
 from mimamori.registry.models import Address, AddressStatus, Registrant, RegistrantStatus
@@ -83,6 +85,8 @@ def home(request: HttpRequest) -> HttpResponse:
             "scope": scope_label(user),
             "school_count": schools_for(user).count(),
             "registrant_count": registrants_for(user).filter(status=RegistrantStatus.ACTIVE).count(),
+            # Earthquake alerts waiting out their hold: staff may still cancel them (B10).
+            "held_quake_alerts": list(quake_alerts.alerts_for(user).filter(status=AlertStatus.HELD)[:10]),
         },
     )
 
