@@ -485,3 +485,14 @@ def test_the_console_home_shows_a_held_alert() -> None:
     other = Client()
     other.force_login(make_staff(Role.MUNICIPALITY, municipality=seed.takikawa))
     assert "quake-held" not in other.get(reverse("console:home")).content.decode()
+
+
+def test_the_demo_cities_get_their_earthquake_settings_once() -> None:
+    from mimamori.quakes.demo import configure_demo
+
+    make_municipality("iwamizawa", name="岩見沢市")
+    make_municipality("takikawa", name="滝川市")
+    assert configure_demo() == 2
+    assert configure_demo() == 0
+    config = EarthquakeSettings.objects.get(municipality__code="iwamizawa")
+    assert (config.city_codes, config.hold_seconds) == ([IWAMIZAWA], 60)
