@@ -170,7 +170,7 @@ def start_drill(municipality: Municipality, by: User) -> QuakeAlert:
         kind=jma.Kind.DETAIL,
         status=jma.Status.DRILL,
         info_type=jma.InfoType.ISSUED,
-        event_id=f"drill-{now:%Y%m%d%H%M%S%f}",
+        event_id=f"drill-{timezone.localtime(now):%Y%m%d%H%M%S%f}",
         serial=1,
         title="震源・震度情報（訓練）",
         reported_at=now,
