@@ -6,11 +6,13 @@ broadcasts they raise go through the real fan-out and delivery into a real SMTP 
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -496,3 +498,34 @@ def test_the_demo_cities_get_their_earthquake_settings_once() -> None:
     assert configure_demo() == 0
     config = EarthquakeSettings.objects.get(municipality__code="iwamizawa")
     assert (config.city_codes, config.hold_seconds) == ([IWAMIZAWA], 60)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_report_from_two_workers_at_once_makes_one_alert(smtp_sink: Sink) -> None:
+    """The feed and a file (or two machines) with the same document at the same moment: the
+    unique (municipality, EventID) constraint lets one raise the alert; the other finds it."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time; the race needs PostgreSQL")
+    Seed()
+    barrier = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def ingest() -> None:
+        try:
+            barrier.wait(timeout=10)
+            alerts.receive(report([city(IWAMIZAWA, "5-")]))
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ingest) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert failures == []
+    alert = QuakeAlert.objects.get()
+    assert len(alert.history) == 1
+    assert Broadcast.objects.count() == 1
+    assert AuditEvent.objects.filter(action="quake.alert_raised").count() == 1
