@@ -362,7 +362,9 @@ def _withdraw(report: jma.Report, document: object | None) -> list[QuakeAlert]:
             else:
                 alert.save()
                 _record(alert, "quake.alert_withdrawn", held=False, status=alert.status)
-                notices.tell(alert, config, notices.WITHDRAWN_LATE)
+                # Only a sent alert needs following up by hand; a drill's or an unsent one's did not go.
+                sent = alert.status == AlertStatus.SENT
+                notices.tell(alert, config, notices.WITHDRAWN_LATE if sent else notices.WITHDRAWN)
             touched.append(alert)
     return touched
 
