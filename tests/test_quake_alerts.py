@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -529,3 +530,16 @@ def test_the_same_report_from_two_workers_at_once_makes_one_alert(smtp_sink: Sin
     assert len(alert.history) == 1
     assert Broadcast.objects.count() == 1
     assert AuditEvent.objects.filter(action="quake.alert_raised").count() == 1
+
+
+def test_the_earthquake_page_reads_a_fixed_number_of_queries(django_assert_max_num_queries: Any) -> None:
+    seed = Seed()
+    for n in range(5):
+        alerts.start_drill(seed.iwamizawa, seed.staff)
+        alerts.receive(report([city(IWAMIZAWA, "5-")], event_id=f"2026120711000{n}"))
+    client = Client()
+    client.force_login(make_staff(Role.CENTRE))
+    with django_assert_max_num_queries(12):
+        page = client.get(reverse("console:quakes"))
+    assert page.status_code == 200
+    assert page.content.decode().count("data-alert=") == 10

@@ -127,7 +127,7 @@ def quakes(request: HttpRequest) -> HttpResponse:
         request,
         "quakes.html",
         {
-            "alerts": alerts.alerts_for(user).select_related("cancelled_by")[:LIST_SIZE],
+            "alerts": alerts.alerts_for(user).select_related("cancelled_by", "started_by")[:LIST_SIZE],
             "municipalities": rows,
         },
     )
