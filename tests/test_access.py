@@ -27,6 +27,7 @@ from mimamori.broadcasts import sending
 from mimamori.broadcasts.models import Broadcast, BroadcastStatus, Delivery
 from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.maintenance.models import MaintenanceWindow
+from mimamori.quakes.models import AlertStatus, QuakeAlert
 from mimamori.receipts.models import Receipt
 from mimamori.registry import emblems, reachtests
 from mimamori.registry.models import AlertTemplate, ReachTest, Registrant, School
@@ -53,6 +54,7 @@ class World:
     staff_a: User
     outsiders: dict[str, User | None]
     template_a: AlertTemplate
+    quake_alert_a: QuakeAlert
 
 
 @pytest.fixture
@@ -113,6 +115,21 @@ def world(settings: Any, tmp_path: Path) -> World:
         template_a=AlertTemplate.objects.create(
             municipality=city_a, name=SECRET_CHILD, subject=SECRET_CHILD, body=SECRET_CHILD
         ),
+        # An earthquake alert of school A's city, held (its cancel button is live).
+        quake_alert_a=QuakeAlert.objects.create(
+            municipality=city_a,
+            event_id="20261207110000",
+            status=AlertStatus.HELD,
+            kind="VXSE53",
+            report_status="通常",
+            info_type="発表",
+            serial=1,
+            reported_at=timezone.now(),
+            headline=SECRET_CHILD,
+            max_intensity="5-",
+            places=[{"code": "0121000", "name": SECRET_CHILD, "intensity": "5-", "unreported": False}],
+            hold_until=timezone.now() + timedelta(minutes=5),
+        ),
     )
 
 
@@ -141,6 +158,7 @@ def _kwargs(pattern: URLPattern, world: World) -> dict[str, object]:
         "token": "not-a-reset-token-" + "x" * 25,
         "template_id": world.template_a.pk,
         "answer": 0,  # the first answer choice of broadcast_a (the answers' lists and CSV)
+        "alert_id": world.quake_alert_a.pk,
     }
     names = list(pattern.pattern.regex.groupindex)
     unknown = [n for n in names if n not in known]
@@ -180,6 +198,8 @@ CENTRE_ONLY = {"console:maintenance_windows", "console:maintenance_new", "consol
 NOT_FOR_SCHOOL_STAFF = {"console:audit", "console:staff"}
 # Templates are edited by municipality staff and the centre; school staff only use them.
 NOT_FOR_SCHOOL_STAFF |= {"console:alert_template_new"}
+# The earthquake page (alerts, settings, drills) is the centre's and the municipalities'.
+NOT_FOR_SCHOOL_STAFF |= {"console:quakes"}
 
 
 @pytest.mark.parametrize("namespace", ["console", "portal"])
@@ -217,11 +237,15 @@ def test_outsiders_reach_nothing_of_another_school(world: World, namespace: str)
                     assert response.status_code in {200, 302, 405}, where
     # Nobody outside started another 到達テスト of school A by posting to its page.
     assert ReachTest.objects.filter(school=world.school_a).count() == 1
+    # Nor cancelled school A's city's earthquake alert, nor started a drill there.
+    assert list(QuakeAlert.objects.values_list("status", flat=True)) == [AlertStatus.HELD]
 
 
 def _api_url(path: str, world: World) -> str:
-    return path.replace("{registrant_id}", str(world.registrant_a.pk)).replace(
-        "{broadcast_id}", str(world.broadcast_a.pk)
+    return (
+        path.replace("{registrant_id}", str(world.registrant_a.pk))
+        .replace("{broadcast_id}", str(world.broadcast_a.pk))
+        .replace("{code}", world.school_a.municipality.code)
     )
 
 

@@ -37,6 +37,8 @@ from mimamori.mail import carriers, signing
 from mimamori.mail.models import CarrierProfile, Charset, DkimKey, OutgoingMail, OutgoingStatus
 from mimamori.maintenance import windows
 from mimamori.maintenance.notices import due_notices
+from mimamori.quakes.alerts import start_drill
+from mimamori.quakes.models import EarthquakeSettings
 from mimamori.receipts.reminders import send_reminder
 from mimamori.registry import reachtests
 from mimamori.registry.addresses import set_addresses
@@ -142,6 +144,10 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
     # A 到達テスト of the school: every address but the suppressed one.
     reachtests.start(school, by=staff)
     run_until_quiet()
+    # An earthquake drill: the support desk is told what guardians would get (quake_notice).
+    EarthquakeSettings.objects.create(municipality=city, city_codes=["0121000"])
+    start_drill(city, centre)
+    run_until_quiet()
 
     # Every kind went out, through the outbox or as a broadcast.
     assert set(OutgoingMail.objects.values_list("kind", "status")) == {
@@ -152,6 +158,7 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
         ("inquiry_acknowledgement", OutgoingStatus.SENT),
         ("inquiry_answer", OutgoingStatus.SENT),
         ("reach_test", OutgoingStatus.SENT),
+        ("quake_notice", OutgoingStatus.SENT),
     }
     assert set(Broadcast.objects.values_list("kind", flat=True)) == {
         BroadcastKind.ALERT,
@@ -163,8 +170,8 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
     assert any(s.startswith("【メンテナンスのお知らせ】") for s in subjects)
     # 登録完了メール ×2 and the address notice, the broadcast and its reminder (slot 2 is
     # suppressed by then), the maintenance notice ×2 (slots 1 and 3), the inquiry's copy,
-    # acknowledgement and answer, the 到達テスト ×2.
-    assert len(received) == 2 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 2
+    # acknowledgement and answer, the 到達テスト ×2, the earthquake drill's notice to the desk.
+    assert len(received) == 2 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 2 + 1
 
     # Each verifies against the printed record, signed by the municipality's domain.
     for raw, title in zip(received, subjects, strict=True):

@@ -33,6 +33,9 @@ from mimamori.broadcasts import sending
 from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.maintenance import windows
 from mimamori.maintenance.notices import due_notices
+from mimamori.quakes import alerts
+from mimamori.quakes.jma import InfoType, Kind, Place, Report, Status
+from mimamori.quakes.models import EarthquakeSettings
 from mimamori.receipts.reminders import send_reminder
 from mimamori.registry import reachtests
 from mimamori.registry.addresses import set_addresses
@@ -174,6 +177,28 @@ def every_kind_of_mail(sink: RawSink) -> dict[str, bytes]:
     reachtests.start(school, by=staff)
     run_until_quiet()
     mails["到達テスト"] = sink.take("hanako.papa@ezweb.ne.jp")
+
+    # An earthquake alert: the guardians' 安否確認 broadcast, and the notice to the support desk.
+    EarthquakeSettings.objects.create(municipality=city, city_codes=["0121000"])
+    now = timezone.now()
+    alerts.receive(
+        Report(
+            kind=Kind.DETAIL,
+            status=Status.NORMAL,
+            info_type=InfoType.ISSUED,
+            event_id="20261207110000",
+            serial=1,
+            title="震源・震度情報",
+            reported_at=now,
+            origin_time=now - timedelta(minutes=2),
+            hypocentre="石狩地方中部",
+            magnitude="5.4",
+            cities=[Place(code="0121000", name="岩見沢市", intensity="5-")],
+        )
+    )
+    run_until_quiet()
+    mails["earthquake 安否確認"] = sink.take("hanako.papa@ezweb.ne.jp")
+    mails["earthquake notice to the desk"] = sink.take(city.support_email)
     assert not sink.raw
     return mails
 
@@ -211,7 +236,7 @@ def scores(paths: list[Path]) -> list[tuple[float, str]]:
 
 def test_every_kind_of_mail_scores_below_one(sink: RawSink, tmp_path: Path) -> None:
     mails = every_kind_of_mail(sink)
-    assert len(mails) == 9
+    assert len(mails) == 11
     mails["control (GTUBE)"] = (
         "From: test@example.jp\r\nTo: test@example.jp\r\nSubject: control\r\n\r\n" + GTUBE + "\r\n"
     ).encode()

@@ -58,6 +58,8 @@ def _message(error: dict[str, Any]) -> str:
         return _("This value is not in the accepted form (see the API document).")
     if kind == "too_long":
         return _("Too many items (at most %(max)d).") % {"max": ctx["max_length"]}
+    if kind == "literal_error":
+        return _("Choose one of %(expected)s.") % {"expected": ctx.get("expected", "")}
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return _("Enter a whole number.")
     if kind == "less_than_equal":

@@ -16,8 +16,10 @@ from mimamori.api.auth import staff_of
 from mimamori.api.pagination import Pages
 from mimamori.api.schemas import (
     BODY_ERRORS,
+    CODE_PATTERN,
     ONE_LINE,
     READ_ERRORS,
+    EarthquakeSettingsSchema,
     Enrolled,
     EnrolmentOut,
     Grade,
@@ -30,10 +32,13 @@ from mimamori.api.schemas import (
     SchoolIn,
     SchoolOut,
     ServiceSettings,
+    earthquake_out,
     errors,
     line,
 )
 from mimamori.audit import log as audit
+from mimamori.quakes import alerts, configuration
+from mimamori.quakes.models import EarthquakeSettings
 from mimamori.registry import access, alert_templates
 from mimamori.registry.addresses import set_addresses
 from mimamori.registry.models import Municipality, Registrant, School, class_key
@@ -70,6 +75,14 @@ def create_municipality(request: HttpRequest, data: MunicipalityIn) -> Status[Mu
     try:
         with transaction.atomic():
             municipality.save()
+            earthquake = EarthquakeSettings(
+                municipality=municipality,
+                city_codes=list(service.earthquake.city_codes),
+                threshold=service.earthquake.threshold,
+                hold_seconds=service.earthquake.hold_seconds,
+            )
+            earthquake.full_clean()
+            earthquake.save()
             # A new city starts with the common alert templates (P6), which its staff adapt.
             alert_templates.add_common(municipality)
     except IntegrityError:  # a concurrent request took the code between check and insert
@@ -81,7 +94,34 @@ def create_municipality(request: HttpRequest, data: MunicipalityIn) -> Status[Mu
 
 @router.get("/municipalities", response={200: list[MunicipalityOut], **errors(401)}, tags=["registry"])
 def list_municipalities(request: HttpRequest) -> QuerySet[Municipality]:
-    return access.municipalities_for(staff_of(request))
+    return access.municipalities_for(staff_of(request)).select_related("earthquake")
+
+
+@router.put(
+    "/municipalities/{code}/earthquake",
+    response={200: EarthquakeSettingsSchema, **BODY_ERRORS, **errors(403, 404)},
+    tags=["registry"],
+)
+def put_earthquake_settings(
+    request: HttpRequest,
+    code: Annotated[str, Path(min_length=1, max_length=32, pattern=CODE_PATTERN)],
+    data: EarthquakeSettingsSchema,
+) -> EarthquakeSettingsSchema:
+    """Change a municipality's earthquake settings (the centre; a municipality its own). Audited."""
+    user = staff_of(request)
+    municipality = access.get_municipality(user, code)
+    if not alerts.can_manage(user):
+        raise HttpError(
+            403, _("Only the support centre and the municipality can change its earthquake settings.")
+        )
+    values = {
+        "city_codes": list(data.city_codes),
+        "threshold": data.threshold,
+        "hold_seconds": data.hold_seconds,
+    }
+    configuration.change_settings(municipality, values, by=user, request=request)
+    municipality.refresh_from_db()
+    return earthquake_out(municipality)
 
 
 @router.post("/schools", response={201: SchoolOut, **BODY_ERRORS, **errors(403, 404, 409)}, tags=["registry"])

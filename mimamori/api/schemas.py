@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 
 from django.utils import timezone
 from ninja import Schema
 from ninja.schema import DjangoGetter
-from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from mimamori import text
+from mimamori.quakes import models as quake_models
 from mimamori.registry.models import SLOTS, AddressStatus, Municipality, Registrant, RegistrantStatus, School
 from mimamori.registry.registrants import Enrolment
 
@@ -140,6 +141,50 @@ class SupportContact(Body):
     hours: Annotated[str, line(100), ONE_LINE] = ""
 
 
+def _code_rule(kind: str) -> Callable[[Any], Any]:
+    """A JMA code's own message (in the user's language) before the pattern's generic one."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and (message := quake_models.codes_problem([value], kind)) is not None:
+            raise PydanticCustomError("jma_code", message)
+        return value
+
+    return check
+
+
+CityCode = Annotated[
+    str,
+    Field(pattern=r"^[0-9]{7}$", description="JMA's 7-digit city code, e.g. 0121000 (岩見沢市)."),
+    BeforeValidator(_code_rule("city")),
+]
+
+
+def _whole(value: Any) -> Any:
+    # JSON Schema's "integer" includes 231.0: take it as the whole number it is.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Intensity = Literal["1", "2", "3", "4", "5-", "5+", "6-", "6+", "7"]
+
+
+class EarthquakeSettingsSchema(Body):
+    """The earthquake 安否確認 (B10): a report whose intensity reaches ``threshold`` in one of
+    ``city_codes`` sends the municipality's earthquake broadcast after ``hold_seconds``."""
+
+    city_codes: list[CityCode] = Field(
+        default_factory=list, max_length=quake_models.CODES_MAX, json_schema_extra={"uniqueItems": True}
+    )
+    threshold: Intensity = "5-"
+    hold_seconds: Annotated[int, Field(ge=0, le=quake_models.HOLD_SECONDS_MAX), BeforeValidator(_whole)] = 0
+
+    @field_validator("city_codes")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if (message := quake_models.codes_problem(value, "city")) is not None:
+            raise PydanticCustomError("jma_code", message)
+        return value
+
+
 class ServiceSettings(Body):
     confirmation_links_enabled: bool = True
     one_click_unsubscribe: bool = True
@@ -148,6 +193,7 @@ class ServiceSettings(Body):
     reach_test_interval_days: Annotated[int, Field(ge=0, le=366)] = Field(
         default=0, description="Every this many days each school gets a 到達テスト (9:00-18:00); 0: never."
     )
+    earthquake: EarthquakeSettingsSchema = Field(default_factory=EarthquakeSettingsSchema)
 
 
 class MunicipalityIn(Body):
@@ -181,7 +227,20 @@ class MunicipalityOut(Schema):
             broadcast_slots=list(obj.broadcast_slots),
             maintenance_notice_lead_hours=obj.maintenance_notice_lead_hours,
             reach_test_interval_days=obj.reach_test_interval_days,
+            earthquake=earthquake_out(obj),
         )
+
+
+def earthquake_out(obj: Municipality) -> EarthquakeSettingsSchema:
+    try:
+        config = obj.earthquake
+    except quake_models.EarthquakeSettings.DoesNotExist:
+        return EarthquakeSettingsSchema()
+    return EarthquakeSettingsSchema(
+        city_codes=list(config.city_codes),
+        threshold=cast(Intensity, config.threshold),
+        hold_seconds=config.hold_seconds,
+    )
 
 
 # --- schools --------------------------------------------------------------------------

@@ -64,6 +64,14 @@ ACTION_LABELS: dict[str, Promise] = {
     "maintenance.moved": _("Maintenance window moved"),
     "maintenance.cancelled": _("Maintenance window cancelled"),
     "inquiry.answered": _("Inquiry answered"),
+    # Earthquakes (B10)
+    "quake.alert_raised": _("Earthquake alert raised"),
+    "quake.alert_updated": _("Earthquake alert updated by a later report"),
+    "quake.alert_released": _("Earthquake alert sent after the hold"),
+    "quake.alert_cancelled": _("Earthquake alert cancelled by staff"),
+    "quake.alert_withdrawn": _("Earthquake report withdrawn by JMA"),
+    "quake.drill": _("Earthquake drill"),
+    "quake.settings_changed": _("Earthquake settings changed"),
 }
 
 

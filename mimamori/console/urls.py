@@ -9,6 +9,7 @@ from mimamori.console import (
     deregistration,
     maintenance,
     municipalities,
+    quakes,
     reachtests,
     receipts,
     reminders,
@@ -131,4 +132,8 @@ urlpatterns = [
     path("staff/<int:user_id>/password-reset/", accounts.staff_password_reset, name="staff_password_reset"),
     path("password-reset/<str:token>/", accounts.password_reset_confirm, name="password_reset_confirm"),
     path("inquiries/<int:inquiry_id>/", support.inquiry, name="inquiry"),
+    path("quakes/", quakes.quakes, name="quakes"),
+    path("quakes/<int:alert_id>/cancel/", quakes.quake_cancel, name="quake_cancel"),
+    path("quakes/drill/<slug:code>/", quakes.quake_drill, name="quake_drill"),
+    path("quakes/settings/<slug:code>/", quakes.quake_settings, name="quake_settings"),
 ]

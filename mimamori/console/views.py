@@ -27,6 +27,9 @@ from mimamori.console.decorators import View, staff_required
 from mimamori.console.forms import RegistrantFilterForm, SchoolSearchForm, StaffAuthenticationForm
 from mimamori.mail.devmailbox import StoredMail, find_mail, list_mail
 from mimamori.mail.models import OutgoingMail
+from mimamori.quakes import alerts as quake_alerts
+from mimamori.quakes import notices as quake_notices
+from mimamori.quakes.models import AlertStatus
 from mimamori.registry import reachtests
 from mimamori.registry.access import get_registrant, get_school, registrants_for, schools_for
 from mimamori.registry.models import Address, AddressStatus, Registrant, RegistrantStatus
@@ -83,6 +86,8 @@ def home(request: HttpRequest) -> HttpResponse:
             "scope": scope_label(user),
             "school_count": schools_for(user).count(),
             "registrant_count": registrants_for(user).filter(status=RegistrantStatus.ACTIVE).count(),
+            # Earthquake alerts waiting out their hold: staff may still cancel them (B10).
+            "held_quake_alerts": list(quake_alerts.alerts_for(user).filter(status=AlertStatus.HELD)[:10]),
         },
     )
 
@@ -215,13 +220,15 @@ def outgoing_mails(target: str) -> list[dict[str, object]]:
 
 def _visible_mail(user: User, mails: list[StoredMail]) -> list[StoredMail]:
     """Centre staff read every mail; others only mail sent from their schools' addresses, and
-    municipality staff also their support desk's."""
+    municipality staff also their support desk's and their earthquake notices."""
     if user.role == Role.CENTRE:
         return mails
     senders = {school.sender_address.lower() for school in schools_for(user)}
     if user.role == Role.MUNICIPALITY and user.municipality is not None:
         # The city's support desk writes from its own address (support/mails.py).
         senders.add(support_mails.desk_address(user.municipality).lower())
+        # And the earthquake notices to its staff (quakes/notices.py).
+        senders.add(f"{quake_notices.SENDER_LOCAL_PART}@{user.municipality.mail_domain}".lower())
     return [mail for mail in mails if parseaddr(mail.sender)[1].lower() in senders]
 
 

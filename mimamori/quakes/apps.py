@@ -8,8 +8,11 @@ class QuakesConfig(AppConfig):
     label = "quakes"
 
     def ready(self) -> None:
-        from mimamori.quakes import feed
+        from mimamori.quakes import alerts, feed
         from mimamori.tasking import sweep
 
+        # The net under the release task: a held alert whose task was lost leaves at the next
+        # sweep. First, because polling a slow feed can hold the sweep for tens of seconds.
+        sweep.register("quake_alerts", alerts.release_due)
         # JMA's Atom feed, when MIMAMORI_JMA_FEED_URL is set (a no-op otherwise).
         sweep.register("jma_feed", feed.poll_due)

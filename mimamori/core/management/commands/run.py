@@ -149,9 +149,11 @@ class Command(BaseCommand):
         summary = None
         if options["demo"]:
             self._refuse_real_relay()
+            from mimamori.quakes.demo import configure_demo
             from mimamori.registry.demo import load_demo
 
             summary = load_demo()
+            configure_demo()
 
         mailbox = None
         workers: list[WorkerSupervisor] = []

@@ -1,0 +1,13 @@
+"""Background tasks of the quakes app: thin wrappers that take IDs and call the verbs."""
+
+from __future__ import annotations
+
+from django_tasks import task
+
+from mimamori.quakes import alerts
+
+
+@task()
+def release_quake_alert(alert_id: int) -> bool:
+    """The hold of an earthquake alert is over: send it (queued to run at that moment)."""
+    return alerts.release(alert_id)
