@@ -82,7 +82,8 @@ def find_link(token: str) -> Link | None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT d.id, d.broadcast_id, COALESCE(b.send_requested_at, b.created_at),"  # noqa: S608
-            f" {length}(b.answers) FROM {_table(Delivery)} d JOIN {_table(Broadcast)} b ON b.id = d.broadcast_id"
+            f" {length}(b.answers) FROM {_table(Delivery)} d"
+            f" JOIN {_table(Broadcast)} b ON b.id = d.broadcast_id"
             " WHERE d.confirmation_token = %s AND b.request_confirmation",
             [token],
         )
