@@ -1,0 +1,242 @@
+"""The 安否確認 page at /c/<token>/ (B1): GET shows the choices, POST records an answer per child,
+a later POST changes it until answering closes; bare confirmations never count for it."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from mimamori.accounts.models import Role
+from mimamori.broadcasts import preview, sending
+from mimamori.broadcasts.models import AudienceGroup, Broadcast
+from mimamori.broadcasts.targeting import resolve_scope
+from mimamori.receipts.answering import close_answers
+from mimamori.receipts.models import AnswerCount, Receipt
+from mimamori.receipts.reminders import send_reminder
+from mimamori.registry.answers import SAFETY
+from mimamori.registry.models import Registrant, School
+from tests.cast import make_registrant, make_school, make_staff
+from tests.mailsink import Sink
+from tests.tasks import run_until_quiet
+
+pytestmark = pytest.mark.django_db
+
+LINK = re.compile(r"http://\S+(/c/[0-9a-f]+/)")
+
+
+def send(school: School, answers: list[str] | None = SAFETY) -> Broadcast:
+    staff = make_staff(Role.SCHOOL, school=school)
+    broadcast = sending.compose(
+        staff,
+        subject="地震 安否確認",
+        body="震度5弱の地震がありました。",
+        scope=resolve_scope(staff),
+        request_confirmation=True,
+        answers=answers or (),
+    )
+    sending.send(broadcast)
+    run_until_quiet()
+    broadcast.refresh_from_db()
+    return broadcast
+
+
+def mail_text(sink: Sink, address: str, index: int = 0) -> str:
+    body = sink.to(address)[index].get_body()
+    assert body is not None
+    return str(body.get_content())
+
+
+def link(sink: Sink, address: str) -> str:
+    match = LINK.search(mail_text(sink, address))
+    assert match
+    return match.group(1)
+
+
+def page(response: Any) -> str:
+    return response.content.decode()
+
+
+def answers() -> dict[int, int | None]:
+    return dict(Receipt.objects.values_list("registrant_id", "answer"))
+
+
+def counters(broadcast: Broadcast) -> tuple[dict[tuple[int, int], int], int]:
+    counts = {
+        (c.group.grade, c.answer): c.registrants
+        for c in AnswerCount.objects.filter(group__broadcast=broadcast).select_related("group")
+        if c.registrants
+    }
+    confirmed = sum(AudienceGroup.objects.filter(broadcast=broadcast).values_list("confirmed", flat=True))
+    return counts, confirmed
+
+
+def siblings() -> tuple[School, Registrant, Registrant]:
+    school = make_school(name="みまもり小学校")
+    elder = make_registrant(school, ["family@docomo.ne.jp"], grade=5, class_name="2", child_name="見守 一郎")
+    younger = make_registrant(
+        school, ["family@docomo.ne.jp"], grade=2, class_name="1", child_name="見守 花子"
+    )
+    return school, elder, younger
+
+
+def test_the_mail_lists_the_choices_and_asks_for_an_answer(smtp_sink: Sink) -> None:
+    school, _, _ = siblings()
+    broadcast = send(school)
+    text = mail_text(smtp_sink, "family@docomo.ne.jp")
+    assert "■安否確認（回答のお願い）" in text
+    assert "■受信確認のお願い" not in text
+    assert "・無事です\n・けがをしています\n・支援が必要です\n" in text
+    assert "下記のリンクから回答してください" in text
+    # The console's preview is the same builder, so it shows the same block.
+    sample = preview.sample(broadcast)
+    assert sample is not None
+    assert "■安否確認（回答のお願い）" in sample.body and "・支援が必要です" in sample.body
+
+
+def test_get_records_nothing_post_records_each_sibling_and_a_later_post_changes(smtp_sink: Sink) -> None:
+    school, elder, younger = siblings()
+    broadcast = send(school)
+    url = link(smtp_sink, "family@docomo.ne.jp")
+
+    for _ in range(3):  # a scanner, a preview, the guardian
+        response = Client().get(url)
+        assert response.status_code == 200
+    shown = page(response)
+    assert answers() == {}
+    # One group of choices per child, labelled as the mail names the child.
+    assert "みまもり小学校 2年1組 見守 花子 さん" in shown
+    assert "みまもり小学校 5年2組 見守 一郎 さん" in shown
+    assert shown.index("見守 花子") < shown.index("見守 一郎")  # in the mail's order
+    assert 'method="post"' in shown
+    for index, choice in enumerate(SAFETY):
+        assert f'name="answer-{elder.pk}" value="{index}"' in shown
+        assert f'name="answer-{younger.pk}" value="{index}"' in shown
+        assert choice in shown
+
+    posted = Client(enforce_csrf_checks=True).post(
+        url, {f"answer-{elder.pk}": "0", f"answer-{younger.pk}": "1"}
+    )
+    assert posted.status_code == 303
+    assert posted["Location"] == f"{url}?done=1"
+    assert answers() == {elder.pk: 0, younger.pk: 1}
+    assert counters(broadcast) == ({(5, 0): 1, (2, 1): 1}, 2)
+
+    done = page(Client().get(posted["Location"]))
+    assert "回答ありがとうございました" in done
+    assert re.search(r"見守 一郎 さん</dt>\s*<dd>無事です</dd>", done)
+    assert re.search(r"見守 花子 さん</dt>\s*<dd>けがをしています</dd>", done)
+    assert "回答を変更する" in done
+    assert f'name="answer-{younger.pk}" value="1" checked' in done
+
+    # The younger one needs help after all: the answer moves, nothing is counted twice.
+    changed = Client().post(url, {f"answer-{younger.pk}": "2"})
+    assert changed.status_code == 303
+    assert answers() == {elder.pk: 0, younger.pk: 2}
+    assert counters(broadcast) == ({(5, 0): 1, (2, 2): 1}, 2)
+
+
+def test_missing_and_wrong_choices_show_the_page_again_and_change_nothing(smtp_sink: Sink) -> None:
+    school, elder, younger = siblings()
+    send(school)
+    url = link(smtp_sink, "family@docomo.ne.jp")
+    outsider = make_registrant(school, ["other@docomo.ne.jp"])
+
+    bare = Client().post(url)  # the 「確認しました」 button's POST, or the form sent without a choice
+    assert bare.status_code == 400
+    assert "お子様の回答を選んでから、ボタンを押してください。" in page(bare)
+    assert 'name="answer-' in page(bare)
+    for form in (
+        {f"answer-{elder.pk}": "3"},  # out of range
+        {f"answer-{elder.pk}": "x"},
+        {f"answer-{elder.pk}": "-1"},
+        {f"answer-{elder.pk}": "0", f"answer-{younger.pk}": "9"},
+    ):
+        wrong = Client().post(url, form)
+        assert wrong.status_code == 400
+        assert "表示されている回答の中から選んでください。" in page(wrong)
+    # A child the mail does not name.
+    stranger = Client().post(url, {f"answer-{outsider.pk}": "0"})
+    assert stranger.status_code == 400
+    assert answers() == {}
+    assert sum(AudienceGroup.objects.values_list("confirmed", flat=True)) == 0
+
+
+def test_closed_answering_shows_the_recorded_answer_and_refuses_changes(smtp_sink: Sink) -> None:
+    school = make_school()
+    child = make_registrant(school, ["one@docomo.ne.jp"], child_name="回答 太郎")
+    broadcast = send(school)
+    url = link(smtp_sink, "one@docomo.ne.jp")
+    assert Client().post(url, {f"answer-{child.pk}": "1"}).status_code == 303
+    assert close_answers(broadcast)
+
+    for response in (Client().get(url), Client().post(url, {f"answer-{child.pk}": "0"})):
+        assert response.status_code == 200
+        shown = page(response)
+        assert "回答の受付は終了しました" in shown
+        assert re.search(r"回答 太郎 さん</dt>\s*<dd>けがをしています</dd>", shown)
+        assert 'name="answer-' not in shown
+    assert answers() == {child.pk: 1}
+
+
+def test_an_expired_link_refuses_answers(smtp_sink: Sink, settings: Any) -> None:
+    school = make_school()
+    child = make_registrant(school, ["one@docomo.ne.jp"])
+    broadcast = send(school)
+    url = link(smtp_sink, "one@docomo.ne.jp")
+    Broadcast.objects.filter(pk=broadcast.pk).update(
+        send_requested_at=timezone.now() - timedelta(days=settings.MIMAMORI_CONFIRMATION_DAYS, seconds=1)
+    )
+    for response in (Client().get(url), Client().post(url, {f"answer-{child.pk}": "0"}), Client().post(url)):
+        assert response.status_code == 410
+        assert "有効期限" in page(response) or "期限" in page(response)
+    assert answers() == {}
+
+
+def test_unknown_tokens_keep_the_one_404_page(smtp_sink: Sink) -> None:
+    school = make_school()
+    child = make_registrant(school, ["one@docomo.ne.jp"])
+    send(school)
+    url = link(smtp_sink, "one@docomo.ne.jp")
+    tampered = url[:-3] + ("0" if url[-3] != "0" else "1") + url[-2:]
+    reference = Client().get("/c/" + "0" * 40 + "/")
+    assert reference.status_code == 404
+    for response in (Client().get(tampered), Client().post(tampered, {f"answer-{child.pk}": "0"})):
+        assert response.status_code == 404
+        assert response.content == reference.content
+    assert answers() == {}
+
+
+def test_a_bare_confirmation_broadcast_still_confirms_through_the_fast_path(smtp_sink: Sink) -> None:
+    school = make_school()
+    child = make_registrant(school, ["one@docomo.ne.jp"])
+    broadcast = send(school, answers=None)
+    text = mail_text(smtp_sink, "one@docomo.ne.jp")
+    assert "■受信確認のお願い" in text and "■安否確認" not in text
+    url = link(smtp_sink, "one@docomo.ne.jp")
+    assert 'name="answer-' not in page(Client().get(url))
+    response = Client().post(url)
+    assert response.status_code == 303
+    assert answers() == {child.pk: None}
+    assert counters(broadcast) == ({}, 1)
+
+
+def test_the_reminder_asks_those_who_have_not_answered(smtp_sink: Sink) -> None:
+    school = make_school()
+    answered = make_registrant(school, ["done@docomo.ne.jp"])
+    make_registrant(school, ["late@docomo.ne.jp"])
+    broadcast = send(school)
+    assert (
+        Client().post(link(smtp_sink, "done@docomo.ne.jp"), {f"answer-{answered.pk}": "0"}).status_code == 303
+    )
+    staff = make_staff(Role.SCHOOL, school=school)
+    send_reminder(broadcast, staff)
+    run_until_quiet()
+    assert len(smtp_sink.to("done@docomo.ne.jp")) == 1
+    again = mail_text(smtp_sink, "late@docomo.ne.jp", 1)
+    assert "まだ回答がお済みでないため" in again
+    assert "・無事です" in again and "下記のリンクから回答してください" in again
