@@ -3,7 +3,10 @@ a later POST changes it until answering closes; bare confirmations never count f
 
 from __future__ import annotations
 
+import random
 import re
+import threading
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -13,9 +16,9 @@ from django.utils import timezone
 
 from mimamori.accounts.models import Role
 from mimamori.broadcasts import preview, sending
-from mimamori.broadcasts.models import AudienceGroup, Broadcast
+from mimamori.broadcasts.models import AudienceGroup, Broadcast, Recipient
 from mimamori.broadcasts.targeting import resolve_scope
-from mimamori.receipts.answering import close_answers
+from mimamori.receipts.answering import close_answers, record_answers
 from mimamori.receipts.models import AnswerCount, Receipt
 from mimamori.receipts.reminders import send_reminder
 from mimamori.registry.answers import SAFETY
@@ -95,7 +98,8 @@ def test_the_mail_lists_the_choices_and_asks_for_an_answer(smtp_sink: Sink) -> N
     # The console's preview is the same builder, so it shows the same block.
     sample = preview.sample(broadcast)
     assert sample is not None
-    assert "■安否確認（回答のお願い）" in sample.body and "・支援が必要です" in sample.body
+    assert "■安否確認（回答のお願い）" in sample.body
+    assert "・支援が必要です" in sample.body
 
 
 def test_get_records_nothing_post_records_each_sibling_and_a_later_post_changes(smtp_sink: Sink) -> None:
@@ -216,7 +220,8 @@ def test_a_bare_confirmation_broadcast_still_confirms_through_the_fast_path(smtp
     child = make_registrant(school, ["one@docomo.ne.jp"])
     broadcast = send(school, answers=None)
     text = mail_text(smtp_sink, "one@docomo.ne.jp")
-    assert "■受信確認のお願い" in text and "■安否確認" not in text
+    assert "■受信確認のお願い" in text
+    assert "■安否確認" not in text
     url = link(smtp_sink, "one@docomo.ne.jp")
     assert 'name="answer-' not in page(Client().get(url))
     response = Client().post(url)
@@ -239,4 +244,74 @@ def test_the_reminder_asks_those_who_have_not_answered(smtp_sink: Sink) -> None:
     assert len(smtp_sink.to("done@docomo.ne.jp")) == 1
     again = mail_text(smtp_sink, "late@docomo.ne.jp", 1)
     assert "まだ回答がお済みでないため" in again
-    assert "・無事です" in again and "下記のリンクから回答してください" in again
+    assert "・無事です" in again
+    assert "下記のリンクから回答してください" in again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_answers_and_changes_keep_the_counters_exact(smtp_sink: Sink) -> None:
+    """Guardians of one class, the two addresses of one child and a sibling address, answering
+    and changing answers at the same moment on real connections: every counter equals a
+    recount from the receipts."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent connections need PostgreSQL")
+    school = make_school()
+    for n in range(6):  # one class, some children with two addresses
+        addresses = [f"p{n}a@docomo.ne.jp"] + ([f"p{n}b@au.com"] if n % 2 else [])
+        make_registrant(school, addresses, grade=1, class_name="1")
+    make_registrant(school, ["family@docomo.ne.jp"], grade=1, class_name="1")  # siblings of two classes
+    make_registrant(school, ["family@docomo.ne.jp"], grade=1, class_name="2")
+    broadcast = send(school)
+    mails = list(
+        Recipient.objects.filter(broadcast=broadcast)
+        .values_list("delivery__confirmation_token", "registrant_id")
+        .order_by("delivery_id")
+    )
+    by_token: dict[str, list[int]] = {}
+    for token, registrant_id in mails:
+        by_token.setdefault(token, []).append(registrant_id)
+    tokens = list(by_token)
+    rounds, workers = 25, 8
+    barrier = threading.Barrier(workers)
+    failures: list[BaseException] = []
+
+    def guardian(seed: int) -> None:
+        chance = random.Random(seed)
+        try:
+            barrier.wait()
+            for _ in range(rounds):
+                token = chance.choice(tokens)
+                chosen = {registrant: chance.randrange(len(SAFETY)) for registrant in by_token[token]}
+                assert record_answers(token, chosen) is not None
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=guardian, args=(seed,)) for seed in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+    group_of = dict(Recipient.objects.filter(broadcast=broadcast).values_list("registrant_id", "group_id"))
+    recount: Counter[tuple[int, int]] = Counter()
+    confirmed: Counter[int] = Counter()
+    for registrant_id, answer in Receipt.objects.filter(broadcast=broadcast).values_list(
+        "registrant_id", "answer"
+    ):
+        recount[group_of[registrant_id], answer] += 1
+        confirmed[group_of[registrant_id]] += 1
+    counted = {
+        (c.group_id, c.answer): c.registrants
+        for c in AnswerCount.objects.filter(group__broadcast=broadcast)
+        if c.registrants
+    }
+    assert counted == dict(recount)
+    assert sum(recount.values()) == Registrant.objects.count() == 8  # everybody answered at least once
+    assert {
+        g.pk: g.confirmed for g in AudienceGroup.objects.filter(broadcast=broadcast) if g.confirmed
+    } == dict(confirmed)
