@@ -271,7 +271,7 @@ def test_concurrent_answers_and_changes_keep_the_counters_exact(smtp_sink: Sink)
     )
     by_token: dict[str, list[int]] = {}
     for token, registrant_id in mails:
-        by_token.setdefault(token, []).append(registrant_id)
+        by_token.setdefault(token or "", []).append(registrant_id)
     tokens = list(by_token)
     rounds, workers = 25, 8
     barrier = threading.Barrier(workers)
@@ -298,7 +298,7 @@ def test_concurrent_answers_and_changes_keep_the_counters_exact(smtp_sink: Sink)
     assert failures == []
 
     group_of = dict(Recipient.objects.filter(broadcast=broadcast).values_list("registrant_id", "group_id"))
-    recount: Counter[tuple[int, int]] = Counter()
+    recount: Counter[tuple[int, int | None]] = Counter()
     confirmed: Counter[int] = Counter()
     for registrant_id, answer in Receipt.objects.filter(broadcast=broadcast).values_list(
         "registrant_id", "answer"
