@@ -21,7 +21,6 @@ import pytest
 
 from tests.browser import DESKTOP, PHONE, RunningSystem, log_in, shot
 
-
 pytestmark = pytest.mark.browser
 
 SCHOOL_STAFF = "midori"
