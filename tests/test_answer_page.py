@@ -315,3 +315,24 @@ def test_concurrent_answers_and_changes_keep_the_counters_exact(smtp_sink: Sink)
     assert {
         g.pk: g.confirmed for g in AudienceGroup.objects.filter(broadcast=broadcast) if g.confirmed
     } == dict(confirmed)
+
+
+def test_the_history_shows_each_childs_answer_and_the_link_to_change_it(smtp_sink: Sink) -> None:
+    school, elder, younger = siblings()
+    broadcast = send(school)
+    url = link(smtp_sink, "family@docomo.ne.jp")
+
+    def history_of(registrant: Registrant) -> str:
+        client = Client()
+        client.force_login(registrant.account)
+        return page(client.get("/portal/history/"))
+
+    assert "未回答" in history_of(elder)
+    assert "安否確認に回答する" in history_of(elder)
+    assert Client().post(url, {f"answer-{elder.pk}": "0", f"answer-{younger.pk}": "2"}).status_code == 303
+    assert "回答済み: 無事です" in history_of(elder)
+    assert "回答済み: 支援が必要です" in history_of(younger)
+    assert url in history_of(younger)  # still open: the answer can change
+    close_answers(broadcast)
+    assert url not in history_of(younger)
+    assert "回答済み: 支援が必要です" in history_of(younger)
