@@ -3,8 +3,9 @@
 A guardian who deleted a mail (or whose phone never got it) reads it here in full: subject,
 body, the sending school and the time, and whether it has been confirmed, with the link to
 the 受信確認 page while that is still open. For a 安否確認 (B1) it shows the answer recorded
-for this child, and the link to give or change it while answering is open. Like every portal page it takes no ID: the child
-is the logged-in guardian's, and a page number is all the URL carries.
+for this child, and the link to give or change it while answering is open. Like every portal
+page it takes no ID: the child is the logged-in guardian's, and a page number is all the URL
+carries.
 """
 
 from __future__ import annotations
