@@ -16,11 +16,8 @@ DECLARE
     v_broadcast bigint;
     v_choices integer;
     v_closed timestamptz;
-    v_group bigint;
-    v_old integer;
-    v_had boolean;
-    v_changed boolean := false;
-    v_answers jsonb := '{}'::jsonb;
+    v_changed boolean;
+    v_answers jsonb;
 BEGIN
     SELECT d.id, d.broadcast_id, jsonb_array_length(b.answers), b.answers_closed_at
       INTO v_delivery, v_broadcast, v_choices, v_closed
@@ -44,34 +41,50 @@ BEGIN
      WHERE g.id IN (SELECT r.group_id FROM broadcasts_recipient r
                      WHERE r.delivery_id = v_delivery AND r.registrant_id = ANY (p_registrants))
      ORDER BY g.id FOR UPDATE;
-    FOR i IN 1 .. COALESCE(array_length(p_registrants, 1), 0) LOOP
-        SELECT r.group_id INTO v_group FROM broadcasts_recipient r
-         WHERE r.delivery_id = v_delivery AND r.registrant_id = p_registrants[i];
-        CONTINUE WHEN NOT FOUND;  -- a child this mail does not name
-        SELECT true, rc.answer INTO v_had, v_old FROM receipts_receipt rc
-         WHERE rc.broadcast_id = v_broadcast AND rc.registrant_id = p_registrants[i];
-        v_answers := v_answers || jsonb_build_object(p_registrants[i]::text, p_answers[i]);
-        IF v_had IS NULL THEN
-            INSERT INTO receipts_receipt (broadcast_id, registrant_id, delivery_id, confirmed_at, answer, answered_at)
-            VALUES (v_broadcast, p_registrants[i], v_delivery, p_now, p_answers[i], p_now);
-            UPDATE broadcasts_audiencegroup SET confirmed = confirmed + 1 WHERE id = v_group;
-        ELSIF v_old IS NOT DISTINCT FROM p_answers[i] THEN
-            v_had := NULL;
-            CONTINUE;
-        ELSE
-            UPDATE receipts_receipt SET answer = p_answers[i], answered_at = p_now
-             WHERE broadcast_id = v_broadcast AND registrant_id = p_registrants[i];
-            IF v_old IS NOT NULL THEN
-                UPDATE receipts_answercount SET registrants = registrants - 1
-                 WHERE group_id = v_group AND answer = v_old;
-            END IF;
-        END IF;
-        INSERT INTO receipts_answercount (group_id, answer, registrants) VALUES (v_group, p_answers[i], 1)
-        ON CONFLICT (group_id, answer) DO UPDATE SET registrants = receipts_answercount.registrants + 1;
-        v_changed := true;
-        v_had := NULL;
-        v_old := NULL;
-    END LOOP;
+    -- The rest in one statement on one snapshot, taken after the locks: the children with their
+    -- choices, their receipts before, the receipts written (new, or a changed answer), and the
+    -- counters moved by exactly those. A counter that only grows is upserted; one that only
+    -- shrinks exists already (it counts the old answer); one whose moves cancel is left alone.
+    WITH chosen AS (
+        SELECT r.registrant_id, r.group_id, c.answer
+          FROM unnest(p_registrants, p_answers) AS c (registrant_id, answer)
+          JOIN broadcasts_recipient r ON r.delivery_id = v_delivery AND r.registrant_id = c.registrant_id
+    ), before AS (
+        SELECT rc.registrant_id, rc.answer FROM receipts_receipt rc
+         WHERE rc.broadcast_id = v_broadcast AND rc.registrant_id IN (SELECT registrant_id FROM chosen)
+    ), written AS (
+        INSERT INTO receipts_receipt AS rc
+               (broadcast_id, registrant_id, delivery_id, confirmed_at, answer, answered_at)
+        SELECT v_broadcast, registrant_id, v_delivery, p_now, answer, p_now FROM chosen
+        ON CONFLICT (broadcast_id, registrant_id) DO UPDATE
+           SET answer = EXCLUDED.answer, answered_at = EXCLUDED.answered_at
+         WHERE rc.answer IS DISTINCT FROM EXCLUDED.answer
+        RETURNING rc.registrant_id
+    ), moves AS (
+        SELECT group_id, answer, SUM(delta) AS delta FROM (
+            SELECT c.group_id, c.answer, 1 AS delta FROM chosen c JOIN written w USING (registrant_id)
+            UNION ALL
+            SELECT c.group_id, b.answer, -1 FROM chosen c
+              JOIN written w USING (registrant_id) JOIN before b USING (registrant_id)
+             WHERE b.answer IS NOT NULL
+        ) m GROUP BY group_id, answer
+    ), grown AS (
+        INSERT INTO receipts_answercount AS n (group_id, answer, registrants)
+        SELECT group_id, answer, delta FROM moves WHERE delta > 0
+        ON CONFLICT (group_id, answer) DO UPDATE SET registrants = n.registrants + EXCLUDED.registrants
+    ), shrunk AS (
+        UPDATE receipts_answercount n SET registrants = n.registrants + m.delta
+          FROM moves m WHERE m.delta < 0 AND n.group_id = m.group_id AND n.answer = m.answer
+    ), confirmed AS (
+        UPDATE broadcasts_audiencegroup g SET confirmed = g.confirmed + f.n
+          FROM (SELECT c.group_id, COUNT(*) AS n FROM chosen c JOIN written w USING (registrant_id)
+                 WHERE c.registrant_id NOT IN (SELECT registrant_id FROM before)
+                 GROUP BY c.group_id) f
+         WHERE g.id = f.group_id
+    )
+    SELECT (SELECT COUNT(*) > 0 FROM written),
+           COALESCE((SELECT jsonb_object_agg(registrant_id::text, answer) FROM chosen), '{}'::jsonb)
+      INTO v_changed, v_answers;
     RETURN jsonb_build_object('state', 'ok', 'changed', v_changed, 'answers', v_answers);
 END;
 $$;
