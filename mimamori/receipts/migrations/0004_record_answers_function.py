@@ -16,6 +16,7 @@ DECLARE
     v_broadcast bigint;
     v_choices integer;
     v_closed timestamptz;
+    v_group bigint;
     v_changed boolean;
     v_answers jsonb;
 BEGIN
@@ -33,14 +34,22 @@ BEGIN
     IF EXISTS (SELECT 1 FROM unnest(p_answers) a WHERE a IS NULL OR a < 0 OR a >= v_choices) THEN
         RETURN jsonb_build_object('state', 'range');
     END IF;
-    -- The lock that keeps the counters exact: every writer of a receipt of this broadcast's
-    -- children takes its group's row first, in id order (no deadlock between two mails whose
-    -- children share classes). Each statement below then reads what the previous holder wrote:
-    -- a VOLATILE function takes a new snapshot per statement.
-    PERFORM 1 FROM broadcasts_audiencegroup g
-     WHERE g.id IN (SELECT r.group_id FROM broadcasts_recipient r
-                     WHERE r.delivery_id = v_delivery AND r.registrant_id = ANY (p_registrants))
-     ORDER BY g.id FOR UPDATE;
+    -- The lock that keeps the counters exact: every writer of a receipt of an answer
+    -- broadcast (only this function, on PostgreSQL: the bare confirmation refuses them) holds
+    -- the lock of each of its children's audience groups, taken in id order (no deadlock between
+    -- two mails whose children share classes) and held to the end of the transaction. An
+    -- advisory lock, not the group row's FOR UPDATE: it writes nothing to the table (a row lock
+    -- dirties the row's page and logs it, and the counters below write the row again).
+    -- Namespace 1501 (issue 15, answer counters); the group id folded into int4.
+    -- The statement below then reads what the previous holder wrote: a VOLATILE function takes
+    -- a new snapshot per statement.
+    FOR v_group IN
+        SELECT DISTINCT r.group_id FROM broadcasts_recipient r
+         WHERE r.delivery_id = v_delivery AND r.registrant_id = ANY (p_registrants)
+         ORDER BY r.group_id
+    LOOP
+        PERFORM pg_advisory_xact_lock(1501, mod(v_group, 2147483647)::integer);
+    END LOOP;
     -- The rest in one statement on one snapshot, taken after the locks: the children with their
     -- choices, their receipts before, the receipts written (new, or a changed answer), and the
     -- counters moved by exactly those. A counter that only grows is upserted; one that only
