@@ -197,8 +197,7 @@ def _confirm_sql() -> str:
 # server session; a pooler that hands one client's transactions to different sessions
 # (PgBouncer's transaction pooling) is met by preparing again and, failing that, planning.
 _PREPARED_ON: weakref.WeakSet[Any] = weakref.WeakSet()
-# Renamed when the statement changes, so that no session runs an older one under the name.
-_STATEMENT = "mimamori_confirm_2"
+_STATEMENT = "mimamori_confirm"
 
 
 def _confirm_in_one_statement(token: str) -> Outcome | None:
