@@ -16,12 +16,13 @@ DECLARE
     v_broadcast bigint;
     v_choices integer;
     v_closed timestamptz;
-    v_group bigint;
+    v_in_range boolean;
     v_changed boolean;
     v_answers jsonb;
 BEGIN
-    SELECT d.id, d.broadcast_id, jsonb_array_length(b.answers), b.answers_closed_at
-      INTO v_delivery, v_broadcast, v_choices, v_closed
+    SELECT d.id, d.broadcast_id, jsonb_array_length(b.answers), b.answers_closed_at,
+           (SELECT bool_and(a >= 0 AND a < jsonb_array_length(b.answers)) FROM unnest(p_answers) a)
+      INTO v_delivery, v_broadcast, v_choices, v_closed, v_in_range
       FROM broadcasts_delivery d JOIN broadcasts_broadcast b ON b.id = d.broadcast_id
      WHERE d.confirmation_token = p_token AND b.request_confirmation
        AND COALESCE(b.send_requested_at, b.created_at) > p_oldest;
@@ -31,7 +32,7 @@ BEGIN
     IF v_closed IS NOT NULL THEN
         RETURN jsonb_build_object('state', 'closed');
     END IF;
-    IF EXISTS (SELECT 1 FROM unnest(p_answers) a WHERE a IS NULL OR a < 0 OR a >= v_choices) THEN
+    IF NOT COALESCE(v_in_range, true) THEN
         RETURN jsonb_build_object('state', 'range');
     END IF;
     -- The lock that keeps the counters exact: every writer of a receipt of an answer
@@ -43,13 +44,10 @@ BEGIN
     -- Namespace 1501 (issue 15, answer counters); the group id folded into int4.
     -- The statement below then reads what the previous holder wrote: a VOLATILE function takes
     -- a new snapshot per statement.
-    FOR v_group IN
-        SELECT DISTINCT r.group_id FROM broadcasts_recipient r
-         WHERE r.delivery_id = v_delivery AND r.registrant_id = ANY (p_registrants)
-         ORDER BY r.group_id
-    LOOP
-        PERFORM pg_advisory_xact_lock(1501, mod(v_group, 2147483647)::integer);
-    END LOOP;
+    PERFORM pg_advisory_xact_lock(1501, mod(groups.id, 2147483647)::integer)
+       FROM (SELECT DISTINCT r.group_id AS id FROM broadcasts_recipient r
+              WHERE r.delivery_id = v_delivery AND r.registrant_id = ANY (p_registrants)
+              ORDER BY 1) groups;
     -- The rest in one statement on one snapshot, taken after the locks: the children with their
     -- choices, their receipts before, the receipts written (new, or a changed answer), and the
     -- counters moved by exactly those. A counter that only grows is upserted; one that only
