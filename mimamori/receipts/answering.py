@@ -10,8 +10,10 @@ exact whatever the order.
 
 On PostgreSQL all of that is one function call, mimamori_record_answers (receipts migration
 0004): one round trip an answer, as the confirmation storm's one statement, so that an answer
-storm goes at least as fast (docs/performance.md). It takes the same locks in the same order and
-moves the same counters; SQLite, which has no stored functions, runs the ORM path below.
+storm goes at least as fast (docs/performance.md). It serialises per audience group too, in the
+same id order, but with transaction-level advisory locks rather than the group rows' FOR UPDATE
+(which would write the row once more), and moves the same counters; SQLite, which has no stored
+functions and whose writers take turns anyway, runs the ORM path below.
 """
 
 from __future__ import annotations
