@@ -338,3 +338,41 @@ def test_the_history_shows_each_childs_answer_and_the_link_to_change_it(smtp_sin
     close_answers(broadcast)
     assert url not in history_of(younger)
     assert "回答済み: 支援が必要です" in history_of(younger)
+
+
+def test_the_middleware_records_answers_and_passes_on_everything_else(smtp_sink: Sink) -> None:
+    from django.test import RequestFactory
+
+    from mimamori.portal.confirm import ConfirmButtonMiddleware
+
+    school, elder, younger = siblings()
+    send(school)
+    url = link(smtp_sink, "family@docomo.ne.jp")
+    passed_on: list[str] = []
+
+    def rest_of_the_stack(request: Any) -> Any:
+        passed_on.append(request.method)
+        return "the view's answer"
+
+    button = ConfirmButtonMiddleware(rest_of_the_stack)
+    form = "application/x-www-form-urlencoded"
+    answer = button(
+        RequestFactory().post(url, f"answer-{elder.pk}=2&answer-{younger.pk}=0", content_type=form)
+    )
+    assert (answer.status_code, answer["Location"]) == (303, f"{url}?done=1")
+    assert answer["Cache-Control"] == "no-store"
+    assert answers() == {elder.pk: 2, younger.pk: 0}
+    # A multipart form goes through Django's parser and is answered the same way.
+    multipart = button(RequestFactory().post(url, {f"answer-{younger.pk}": "1"}))
+    assert multipart.status_code == 303
+    assert answers() == {elder.pk: 2, younger.pk: 1}
+    # No choice, a wrong one, a bare button: the view draws the page, nothing recorded.
+    for request in (
+        RequestFactory().post(url),
+        RequestFactory().post(url, f"answer-{elder.pk}=7", content_type=form),
+        RequestFactory().post(url, f"answer-{elder.pk}=x", content_type=form),
+        RequestFactory().post(url, "&".join(f"f{n}=1" for n in range(100)), content_type=form),
+    ):
+        assert button(request) == "the view's answer"
+    assert passed_on == ["POST"] * 4
+    assert answers() == {elder.pk: 2, younger.pk: 1}
