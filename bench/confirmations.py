@@ -1,6 +1,6 @@
 """Confirmation storm (issue 6, 1b/1d): N guardians press 「確認しました」 at once.
 
-    uv run python -m bench.confirmations [--registrants 10000] [--runs 3] [--embedded]
+    uv run python -m bench.confirmations [--registrants 10000] [--runs 3] [--embedded] [--answers]
 
 N registrants (one address each) get a broadcast requesting confirmation, fanned out directly
 (no mail is sent); then a small asyncio client POSTs to /c/<token>/ once per token, 32 at a
@@ -8,6 +8,11 @@ time and each on a fresh connection, against the
 production server set-up (gunicorn on a throwaway PostgreSQL database; --embedded: waitress on
 SQLite, as `mimamori run` serves). The baseline, in the same run and on the same server, is
 /healthz (no database). Every run checks that every confirmation was stored.
+
+--answers (issue 15, B1) adds, in each run and against the same server, the answer storm: a
+安否確認 broadcast to the same registrants, each guardian POSTing the form of the answer page
+(answer-<registrant>=<choice>); it reports answers/s beside confirmations/s and checks that
+every answer was stored and that the AnswerCount and confirmed counters equal the receipts.
 """
 
 from __future__ import annotations
@@ -164,8 +169,9 @@ def populate(registrants: int) -> Any:
     return User.objects.create_user(username="bench-centre", password="!", role="centre")  # noqa: S106
 
 
-def fanned_out_broadcast(centre: Any, subject: str) -> Any:
-    """A broadcast to the whole city requesting confirmation, fanned out (no mail is sent)."""
+def fanned_out_broadcast(centre: Any, subject: str, answers: list[str] | None = None) -> Any:
+    """A broadcast to the whole city requesting confirmation (or, with ``answers``, a 安否確認),
+    fanned out (no mail is sent)."""
     from django.utils import timezone
 
     from mimamori.broadcasts.fanout import fan_out
@@ -177,6 +183,7 @@ def fanned_out_broadcast(centre: Any, subject: str) -> Any:
         subject=subject,
         body="ベンチマークの本文です。",
         request_confirmation=True,
+        answers=answers or [],
         status=BroadcastStatus.SENDING,
         send_requested_at=timezone.now(),
     )
@@ -247,6 +254,49 @@ def load(port: int, requests: list[bytes], connections: int) -> dict[str, Any]:
 def http(method: str, path: str) -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n"
     return f"{head}\r\n".encode()
+
+
+def http_form(path: str, form: str) -> bytes:
+    body = form.encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+    )
+    return f"{head}\r\n".encode() + body
+
+
+def answer_storm(port: int, broadcast: Any, *, connections: int) -> dict[str, Any]:
+    """Every guardian answers the 安否確認 once, as the page's form posts it."""
+    from django.db.models import Sum
+
+    from mimamori.broadcasts.models import Recipient
+    from mimamori.receipts.models import AnswerCount
+
+    mails = Recipient.objects.filter(broadcast=broadcast).values_list(
+        "delivery__confirmation_token", "registrant_id"
+    )
+    choices = len(broadcast.answers)
+    requests = [
+        http_form(f"/c/{token}/", f"answer-{registrant}={registrant % choices}")
+        for token, registrant in mails
+    ]
+    before = cpu_split(port)
+    result = load(port, requests, connections)
+    after = cpu_split(port)
+    result["cpu_ms"] = dict(
+        zip(
+            ("web", "postgres", "load generator"),
+            (round((b - a) * 1000 / len(requests), 3) for a, b in zip(before, after, strict=True)),
+            strict=True,
+        )
+    )
+    result["answers"] = len(requests)
+    result["receipts"], result["confirmed"] = stored(broadcast)
+    result["counted"] = (
+        AnswerCount.objects.filter(group__broadcast=broadcast).aggregate(n=Sum("registrants"))["n"] or 0
+    )
+    result["lost"] = len(requests) - result["receipts"]
+    return result
 
 
 def warm_up(port: int, workers: int) -> None:
@@ -338,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (gthread; waitress)")
     parser.add_argument("--connections", type=int, default=32, help="requests in flight at once")
     parser.add_argument("--embedded", action="store_true", help="SQLite and waitress, as `mimamori run`")
+    parser.add_argument("--answers", action="store_true", help="also the 安否確認 answer storm (issue 15)")
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="only cProfile N in-process POSTs"
     )
@@ -376,6 +427,22 @@ def main(argv: list[str] | None = None) -> int:
             result = storm(port, broadcast, connections=args.connections)
             result["baseline"] = load(port, [http("GET", "/healthz")] * args.registrants, args.connections)
             result["ratio"] = result["rps"] / result["baseline"]["rps"]
+            if args.answers:
+                asking = fanned_out_broadcast(
+                    centre, f"安否確認 {run + 1}", ["無事です", "けがをしています", "支援が必要です"]
+                )
+                connection.close()
+                answered = answer_storm(port, asking, connections=args.connections)
+                answered["ratio_to_confirmations"] = answered["rps"] / result["rps"]
+                result["answer_storm"] = answered
+                print(
+                    f"run {run + 1}: {answered['rps']:.0f} answers/s"
+                    f" ({answered['ratio_to_confirmations']:.2f} × the confirmations),"
+                    f" p50 {answered['p50_ms']:.1f} ms, p99 {answered['p99_ms']:.1f} ms,"
+                    f" lost {answered['lost']}, counted {answered['counted']}/{answered['answers']};"
+                    f" CPU ms per answer {answered['cpu_ms']}",
+                    flush=True,
+                )
             runs.append(result)
             print(
                 f"run {run + 1}: {result['rps']:.0f} confirmations/s"
@@ -398,7 +465,13 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": med("ratio"),
         "errors": sum(r["errors"] + r["baseline"]["errors"] for r in runs),
         "lost": sum(r["lost"] for r in runs),
-        "counter_mismatch": sum(r["confirmations"] - r["confirmed"] for r in runs),
+        "counter_mismatch": sum(r["confirmations"] - r["confirmed"] for r in runs)
+        + sum(
+            abs(r["answer_storm"]["answers"] - r["answer_storm"]["confirmed"])
+            + abs(r["answer_storm"]["answers"] - r["answer_storm"]["counted"])
+            for r in runs
+            if "answer_storm" in r
+        ),
         "cpu_ms": {part: common.median([r["cpu_ms"][part] for r in runs]) for part in runs[0]["cpu_ms"]},
     }
     mode = (
@@ -431,6 +504,17 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio {summary['ratio']:.3f}; errors {summary['errors']}; lost {summary['lost']};"
         f" counter mismatch {summary['counter_mismatch']}; CPU ms per confirmation {summary['cpu_ms']}"
     )
+    if args.answers:
+        storms = [r["answer_storm"] for r in runs]
+        summary["answers_per_s"] = common.median([a["rps"] for a in storms])
+        summary["answers_p99_ms"] = common.median([a["p99_ms"] for a in storms])
+        summary["answers_to_confirmations"] = common.median([a["ratio_to_confirmations"] for a in storms])
+        summary["lost"] += sum(a["lost"] for a in storms)
+        summary["errors"] += sum(a["errors"] for a in storms)
+        print(
+            f"Answer storm: {summary['answers_per_s']:.0f} answers/s, p99 {summary['answers_p99_ms']:.1f} ms,"
+            f" {summary['answers_to_confirmations']:.2f} × the confirmation storm in the same runs"
+        )
     path = common.write_results(
         "confirmations-embedded" if args.embedded else "confirmations",
         {"args": vars(args), "summary": summary, "runs": runs},

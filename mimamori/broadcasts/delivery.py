@@ -263,7 +263,7 @@ def _send_claimed(broadcast: Broadcast, chunk: int, claim: uuid.UUID, rows: list
     lanes = _lanes(claim, rows, broadcast.urgent)
     # One builder for the chunk: it learns each school's header block once (see BroadcastMail).
     mails = broadcast_mails.BroadcastMail(
-        subject=broadcast.subject, body=broadcast.body, urgent=broadcast.urgent
+        subject=broadcast.subject, body=broadcast.body, urgent=broadcast.urgent, answers=broadcast.answers
     )
     # Broadcasts offer one-click unsubscribe where the municipality does; maintenance notices,
     # which every address must get, never.

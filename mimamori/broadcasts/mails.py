@@ -66,10 +66,13 @@ def broadcast(
     confirmation_url: str | None = None,
     reminder: bool = False,
     unsubscribe_url: str | None = None,
+    answers: Sequence[str] = (),
 ) -> messages.Mail:
     """A broadcast mail to one address, naming every child it is sent for (B5).
 
     ``reminder``: the same mail sent again to a household that has not confirmed yet (P3).
+    ``answers``: a 安否確認's choices (B1): the mail lists them and asks for an answer at the
+    link instead of a bare confirmation.
     ``unsubscribe_url``: the mail's one-click unsubscribe link (RFC 8058), which turns
     連絡メールを受信する off for the children it names (broadcasts/unsubscribe.py).
     """
@@ -81,7 +84,14 @@ def broadcast(
     return messages.build(
         TEMPLATE,
         _broadcast_context(
-            school, subject, body, urgent, [child_line(c) for c in children], confirmation_url, reminder
+            school,
+            subject,
+            body,
+            urgent,
+            [child_line(c) for c in children],
+            confirmation_url,
+            reminder,
+            answers,
         ),
         sender=school_sender(school),
         to=to,
@@ -104,8 +114,10 @@ def _broadcast_context(
     children_lines: list[str],
     confirmation_url: str | None,
     reminder: bool,
+    answers: Sequence[str] = (),
 ) -> dict[str, object]:
     return {
+        "answers": list(answers),
         "school": school,
         "municipality": school.municipality,
         "subject": subject,
@@ -164,8 +176,9 @@ class BroadcastMail:
     school's mails are all built the ordinary way.
     """
 
-    def __init__(self, *, subject: str, body: str, urgent: bool) -> None:
-        self.subject, self.body, self.urgent = subject, body, urgent
+    def __init__(self, *, subject: str, body: str, urgent: bool, answers: Sequence[str] = ()) -> None:
+        # The answer choices are the broadcast's, the same in every mail: part of the frame.
+        self.subject, self.body, self.urgent, self.answers = subject, body, urgent, tuple(answers)
         self._heads: dict[tuple[int, bool, bool, str], list[bytes] | None] = {}
         self._date: tuple[int, str] = (0, "")
         self._frames: dict[tuple[int, bool, bool], tuple[str, str, str] | None] = {}
@@ -213,6 +226,7 @@ class BroadcastMail:
             confirmation_url=confirmation_url,
             reminder=reminder,
             unsubscribe_url=unsubscribe_url,
+            answers=self.answers,
         )
         content = messages.as_bytes(mail, charset)
         if plain and key not in self._heads:
@@ -251,7 +265,7 @@ class BroadcastMail:
 
     def _render(self, school: School, lines: list[str], confirmation_url: str | None, reminder: bool) -> str:
         context = _broadcast_context(
-            school, self.subject, self.body, self.urgent, lines, confirmation_url, reminder
+            school, self.subject, self.body, self.urgent, lines, confirmation_url, reminder, self.answers
         )
         return messages.render_body(TEMPLATE, context)
 

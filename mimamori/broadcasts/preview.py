@@ -64,7 +64,9 @@ def sample(broadcast: Broadcast) -> Sample | None:
         if broadcast.kind != BroadcastKind.MAINTENANCE and school.municipality.one_click_unsubscribe
         else None
     )
-    builder = mails.BroadcastMail(subject=broadcast.subject, body=broadcast.body, urgent=broadcast.urgent)
+    builder = mails.BroadcastMail(
+        subject=broadcast.subject, body=broadcast.body, urgent=broadcast.urgent, answers=broadcast.answers
+    )
     try:
         content = builder.as_bytes(
             school=school,

@@ -2,8 +2,10 @@
 
 A guardian who deleted a mail (or whose phone never got it) reads it here in full: subject,
 body, the sending school and the time, and whether it has been confirmed, with the link to
-the 受信確認 page while that is still open. Like every portal page it takes no ID: the child
-is the logged-in guardian's, and a page number is all the URL carries.
+the 受信確認 page while that is still open. For a 安否確認 (B1) it shows the answer recorded
+for this child, and the link to give or change it while answering is open. Like every portal
+page it takes no ID: the child is the logged-in guardian's, and a page number is all the URL
+carries.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Entry:
     asks_confirmation: bool
     confirmed: bool
     confirm_token: str  # "" when there is no link to follow (none, expired or confirmed already)
+    asks_answers: bool = False
+    answer: str = ""  # the choice recorded for this child, for a 安否確認
 
 
 def entries_for(registrant: Registrant, broadcasts: list[Broadcast]) -> list[Entry]:
@@ -46,9 +50,9 @@ def entries_for(registrant: Registrant, broadcasts: list[Broadcast]) -> list[Ent
         .order_by("-slot")
     ):
         mails[recipient.broadcast_id] = recipient  # the lowest slot is written last
-    confirmed = set(
+    confirmed = dict(
         Receipt.objects.filter(registrant=registrant, broadcast__in=broadcasts).values_list(
-            "broadcast_id", flat=True
+            "broadcast_id", "answer"
         )
     )
     entries = []
@@ -56,7 +60,11 @@ def entries_for(registrant: Registrant, broadcasts: list[Broadcast]) -> list[Ent
         delivery = mails[broadcast.pk].delivery
         done = broadcast.pk in confirmed
         asks = broadcast.request_confirmation and bool(delivery.confirmation_token)
-        open_link = asks and not done and not is_expired(delivery)
+        answers = broadcast.answers
+        answer = confirmed.get(broadcast.pk)
+        # An answer can be changed until answering closes; a confirmation is given once.
+        changeable = bool(answers) and broadcast.answers_closed_at is None
+        open_link = asks and (not done or changeable) and not is_expired(delivery)
         entries.append(
             Entry(
                 broadcast=broadcast,
@@ -65,6 +73,8 @@ def entries_for(registrant: Registrant, broadcasts: list[Broadcast]) -> list[Ent
                 asks_confirmation=asks,
                 confirmed=done,
                 confirm_token=(delivery.confirmation_token or "") if open_link else "",
+                asks_answers=bool(answers),
+                answer=answers[answer] if answer is not None and answer < len(answers) else "",
             )
         )
     return entries

@@ -5,6 +5,10 @@ by broadcasts/mails.py). Only a POST reaches record_confirmation; the GET page m
 message, because mail scanners open every link. A registrant is confirmed by the first
 confirmation from any of its mails (slot 1 or 2, or a shared sibling address, which confirms
 every child it names); later ones change nothing.
+
+A broadcast that offers answer choices (B1) is never confirmed bare: its confirmation is an
+answer per child (receipts/answering.py), so both paths here find its link but record nothing
+and say ANSWER_NEEDED, and the page asks for a choice instead.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ TOKEN_ALPHABET = frozenset("0123456789abcdef")
 class Outcome(enum.Enum):
     CONFIRMED = "confirmed"
     ALREADY = "already"
+    ANSWER_NEEDED = "answer needed"  # the broadcast asks a choice per child: nothing recorded
 
 
 class LinkExpired(Exception):
@@ -43,11 +48,17 @@ class Link:
     delivery_id: int
     broadcast_id: int
     sent_at: datetime
+    choices: int = 0  # how many answer choices the broadcast offers (0: a bare confirmation)
 
     @classmethod
     def of(cls, delivery: Delivery) -> Link:
         broadcast = delivery.broadcast
-        return cls(delivery.pk, delivery.broadcast_id, broadcast.send_requested_at or broadcast.created_at)
+        return cls(
+            delivery.pk,
+            delivery.broadcast_id,
+            broadcast.send_requested_at or broadcast.created_at,
+            len(broadcast.answers),
+        )
 
     @property
     def expires_at(self) -> datetime:
@@ -67,20 +78,22 @@ def find_link(token: str) -> Link | None:
     """
     if not _well_formed(token):
         return None
+    length = "jsonb_array_length" if connection.vendor == "postgresql" else "json_array_length"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT d.id, d.broadcast_id, COALESCE(b.send_requested_at, b.created_at)"  # noqa: S608
-            f" FROM {_table(Delivery)} d JOIN {_table(Broadcast)} b ON b.id = d.broadcast_id"
+            f"SELECT d.id, d.broadcast_id, COALESCE(b.send_requested_at, b.created_at),"  # noqa: S608
+            f" {length}(b.answers) FROM {_table(Delivery)} d"
+            f" JOIN {_table(Broadcast)} b ON b.id = d.broadcast_id"
             " WHERE d.confirmation_token = %s AND b.request_confirmation",
             [token],
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    delivery_id, broadcast_id, sent_at = row
+    delivery_id, broadcast_id, sent_at, choices = row
     if not isinstance(sent_at, datetime):  # SQLite hands back the stored UTC text
         sent_at = datetime.fromisoformat(sent_at).replace(tzinfo=UTC)
-    return Link(delivery_id, broadcast_id, sent_at)
+    return Link(delivery_id, broadcast_id, sent_at, choices or 0)
 
 
 def find_delivery(token: str) -> Delivery | None:
@@ -118,6 +131,9 @@ def confirm_link(token: str) -> Outcome | None:
     number of children the mail names, ON CONFLICT keeps a sibling confirmed already from
     undoing the others, and RETURNING says whom this POST confirmed, so each group's counter
     grows by exactly the receipts inserted.
+
+    ANSWER_NEEDED, recording nothing, for a broadcast that asks an answer per child: a bare
+    「確認しました」 there would count the children confirmed without telling the school how they are.
     """
     if not _well_formed(token):
         return None
@@ -126,6 +142,8 @@ def confirm_link(token: str) -> Outcome | None:
     link = find_link(token)
     if link is None or is_expired(link):
         return None
+    if link.choices:
+        return Outcome.ANSWER_NEEDED
     return _record(link)
 
 
@@ -144,10 +162,11 @@ def _confirm_sql() -> str:
     bench/confirmations.py measured 8 round trips a confirmation at first (a savepoint per
     child), 6 with the statements below, 1 this way. Data-modifying CTEs all run, to the
     end, on one snapshot. Only table names from our own models are formatted in. Parameters:
-    $1 the token, $2 the oldest sending time whose links still work, $3 now."""
+    $1 the token, $2 the oldest sending time whose links still work, $3 now. A broadcast with
+    answer choices is found (the third value says so) but nothing is inserted for it."""
     return f"""
         WITH link AS (
-            SELECT d.id, d.broadcast_id FROM {_table(Delivery)} d
+            SELECT d.id, d.broadcast_id, b.answers = '[]'::jsonb AS bare FROM {_table(Delivery)} d
             JOIN {_table(Broadcast)} b ON b.id = d.broadcast_id
             WHERE d.confirmation_token = $1 AND b.request_confirmation
               AND COALESCE(b.send_requested_at, b.created_at) > $2
@@ -155,6 +174,7 @@ def _confirm_sql() -> str:
             INSERT INTO {_table(Receipt)} (broadcast_id, registrant_id, delivery_id, confirmed_at)
             SELECT link.broadcast_id, r.registrant_id, link.id, $3
             FROM link JOIN {_table(Recipient)} r ON r.delivery_id = link.id
+            WHERE link.bare
             ON CONFLICT (broadcast_id, registrant_id) DO NOTHING
             RETURNING registrant_id
         ), counted AS (
@@ -167,7 +187,7 @@ def _confirm_sql() -> str:
             ) c
             WHERE g.id = c.group_id
         )
-        SELECT (SELECT COUNT(*) FROM link), (SELECT COUNT(*) FROM inserted)
+        SELECT (SELECT COUNT(*) FROM link), (SELECT COUNT(*) FROM inserted), (SELECT bool_and(bare) FROM link)
     """  # noqa: S608
 
 
@@ -198,9 +218,11 @@ def _confirm_in_one_statement(token: str) -> Outcome | None:
             # Not this session's statement after all (a pooler between us and the server).
             _PREPARED_ON.discard(session)
             cursor.execute(_confirm_sql().replace("$1", "%s").replace("$2", "%s").replace("$3", "%s"), values)
-        found, inserted = cursor.fetchone()
+        found, inserted, bare = cursor.fetchone()
     if not found:
         return None
+    if not bare:
+        return Outcome.ANSWER_NEEDED
     return Outcome.CONFIRMED if inserted else Outcome.ALREADY
 
 

@@ -5,7 +5,9 @@ round and queues their chunks, so delivery, retries, the sweep and finish_if_don
 for the first sending. A mail is sent again only if one of the registrants it names still
 needs it: not confirmed, active, broadcast mail on, and the address still in one of the
 broadcast slots (the municipality's, 1 and 2 by default) of that registrant. A shared
-sibling address goes again when either child has not confirmed.
+sibling address goes again when either child has not confirmed. For a 安否確認 (B1) answering
+is confirming (the first answer writes the receipt), so the same rule reminds exactly those
+who have not answered, and the mail's 安否確認 block says it is a reminder to answer.
 
 Staff send one by hand; a broadcast may also name minutes after sending at which the sweep
 sends them automatically. Either way at most MIMAMORI_MAX_REMINDERS go out, one at a time:
