@@ -8,12 +8,14 @@ page, with the tokens of the mails the worker path really sent."""
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.apps import apps
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -641,3 +643,17 @@ def test_a_reminder_of_an_answer_broadcast_skips_the_answered(smtp_sink: Sink) -
     )
     with pytest.raises(ReminderRefused):
         send_reminder(broadcast, staff)  # everybody answered: nobody to remind
+
+
+def test_an_earthquake_template_saved_before_answers_existed_gets_the_safety_choices() -> None:
+    migration = importlib.import_module("mimamori.registry.migrations.0012_earthquake_template_answers")
+    with_links, without_links = make_municipality(), make_municipality(confirmation_links_enabled=False)
+    for city in (with_links, without_links):
+        AlertTemplate.objects.filter(municipality=city, name=migration.NAME).delete()
+        AlertTemplate.objects.create(municipality=city, name=migration.NAME, subject="s", body="b")
+    other = AlertTemplate.objects.create(municipality=with_links, name="休校", subject="s", body="b")
+    migration.forwards(apps, None)
+    assert AlertTemplate.objects.get(municipality=with_links, name=migration.NAME).answers == SAFETY
+    assert AlertTemplate.objects.get(municipality=without_links, name=migration.NAME).answers == []
+    other.refresh_from_db()
+    assert other.answers == []
