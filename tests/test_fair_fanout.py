@@ -8,6 +8,7 @@ order, each address once, resumable after a crash (broadcasts/fanout.py).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -198,8 +199,6 @@ def test_a_chunk_offers_its_schools_in_turn(monkeypatch: pytest.MonkeyPatch) -> 
     staff, _schools, _school_of = city_of(3, 3)
     broadcast = send_to_city(staff)
     fanout.fan_out(broadcast.pk)
-
-    import uuid
 
     claimed = delivery._claim(broadcast.pk, 0, uuid.uuid4())
     order = [mail.email for mail in delivery._mails(broadcast.pk, claimed)]

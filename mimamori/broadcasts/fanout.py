@@ -149,6 +149,7 @@ def _write_slice(broadcast: Broadcast, position: Position, addresses: int | None
         _count_groups(broadcast)
     written_here = f"SELECT LOWER(email) FROM {_table(Delivery)} WHERE broadcast_id = %s AND chunk >= %s"  # noqa: S608
     if addresses is None or first_chunk == 0:
+        # What this statement's slice wrote: the head, or the last pass's stragglers.
         where = f"audience.address_key IN ({written_here})"
         bounds: tuple[Any, ...] = (broadcast.pk, first_chunk)
     else:
@@ -161,11 +162,8 @@ def _write_slice(broadcast: Broadcast, position: Position, addresses: int | None
     _insert_groups(broadcast, where, bounds)
     _insert_recipients(broadcast, where, bounds)
     # The head is one chunk, however many schools it names.
-    chunks = (
-        range(0, 1)
-        if first_chunk == 0
-        else range(first_chunk, first_chunk + (count + CHUNK_SIZE - 1) // CHUNK_SIZE)
-    )
+    head = first_chunk == 0 and addresses is not None
+    chunks = range(0, 1) if head else range(first_chunk, first_chunk + (count + CHUNK_SIZE - 1) // CHUNK_SIZE)
     halfway = first_chunk + len(chunks) // 2
     for chunk in chunks:
         lanes.queue_chunk(broadcast, chunk)
