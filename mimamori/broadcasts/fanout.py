@@ -335,21 +335,35 @@ def _insert_deliveries(broadcast: Broadcast, *, after: str, addresses: int | Non
 
 
 def _insert_head(broadcast: Broadcast, addresses: int) -> int:
-    """Chunk 0: each school's first address, then each one's second, and so on, until it holds
-    `addresses` (and one of every school at least), each school by its sending school (the
-    lowest-numbered of the children an address is for, as for every delivery)."""
-    audience_sql, params = _audience_sql(broadcast)
+    """Chunk 0: the head (head_sql)."""
+    select, params = head_sql(broadcast, addresses)
     token = _confirmation_token_sql(broadcast)
-    # `place` is an address's rank in its school, `turn` its rank in the head's order; a place
-    # past `addresses` can never come in (its turn would be past it too), so those rows are
-    # left before the second sort.
     sql = f"""
         INSERT INTO {_table(Delivery)}
             (broadcast_id, chunk, email, school_id, status, attempts, next_attempt_at, reply,
              confirmation_token)
-        SELECT %s, 0, turned.email, turned.sender_school, %s, 0, %s, '', {token}
+        SELECT %s, 0, head.email, head.sender_school, %s, 0, %s, '', {token}
+        FROM ({select}) head
+    """  # noqa: S608 - table names from the models, values as parameters
+    due = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (broadcast.pk, DeliveryStatus.PENDING, due, *params))
+        return cursor.rowcount
+
+
+def head_sql(broadcast: Broadcast, addresses: int) -> tuple[str, tuple[Any, ...]]:
+    """The head's addresses (address_key, email, sender_school): each school's first address,
+    then each one's second, and so on, until it holds `addresses` (and one of every school at
+    least), each address under its sending school (the lowest-numbered of the children it is
+    for, as for every delivery). Reads the whole audience once (bench/plans.py times it)."""
+    audience_sql, params = _audience_sql(broadcast)
+    # `place` is an address's rank in its school, `turn` its rank in the head's order; a place
+    # past `addresses` can never come in (its turn would be past it too), so those rows are
+    # left out before the second sort.
+    sql = f"""
+        SELECT turned.address_key, turned.email, turned.sender_school
         FROM (
-            SELECT placed.email, placed.sender_school, placed.place,
+            SELECT placed.address_key, placed.email, placed.sender_school, placed.place,
                    ROW_NUMBER() OVER (ORDER BY placed.place, placed.address_key) AS turn
             FROM (
                 SELECT merged.address_key, merged.email, merged.sender_school,
@@ -365,11 +379,8 @@ def _insert_head(broadcast: Broadcast, addresses: int) -> int:
             WHERE placed.place <= %s
         ) turned
         WHERE turned.place = 1 OR turned.turn <= %s
-    """  # noqa: S608 - table names from the models, values as parameters
-    due = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        cursor.execute(sql, (broadcast.pk, DeliveryStatus.PENDING, due, *params, addresses, addresses))
-        return cursor.rowcount
+    """  # noqa: S608 - the audience from the ORM, values as parameters
+    return sql, (*params, int(addresses), int(addresses))
 
 
 def _insert_groups(broadcast: Broadcast, where: str, bounds: tuple[Any, ...]) -> None:
