@@ -256,7 +256,20 @@ def _mails(broadcast_id: int, claimed: list[tuple[Any, ...]]) -> list[Mail]:
     # In the order the mail lists them: by grade, class and the reading of the name.
     for delivery_id, school_id, grade, class_name, _kana, name in sorted(named, key=lambda n: n[2:5]):
         mails[delivery_id].children.append(broadcast_mails.Child(schools[school_id], grade, class_name, name))
-    return sorted(mails.values(), key=lambda mail: mail.email)
+    return _schools_in_turn(sorted(mails.values(), key=lambda mail: mail.email))
+
+
+def _schools_in_turn(mails: list[Mail]) -> list[Mail]:
+    """Each sending school's first mail, then each one's second, and so on: a chunk that names
+    many schools (the head of a city-wide broadcast, fanout.py) gives every school its first
+    mails within its first moments, and a carrier group whose rate admits only part of the
+    chunk now (_lanes) shares that part among the schools. One school's chunk keeps its order."""
+    places: dict[int, int] = {}
+    turns = []
+    for mail in mails:
+        place = places[mail.school.pk] = places.get(mail.school.pk, 0) + 1
+        turns.append((place, mail))
+    return [mail for _place, mail in sorted(turns, key=lambda turn: turn[0])]
 
 
 def _send_claimed(broadcast: Broadcast, chunk: int, claim: uuid.UUID, rows: list[Mail]) -> None:

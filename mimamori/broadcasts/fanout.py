@@ -5,21 +5,32 @@ batches, never one commit per recipient, and the audience never passes through t
 memory, however large it is. Merging (B5) happens in the same statements: one delivery per
 address, naming every registrant whose slot holds it.
 
-The addresses are written in address order, one slice per task, each slice in a transaction
-that also queues the chunks it wrote: the first slice is one chunk, so the first mails leave
-within moments of "send" whatever the audience's size; each later slice is as large as
-everything written before it (SLICE_CHUNKS at least, MAX_SLICE_CHUNKS at most), so the
-audience is read a few times, not once per ten thousand addresses, and every slice is
-written while the chunks of the one before are being delivered. A slice is a task of its
-own, queued among the previous slice's chunks (lanes.queue_fan_out), so no worker is held by
-a whole fan-out: with one worker, delivery and writing take turns; with more, they overlap.
-Each slice reads the audience only past the last address already written, through the
-address index, so a crash leaves whole chunks with their work queued, and the fan-out run
-again carries on after the last address written. When the audience is exhausted, a last pass
-writes any address that is still missing (one changed, during the fan-out, to an address
-before the position reached), the class counters are set from the recipients and the
-broadcast is marked fanned out. (The counters are first filled from the whole audience right
-after the first chunk, so that the statistics are right while the rest is being written.)
+The first slice is the **head**, chunk 0: the first addresses of every school of the audience
+in turn (each school's first, then each one's second, …) until it holds CHUNK_SIZE, and one
+of every school at least. Rosters are imported per school and addresses are not spread over
+schools at random (a school's rows often share a pattern), so in plain address order the
+first chunks of a city-wide broadcast may all be one school's, and the last school's first
+mail waits for most of the city's: when a quake fires every school together, each school's
+guardians should be among the first mailed (issue 15; docs/performance.md, fairness). For a
+broadcast to one school the head is simply its first CHUNK_SIZE addresses. Choosing the head
+reads the whole audience once (a window over the merged addresses); every later slice still
+reads only past a position through the address index.
+
+The rest is written in address order, one slice per task, each slice in a transaction that
+also queues the chunks it wrote: each later slice is as large as everything written before
+it (SLICE_CHUNKS at least, MAX_SLICE_CHUNKS at most), so the audience is read a few times,
+not once per ten thousand addresses, and every slice is written while the chunks of the one
+before are being delivered. A slice is a task of its own, queued among the previous slice's
+chunks (lanes.queue_fan_out), so no worker is held by a whole fan-out: with one worker,
+delivery and writing take turns; with more, they overlap. Each slice reads the audience only
+past the last address written after the head (the position), through the address index,
+leaving out the addresses already written (the head's, which lie anywhere in address order),
+so a crash leaves whole chunks with their work queued, and the fan-out run again carries on
+after the position. When the audience is exhausted, a last pass writes any address that is
+still missing (one changed, during the fan-out, to an address before the position reached),
+the class counters are set from the recipients and the broadcast is marked fanned out. (The
+counters are first filled from the whole audience right after the first chunk, so that the
+statistics are right while the rest is being written.)
 """
 
 from __future__ import annotations
@@ -54,7 +65,8 @@ MAX_SLICE_CHUNKS = 160
 
 @dataclass(frozen=True)
 class Position:
-    """How far a fan-out has got: the last address written and the next chunk's number."""
+    """How far a fan-out has got: the last address written after the head (chunk 0) and the
+    next chunk's number (0: the head is still to be written)."""
 
     after: str
     next_chunk: int
@@ -83,6 +95,8 @@ def fan_out(broadcast_id: int, next_chunk: int | None = None) -> int:
         if next_chunk is not None and next_chunk != position.next_chunk:
             return 0
         limit = position.slice_addresses()
+        # A slice that wrote fewer addresses than it could found the audience exhausted (the head
+        # holds CHUNK_SIZE addresses at least, unless the audience has fewer).
         written = _write_slice(broadcast, position, limit, more=True)
         finished = written < limit
         if finished:
@@ -102,22 +116,27 @@ def _sending(broadcast_id: int) -> Broadcast | None:
 
 
 def _position(broadcast: Broadcast) -> Position:
-    # Slices are written in address order, so the last address is in the last chunk: one step
-    # back along the (broadcast, address) index. (Only the final pass, which ends the fan-out,
-    # writes addresses behind the position.)
+    # After the head, slices are written in address order, so the last address is in the last
+    # chunk: one step back along the (broadcast, address) index, passing over the head's rows
+    # that lie beyond it (CHUNK_SIZE, or one a school, at most). (Only the final pass, which
+    # ends the fan-out, writes addresses behind the position.)
+    written = Delivery.objects.filter(broadcast=broadcast)
     last = (
-        Delivery.objects.filter(broadcast=broadcast)
+        written.filter(chunk__gt=0)
         .annotate(key=Lower("email"))
         .order_by("-key")
         .values_list("key", "chunk")
         .first()
     )
-    return Position("", 0) if last is None else Position(last[0], last[1] + 1)
+    if last is not None:
+        return Position(last[0], last[1] + 1)
+    return Position("", 1 if written.exists() else 0)
 
 
 def _write_slice(broadcast: Broadcast, position: Position, addresses: int | None, more: bool = False) -> int:
-    """Write the next `addresses` addresses after `position`, or (None) every address still
-    missing, and queue their chunks; if the slice is full and `more`, the next slice too."""
+    """Write the head (position.next_chunk 0), the next `addresses` addresses after `position`,
+    or (None) every address still missing, and queue their chunks; if the slice is full and
+    `more`, the next slice too."""
     first_chunk = position.next_chunk
     count = _insert_deliveries(broadcast, after=position.after, addresses=addresses, first_chunk=first_chunk)
     if not count:
@@ -128,21 +147,27 @@ def _write_slice(broadcast: Broadcast, position: Position, addresses: int | None
         # The first chunk is out: now give every class its number of registrants, so that the
         # statistics are right while the rest is written (the end recounts from the recipients).
         _count_groups(broadcast)
-    if addresses is None:
-        written_here = f"SELECT LOWER(email) FROM {_table(Delivery)} WHERE broadcast_id = %s AND chunk >= %s"  # noqa: S608
+    written_here = f"SELECT LOWER(email) FROM {_table(Delivery)} WHERE broadcast_id = %s AND chunk >= %s"  # noqa: S608
+    if addresses is None or first_chunk == 0:
+        # What this statement's slice wrote: the head, or the last pass's stragglers.
         where = f"audience.address_key IN ({written_here})"
         bounds: tuple[Any, ...] = (broadcast.pk, first_chunk)
     else:
+        # The range keeps the walk along the address index; the head's addresses in it were
+        # written (with their recipients) by the first slice.
         last = _position(broadcast).after
-        where = "audience.address_key > %s AND audience.address_key <= %s"
-        bounds = (position.after, last)
+        where = f"""audience.address_key > %s AND audience.address_key <= %s AND EXISTS (
+            {written_here} AND LOWER(email) = audience.address_key)"""
+        bounds = (position.after, last, broadcast.pk, first_chunk)
     _insert_groups(broadcast, where, bounds)
     _insert_recipients(broadcast, where, bounds)
-    chunks = range(first_chunk, first_chunk + (count + CHUNK_SIZE - 1) // CHUNK_SIZE)
+    # The head is one chunk, however many schools it names.
+    head = first_chunk == 0 and addresses is not None
+    chunks = range(0, 1) if head else range(first_chunk, first_chunk + (count + CHUNK_SIZE - 1) // CHUNK_SIZE)
     halfway = first_chunk + len(chunks) // 2
     for chunk in chunks:
         lanes.queue_chunk(broadcast, chunk)
-        if more and count == addresses and chunk == halfway:
+        if more and addresses is not None and count >= addresses and chunk == halfway:
             # Half-way through this slice's chunks in its lane: the next slice is written while
             # the other half is being delivered.
             lanes.queue_fan_out(broadcast, next_chunk=chunks.stop, beside_chunk=chunk)
@@ -266,18 +291,24 @@ def _table(model: type[Delivery | Recipient | AudienceGroup]) -> str:
 
 def _insert_deliveries(broadcast: Broadcast, *, after: str, addresses: int | None, first_chunk: int) -> int:
     """One row per address, numbered into chunks from `first_chunk` on in address order: the
-    next `addresses` addresses after `after`, or (None) every address not yet written."""
+    next `addresses` addresses after `after` not yet written, or (None) every address not yet
+    written; or, at chunk 0, the head (_insert_head)."""
+    if first_chunk == 0 and addresses is not None:
+        return _insert_head(broadcast, addresses)
     audience_sql, params = _audience_sql(broadcast)
     table = _table(Delivery)
     token = _confirmation_token_sql(broadcast)
+    # Probed per address through the (broadcast, address) index, as the INSERT's own unique
+    # check is: the head's addresses lie anywhere past the position.
+    not_written = f"""NOT EXISTS (
+        SELECT 1 FROM {table} written
+        WHERE written.broadcast_id = %s AND LOWER(written.email) = audience.address_key)"""  # noqa: S608
     if addresses is None:
-        where = f"""NOT EXISTS (
-            SELECT 1 FROM {table} written
-            WHERE written.broadcast_id = %s AND LOWER(written.email) = audience.address_key)"""  # noqa: S608
+        where = not_written
         bounds: tuple[Any, ...] = (broadcast.pk,)
     else:
-        where = "audience.address_key > %s"
-        bounds = (after,)
+        where = f"audience.address_key > %s AND {not_written}"
+        bounds = (after, broadcast.pk)
     # The sender is the lowest-numbered school among the children the address is for.
     sql = f"""
         INSERT INTO {table}
@@ -301,6 +332,55 @@ def _insert_deliveries(broadcast: Broadcast, *, after: str, addresses: int | Non
             sql, (broadcast.pk, first_chunk, CHUNK_SIZE, DeliveryStatus.PENDING, due, *params, *bounds)
         )
         return cursor.rowcount
+
+
+def _insert_head(broadcast: Broadcast, addresses: int) -> int:
+    """Chunk 0: the head (head_sql)."""
+    select, params = head_sql(broadcast, addresses)
+    token = _confirmation_token_sql(broadcast)
+    sql = f"""
+        INSERT INTO {_table(Delivery)}
+            (broadcast_id, chunk, email, school_id, status, attempts, next_attempt_at, reply,
+             confirmation_token)
+        SELECT %s, 0, head.email, head.sender_school, %s, 0, %s, '', {token}
+        FROM ({select}) head
+    """  # noqa: S608 - table names from the models, values as parameters
+    due = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (broadcast.pk, DeliveryStatus.PENDING, due, *params))
+        return cursor.rowcount
+
+
+def head_sql(broadcast: Broadcast, addresses: int) -> tuple[str, tuple[Any, ...]]:
+    """The head's addresses (address_key, email, sender_school): each school's first address,
+    then each one's second, and so on, until it holds `addresses` (and one of every school at
+    least), each address under its sending school (the lowest-numbered of the children it is
+    for, as for every delivery). Reads the whole audience once (bench/plans.py times it)."""
+    audience_sql, params = _audience_sql(broadcast)
+    # `place` is an address's rank in its school, `turn` its rank in the head's order; a place
+    # past `addresses` can never come in (its turn would be past it too), so those rows are
+    # left out before the second sort.
+    sql = f"""
+        SELECT turned.address_key, turned.email, turned.sender_school
+        FROM (
+            SELECT placed.address_key, placed.email, placed.sender_school, placed.place,
+                   ROW_NUMBER() OVER (ORDER BY placed.place, placed.address_key) AS turn
+            FROM (
+                SELECT merged.address_key, merged.email, merged.sender_school,
+                       ROW_NUMBER() OVER (
+                           PARTITION BY merged.sender_school ORDER BY merged.address_key) AS place
+                FROM (
+                    SELECT audience.address_key, MIN(audience.email) AS email,
+                           MIN(audience.sender_school) AS sender_school
+                    FROM ({audience_sql}) audience
+                    GROUP BY audience.address_key
+                ) merged
+            ) placed
+            WHERE placed.place <= %s
+        ) turned
+        WHERE turned.place = 1 OR turned.turn <= %s
+    """  # noqa: S608 - the audience from the ORM, values as parameters
+    return sql, (*params, int(addresses), int(addresses))
 
 
 def _insert_groups(broadcast: Broadcast, where: str, bounds: tuple[Any, ...]) -> None:

@@ -365,7 +365,8 @@ def progress(broadcast: Broadcast) -> Progress:
     # While the fan-out is still writing (its first chunk may be out already), count what is
     # there: Broadcast.registrant_count is written only when the fan-out ends. The classes'
     # counters hold the whole audience from the second slice on (fanout._count_groups); before
-    # that, the registrants of the first chunk (at most fanout.CHUNK_SIZE addresses) are counted.
+    # that, the registrants of the first chunk (the head: fanout.CHUNK_SIZE addresses, or one a
+    # school when more schools) are counted.
     if broadcast.fanned_out_at is not None:
         messages, registrants = broadcast.message_count, broadcast.registrant_count
     else:
