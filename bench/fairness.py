@@ -52,6 +52,7 @@ from mimamori.mail.devmailbox import Pipelining
 
 SUBJECT = "【安否確認】地震が発生しました"
 BODY = "市内で震度5弱以上の地震がありました。\nお子さまとご家族の安否をお知らせください。"
+QUAKE_DOCUMENT = common.ROOT / "tests" / "jma" / "vxse53_iwamizawa.xml"  # 岩見沢市 0121000 at 5弱
 SCHOOL_OF = re.compile(r"\.s(\d+)n\d+@")  # bench/users.py's slot-1 addresses: papa.s{school}n{i}@…
 
 
@@ -91,14 +92,15 @@ class Run:
     city: Sent
     baseline: Sent
     ratio: float
+    quake: Sent | None = None  # --quake: the earthquake 安否確認, from the document recorded
+    quake_ratio: float | None = None  # its slowest school's first mail ÷ the baseline's first
+    ingest_command_s: float | None = None  # `mimamori jma-ingest` from start to the document recorded
 
 
 def send_and_measure(
     installation: users.Installation, relay: Relay, code: str, schools: int, timeout: float
 ) -> Sent:
-    """One urgent broadcast to municipality ``code``, measured at the relay."""
-    from mimamori.broadcasts.models import Broadcast, BroadcastStatus
-
+    """One urgent broadcast to municipality ``code`` through the REST API, measured at the relay."""
     relay.take()
     api = installation.api
     assert api is not None
@@ -115,12 +117,44 @@ def send_and_measure(
     )
     started = time.time()
     api("POST", f"/broadcasts/{draft['id']}/send")
-    deadline = time.monotonic() + timeout
-    while not Broadcast.objects.filter(pk=draft["id"], status=BroadcastStatus.SENT).exists():
+    return measure(relay, int(draft["id"]), started, schools, timeout)
+
+
+def quake_and_measure(
+    installation: users.Installation, relay: Relay, number: int, schools: int, timeout: float
+) -> tuple[Sent, float]:
+    """JMA's 震源・震度に関する情報 (VXSE53) for 岩見沢市 at 5弱, given to `mimamori jma-ingest` as the
+    feed poller or an operator gives it, with an EventID of its own; the earthquake 安否確認 the
+    city's settings send by themselves, measured at the relay from the moment the document was
+    recorded (JmaDocument.received_at). Also returns how long the command itself took to start
+    and record it (a fresh Python process; the feed poller runs in a worker already up)."""
+    from mimamori.quakes.models import JmaDocument, QuakeAlert
+
+    relay.take()
+    event_id = f"2026120800{number:04d}"
+    document = QUAKE_DOCUMENT.read_bytes().replace(b"20261207193012", event_id.encode())
+    started = time.time()
+    installation.command("jma-ingest", "-", stdin=document)
+    received = JmaDocument.objects.get(event_id=event_id).received_at.timestamp()
+    deadline = time.monotonic() + 30
+    while (alert := QuakeAlert.objects.filter(event_id=event_id, broadcast__isnull=False).first()) is None:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"broadcast {draft['id']} not sent in {timeout:.0f} s")
+            raise TimeoutError(f"no earthquake broadcast for EventID {event_id}")
+        time.sleep(0.05)
+    assert alert.broadcast_id is not None
+    return measure(relay, alert.broadcast_id, received, schools, timeout), round(received - started, 3)
+
+
+def measure(relay: Relay, broadcast_id: int, started: float, schools: int, timeout: float) -> Sent:
+    """A broadcast's mails at the relay, from ``started`` (a Unix time) until it is sent."""
+    from mimamori.broadcasts.models import Broadcast, BroadcastStatus
+
+    deadline = time.monotonic() + timeout
+    while not Broadcast.objects.filter(pk=broadcast_id, status=BroadcastStatus.SENT).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"broadcast {broadcast_id} not sent in {timeout:.0f} s")
         time.sleep(0.2)
-    broadcast = Broadcast.objects.get(pk=draft["id"])
+    broadcast = Broadcast.objects.get(pk=broadcast_id)
     accepted = relay.take()
     if len(accepted) != broadcast.message_count:
         print(f"warning: the relay accepted {len(accepted)} of {broadcast.message_count} mails", flush=True)
@@ -155,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of quiet before each send")
     parser.add_argument("--embedded", action="store_true", help="SQLite instead of PostgreSQL")
     parser.add_argument(
+        "--quake",
+        action="store_true",
+        help="also the earthquake 安否確認 a VXSE53 given to `mimamori jma-ingest` sends (hold 0)",
+    )
+    parser.add_argument(
         "--admin-url", default=common.ADMIN_URL, help="PostgreSQL to make the throwaway DB on"
     )
     args = parser.parse_args(argv)
@@ -182,12 +221,22 @@ def main(argv: list[str] | None = None) -> int:
                 (solo,) = installation.create_city("solo", 1)
                 installation.import_roster(solo, size)
                 print(f"imported {args.registrants} + {size} in {time.monotonic() - began:.1f} s", flush=True)
+                if args.quake:
+                    assert installation.api is not None
+                    earthquake = {"city_codes": ["0121000"], "threshold": "5-", "hold_seconds": 0}
+                    installation.api("PUT", "/municipalities/city/earthquake", earthquake)
                 for number in range(args.runs):
                     time.sleep(args.warmup)
                     city = send_and_measure(installation, relay, "city", args.schools, timeout)
                     time.sleep(args.warmup)
                     baseline = send_and_measure(installation, relay, "solo", 1, timeout)
                     run = Run(city, baseline, round(city.school_first_max_s / baseline.first_s, 2))
+                    if args.quake:
+                        time.sleep(args.warmup)
+                        run.quake, run.ingest_command_s = quake_and_measure(
+                            installation, relay, number + 1, args.schools, timeout
+                        )
+                        run.quake_ratio = round(run.quake.school_first_max_s / baseline.first_s, 2)
                     print(f"run {number + 1}: {asdict(run)}", flush=True)
                     runs.append(run)
             from django.db import connections
@@ -242,6 +291,42 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
             rows,
         )
     )
+    quakes = [run for run in runs if run.quake is not None]
+    if quakes:
+        print(
+            "\nThe earthquake 安否確認: a VXSE53 for the city (5弱, hold 0) given to `mimamori jma-ingest`,"
+        )
+        print("measured from the document recorded; baseline as above")
+        print(
+            common.table(
+                [
+                    "run",
+                    "mails",
+                    "schools",
+                    "first s",
+                    "school first p50 s",
+                    "school first max s",
+                    "last s",
+                    "ratio max/baseline",
+                    "jma-ingest command s",
+                ],
+                [
+                    [
+                        number,
+                        run.quake.messages,
+                        f"{run.quake.schools_reached}/{run.quake.schools}",
+                        run.quake.first_s,
+                        run.quake.school_first_p50_s,
+                        run.quake.school_first_max_s,
+                        run.quake.last_s,
+                        run.quake_ratio,
+                        run.ingest_command_s,
+                    ]
+                    for number, run in enumerate(runs, 1)
+                    if run.quake is not None
+                ],
+            )
+        )
     path = common.write_results(
         "fairness", {"args": vars(args), "machine": common.machine(), "runs": [asdict(run) for run in runs]}
     )
