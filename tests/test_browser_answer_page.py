@@ -1,9 +1,10 @@
 """Browser test (B1): on a phone, a guardian opens the 安否確認 link of a real mail sent to an
-address two siblings share, answers for both children, sees the answers and changes one.
+address two siblings share, answers for both children, sees the answers and changes one; on a
+desktop, the school's tally page, open all the while, follows each answer without a reload.
 
 The system is `mimamori run --demo` (tests/browser.py); the broadcast is made through the API
-as an integration would, to two children enrolled through the API at one address. What the
-school sees is read from the demo's own database file (the staff tally is another page's)."""
+as an integration would, to two children enrolled through the API at one address. The receipts
+are also read from the demo's own database file."""
 
 from __future__ import annotations
 
@@ -86,13 +87,7 @@ def answer_broadcast_to_siblings(system: RunningSystem) -> tuple[int, int, int]:
             "answers": SAFETY,
         },
     )
-    if not draft.get("answers"):
-        # Until the API takes `answers` (the staff side of issue 15), the draft gets its
-        # choices the way compose() stores them.
-        with _database(system) as database:
-            database.execute(
-                "UPDATE broadcasts_broadcast SET answers = ? WHERE id = ?", [json.dumps(SAFETY), draft["id"]]
-            )
+    assert draft["answers"] == SAFETY
     _api(system, token, "POST", f"/broadcasts/{draft['id']}/send")
     return int(draft["id"]), children[0], children[1]
 
@@ -132,6 +127,15 @@ def test_a_guardian_answers_for_two_siblings_on_a_phone_and_changes_one(
         link = re.search(r"http://\S+/c/[0-9a-f]+/", mail)
         assert link, "the mail carries the answer link"
 
+        # The school watches the tally (polled by receipts.js) while the guardian answers.
+        tally = staff.new_page()
+        tally.goto(f"{demo_system.url}/console/broadcasts/{broadcast}/receipts/")
+        expect(tally.locator('[data-total="a0"]')).to_have_text("0")
+        unanswered = int(
+            tally.locator('[data-total="unanswered"]').inner_text()
+        )  # the classes' other families too
+        tally.evaluate("() => { window.sameDocument = true; }")
+
         page = phone.new_page()
         page.goto(link.group(0))
         expect(page.locator("body")).to_contain_text(SUBJECT)
@@ -153,6 +157,9 @@ def test_a_guardian_answers_for_two_siblings_on_a_phone_and_changes_one(
         expect(answers.locator("dd")).to_have_text(["けがをしています", "無事です"])  # the mail's order
         assert recorded(demo_system, broadcast) == {elder: 0, younger: 1}
         shot(page, "answer-2-phone-done")
+        expect(tally.locator('[data-total="a0"]')).to_have_text("1", timeout=15_000)
+        expect(tally.locator('[data-total="a1"]')).to_have_text("1")
+        expect(tally.locator('[data-total="unanswered"]')).to_have_text(str(unanswered - 2))
 
         # Later the younger one turns out to need help: the answer changes.
         page.get_by_role("group", name="緑小学校 2年1組 安否 花子 さん").get_by_label(
@@ -162,6 +169,10 @@ def test_a_guardian_answers_for_two_siblings_on_a_phone_and_changes_one(
         expect(page.locator(".answers-recorded dd")).to_have_text(["支援が必要です", "無事です"])
         assert recorded(demo_system, broadcast) == {elder: 0, younger: 2}
         shot(page, "answer-3-phone-changed")
+        expect(tally.locator('[data-total="a1"]')).to_have_text("0", timeout=15_000)
+        expect(tally.locator('[data-total="a2"]')).to_have_text("1")
+        assert tally.evaluate("() => window.sameDocument === true"), "the tally moved without a reload"
+        shot(tally, "answer-4-staff-tally")
     finally:
         staff.close()
         phone.close()
