@@ -62,19 +62,7 @@ class EarthquakeSettingsForm(forms.ModelForm):
 
     class Meta:
         model = EarthquakeSettings
-        fields = [
-            "city_codes",
-            "area_codes",
-            "threshold",
-            "hold_seconds",
-            "subject",
-            "body",
-            "answers",
-            "tell_municipality_staff",
-            "tell_school_staff",
-            "tell_support_desk",
-            "tell_centre",
-        ]
+        fields = list(configuration.FIELDS)
         widgets = {"body": forms.Textarea(attrs={"rows": 8})}
         help_texts = {
             "subject": gettext_lazy(

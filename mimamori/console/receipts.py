@@ -53,6 +53,13 @@ CSV_HEADER = [
     "メールアドレス1（一部伏せ字）",
     "メールアドレス2（一部伏せ字）",
 ]
+# The row fields under CSV_HEADER's columns.
+CSV_FIELDS = ("school_name", "grade", "class_name", "child_name", "child_name_kana", "address1", "address2")
+
+
+def _csv_cells(row: dict[str, Any]) -> list[str]:
+    return [csv_cell(row[name]) for name in CSV_FIELDS]
+
 
 # The chart's drawing area, in SVG user units (scaled to the page width by the viewBox).
 WIDTH, HEIGHT = 640, 220
@@ -333,18 +340,7 @@ def _answered_csv(request: HttpRequest, broadcast_id: int, answer: int) -> Strea
             at = row["answered_at"]
             yield writer.writerow(
                 [
-                    csv_cell(row[name])
-                    for name in (
-                        "school_name",
-                        "grade",
-                        "class_name",
-                        "child_name",
-                        "child_name_kana",
-                        "address1",
-                        "address2",
-                    )
-                ]
-                + [
+                    *_csv_cells(row),
                     csv_cell(choice),
                     formats.date_format(timezone.localtime(at), "Y-m-d H:i:s") if at else "",
                 ]
@@ -375,20 +371,7 @@ def _unconfirmed_csv(request: HttpRequest, broadcast_id: int) -> StreamingHttpRe
         writer = csv_writer()
         yield "\ufeff" + writer.writerow(CSV_HEADER)
         for row in _masked(rows.iterator(chunk_size=2000)):
-            yield writer.writerow(
-                [
-                    csv_cell(row[name])
-                    for name in (
-                        "school_name",
-                        "grade",
-                        "class_name",
-                        "child_name",
-                        "child_name_kana",
-                        "address1",
-                        "address2",
-                    )
-                ]
-            )
+            yield writer.writerow(_csv_cells(row))
 
     audit.record(
         "export.unconfirmed_csv",
