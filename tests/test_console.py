@@ -326,3 +326,14 @@ def test_the_mailbox_is_missing_when_a_real_mail_server_is_configured(
     assert client.get(reverse("console:mailbox")).status_code == 404
     assert client.get(reverse("console:mailbox_message", args=["1732850000.M1P2Q3.host"])).status_code == 404
     assert "メールボックス" not in names_on(client, reverse("console:home"))
+
+
+def test_the_mailbox_shows_a_long_japanese_sender_name_as_written() -> None:
+    from mimamori.mail import devmailbox
+    from mimamori.mail.messages import encoded_words
+
+    # The display name is split into two encoded words over two lines, as mimamori writes it.
+    name = "岩見沢市 地震安否確認（自動）"
+    written = "\r\n ".join(encoded_words(name, "utf-8", len("From: ")))
+    raw = f"From: {written} <quake@mail.example.jp>\r\nSubject: x\r\n\r\nb\r\n".encode()
+    assert devmailbox._sender(raw) == f"{name} <quake@mail.example.jp>"

@@ -12,8 +12,9 @@ import mailbox
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -87,11 +88,18 @@ def _parse(key: str, raw: bytes) -> StoredMail:
     return StoredMail(
         key=key,
         recipient=str(message.get("X-Mimamori-Rcpt-To", "")),
-        sender=str(message.get("From", "")),
+        sender=_sender(raw),
         subject=str(message.get("Subject", "")),
         date=_aware(parsedate_to_datetime(str(date))) if date else None,
         body=body,
     )
+
+
+def _sender(raw: bytes) -> str:
+    """The From header decoded as mail clients show it. The modern parser keeps a space between
+    two encoded words of a display name split over lines (「（自動 ）」), which RFC 2047 drops."""
+    written = BytesHeaderParser().parsebytes(raw).get("From", "")
+    return str(make_header(decode_header(str(written))))
 
 
 def list_mail(directory: Path, limit: int = 200) -> list[StoredMail]:
