@@ -280,16 +280,7 @@ def answer_storm(port: int, broadcast: Any, *, connections: int) -> dict[str, An
         http_form(f"/c/{token}/", f"answer-{registrant}={registrant % choices}")
         for token, registrant in mails
     ]
-    before = cpu_split(port)
-    result = load(port, requests, connections)
-    after = cpu_split(port)
-    result["cpu_ms"] = dict(
-        zip(
-            ("web", "postgres", "load generator"),
-            (round((b - a) * 1000 / len(requests), 3) for a, b in zip(before, after, strict=True)),
-            strict=True,
-        )
-    )
+    result = timed_load(port, requests, connections)
     result["answers"] = len(requests)
     result["receipts"], result["confirmed"] = stored(broadcast)
     result["counted"] = (
@@ -318,23 +309,29 @@ def cpu_split(port: int) -> tuple[float, float, float]:
     )
 
 
+def timed_load(port: int, requests: list[bytes], connections: int) -> dict[str, Any]:
+    """load(), with the CPU each request cost the web server, PostgreSQL and this process, in
+    ms. PostgreSQL backends that ended during the storm are not counted; the web workers keep
+    theirs (CONN_MAX_AGE) for the length of a storm."""
+    before = cpu_split(port)
+    result = load(port, requests, connections)
+    after = cpu_split(port)
+    result["cpu_ms"] = dict(
+        zip(
+            ("web", "postgres", "load generator"),
+            (round((b - a) * 1000 / len(requests), 3) for a, b in zip(before, after, strict=True)),
+            strict=True,
+        )
+    )
+    return result
+
+
 def storm(port: int, broadcast: Any, *, connections: int) -> dict[str, Any]:
     from mimamori.broadcasts.models import Delivery
 
     tokens = list(Delivery.objects.filter(broadcast=broadcast).values_list("confirmation_token", flat=True))
     requests = [http("POST", f"/c/{token}/") for token in tokens]
-    before = cpu_split(port)
-    result = load(port, requests, connections)
-    after = cpu_split(port)
-    # Per confirmation, in ms. PostgreSQL backends that ended during the storm are not counted;
-    # the web workers keep theirs (CONN_MAX_AGE) for the length of a storm.
-    result["cpu_ms"] = dict(
-        zip(
-            ("web", "postgres", "load generator"),
-            (round((b - a) * 1000 / len(tokens), 3) for a, b in zip(before, after, strict=True)),
-            strict=True,
-        )
-    )
+    result = timed_load(port, requests, connections)
     result["confirmations"] = len(tokens)
     result["receipts"], result["confirmed"] = stored(broadcast)
     result["lost"] = len(tokens) - result["receipts"]
