@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "mimamori.maintenance",
     "mimamori.support",
     "mimamori.quakes",
+    "mimamori.gates",
     "mimamori.console",
     "mimamori.portal",
     "mimamori.api",
@@ -271,7 +272,12 @@ WHITENOISE_USE_FINDERS = True
 
 # Background work. Embedded mode: django-tasks with its database backend; the row is
 # written in the caller's transaction, so a task exists exactly when its data does.
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["urgent", "default", "mail"]}}
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["urgent", "default", "mail", "gates"],
+    }
+}
 
 # Outgoing mail. EMAIL_URL unset means the built-in development mailbox: `mimamori run`
 # starts an SMTP sink on loopback, so the real SMTP path is used even in a demo.
@@ -386,3 +392,10 @@ if MIMAMORI_JMA_FEED_URL is not None and (
     )
 MIMAMORI_JMA_POLL_SECONDS = env.integer("MIMAMORI_JMA_POLL_SECONDS", 10)
 MIMAMORI_JMA_TIMEOUT_SECONDS = env.integer("MIMAMORI_JMA_TIMEOUT_SECONDS", 5)
+
+# Gates (issue 16, docs/operations.md "Gates"): a pass is mailed only while it is this recent (a
+# reader's older backlog is recorded and listed, not mailed); a tag read again within the repeat
+# window in the same direction is the same pass; passes are erased after the retention days.
+MIMAMORI_GATE_RECENT_MINUTES = env.integer("MIMAMORI_GATE_RECENT_MINUTES", 30)
+MIMAMORI_GATE_REPEAT_SECONDS = env.integer("MIMAMORI_GATE_REPEAT_SECONDS", 120)
+MIMAMORI_GATE_RETENTION_DAYS = env.integer("MIMAMORI_GATE_RETENTION_DAYS", 28)

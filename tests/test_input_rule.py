@@ -92,6 +92,8 @@ NOT_USER_TEXT = {
     "mail.CarrierProfile.name",
     # The SHA-256 of a JMA document's bytes, made by quakes/ingest.py.
     "quakes.JmaDocument.digest",
+    # The SHA-256 of a gate reader's token, made by gates/models.py.
+    "gates.GateReader.token_digest",
 }
 
 

@@ -45,6 +45,7 @@ def post(
     target: str = "",
     municipality: Model | int | None = None,
     to: str = "",
+    queue: str = tasking.MAIL,
 ) -> OutgoingMail:
     """Queue ``message`` (one recipient) for sending; call it inside the transaction that decides
     the mail should go, so that it exists exactly when that decision does.
@@ -87,14 +88,14 @@ def post(
             envelope_domain=domain,
             message=content,
         )
-        _queue(mail.pk)
+        _queue(mail.pk, queue=queue)
     return mail
 
 
-def _queue(mail_id: int, run_after: datetime | None = None) -> None:
+def _queue(mail_id: int, run_after: datetime | None = None, queue: str = tasking.MAIL) -> None:
     from mimamori.mail.tasks import send_mail
 
-    tasking.enqueue(send_mail, mail_id, queue=tasking.MAIL, run_after=run_after)
+    tasking.enqueue(send_mail, mail_id, queue=queue, run_after=run_after)
 
 
 def send(mail_id: int) -> str:

@@ -200,6 +200,8 @@ class Registrant(models.Model):
         _("status"), max_length=16, choices=RegistrantStatus.choices, default=RegistrantStatus.ACTIVE
     )
     receive_broadcasts = models.BooleanField(_("receive broadcast mail"), default=True)
+    # The IC tag in the child's school bag that the gate readers read (B6); unique in its school.
+    tag_id = models.CharField(_("tag ID"), max_length=64, blank=True, validators=[text.single_line])
     registration_code_digest = models.CharField(max_length=64, blank=True)
     registration_code_issued_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -223,6 +225,9 @@ class Registrant(models.Model):
         ]
         constraints = [
             models.CheckConstraint(name="registrant_grade_range", condition=Q(grade__gte=1, grade__lte=9)),
+            models.UniqueConstraint(
+                fields=["school", "tag_id"], name="one_child_per_tag", condition=~Q(tag_id="")
+            ),
         ]
 
     def __str__(self) -> str:

@@ -5,4 +5,6 @@
 URGENT = "urgent"
 DEFAULT = "default"
 MAIL = "mail"
-QUEUES = [URGENT, DEFAULT, MAIL]
+# Gate mails (登下校通知, B6) too: a worker of their own, so a large broadcast never delays them.
+GATES = "gates"
+QUEUES = [URGENT, DEFAULT, MAIL, GATES]

@@ -169,6 +169,8 @@ class Command(BaseCommand):
                 for n in range(max(1, options["workers"]))
             ]
             workers.append(WorkerSupervisor(environment, 0.2, "--queues=urgent", "--no-sweep"))
+            # Gate mails have theirs too (B6): a large broadcast never holds a child's 登校 mail.
+            workers.append(WorkerSupervisor(environment, 0.2, "--queues=gates", "--no-sweep"))
             for worker in workers:
                 worker.start()
             self._announce(base_url, workers, summary)
@@ -234,9 +236,10 @@ class Command(BaseCommand):
             )
         else:
             lines.append(f"  Outgoing mail:       {settings.EMAIL_HOST}:{settings.EMAIL_PORT}")
-        general = ", ".join(str(w.pid) for w in workers[:-1])
+        general = ", ".join(str(w.pid) for w in workers[:-2])
         lines.append(f"  Background workers:  pids {general} (all queues)")
-        lines.append(f"  Urgent worker:       pid {workers[-1].pid} (urgent broadcasts only)")
+        lines.append(f"  Urgent worker:       pid {workers[-2].pid} (urgent broadcasts only)")
+        lines.append(f"  Gate worker:         pid {workers[-1].pid} (登下校 mails only)")
         if summary is not None:
             lines += ["", *summary.lines()]
         lines += ["", "Press Ctrl-C to stop.", ""]
