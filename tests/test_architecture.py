@@ -20,6 +20,7 @@ from django_tasks import task
 
 import mimamori
 from mimamori import tasking
+from mimamori.tasking import durable
 from mimamori.tasking.discovery import project_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,3 +105,11 @@ def stray_task(registrant_id: int) -> int:
 def test_a_task_outside_an_apps_tasks_module_is_refused_in_embedded_mode_too() -> None:
     with pytest.raises(ValueError, match="not in an app's tasks module"):
         tasking.enqueue(stray_task, 1)
+
+
+def test_every_task_is_made_with_tasking_task_so_it_outlives_the_database_going_away() -> None:
+    # django-tasks' own @task would leave a task that met the database away failed (tasking/durable.py).
+    made_elsewhere = [
+        path for path, found in project_tasks().items() if found.func.__code__.co_filename != durable.__file__
+    ]
+    assert made_elsewhere == []

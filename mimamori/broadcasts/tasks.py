@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from django_tasks import task
-
 from mimamori.broadcasts import delivery, fanout
+from mimamori.tasking import task
 
 
 @task()

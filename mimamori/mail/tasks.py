@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from django_tasks import task
-
 from mimamori.mail import outbox
+from mimamori.tasking import task
 
 
 @task(queue_name="mail")

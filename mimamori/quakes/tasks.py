@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from django_tasks import task
-
 from mimamori.quakes import alerts
+from mimamori.tasking import task
 
 
 @task()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import functools
 import logging
 
-from django_tasks import task
-
 from mimamori.mail import outbox
 from mimamori.registry import mails, reachtests
 from mimamori.registry.models import Address, AddressStatus, Registrant, RegistrantStatus
+from mimamori.tasking import task
 
 log = logging.getLogger(__name__)
 

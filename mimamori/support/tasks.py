@@ -11,11 +11,11 @@ from collections.abc import Callable
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.utils import timezone
-from django_tasks import task
 
 from mimamori.mail import outbox
 from mimamori.support import mails
 from mimamori.support.models import Inquiry, InquiryStatus
+from mimamori.tasking import task
 
 log = logging.getLogger(__name__)
 

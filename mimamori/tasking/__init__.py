@@ -19,9 +19,10 @@ from django.db import transaction
 from django_tasks.base import Task
 
 from mimamori.tasking.discovery import project_tasks
+from mimamori.tasking.durable import task
 from mimamori.tasking.queues import DEFAULT, GATES, MAIL, QUEUES, URGENT
 
-__all__ = ["DEFAULT", "GATES", "MAIL", "QUEUES", "URGENT", "enqueue"]
+__all__ = ["DEFAULT", "GATES", "MAIL", "QUEUES", "URGENT", "enqueue", "task"]
 
 
 def enqueue(
