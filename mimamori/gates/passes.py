@@ -357,7 +357,7 @@ def unknown_tags(school: School) -> list[UnknownTag]:
         .annotate(count=Count("pk"), last_seen=Max("at"), last_reader=Subquery(last_reader))
         .order_by("-last_seen", "tag")
     )
-    readers = GateReader.objects.in_bulk({row["reader_id"] for row in rows})
+    readers = GateReader.objects.in_bulk({row["last_reader"] for row in rows})
     return [
-        UnknownTag(row["tag"], row["count"], row["last_seen"], readers.get(row["reader_id"])) for row in rows
+        UnknownTag(row["tag"], row["count"], row["last_seen"], readers.get(row["last_reader"])) for row in rows
     ]
