@@ -359,5 +359,6 @@ def unknown_tags(school: School) -> list[UnknownTag]:
     )
     readers = GateReader.objects.in_bulk({row["last_reader"] for row in rows})
     return [
-        UnknownTag(row["tag"], row["count"], row["last_seen"], readers.get(row["last_reader"])) for row in rows
+        UnknownTag(row["tag"], row["count"], row["last_seen"], readers.get(row["last_reader"]))
+        for row in rows
     ]
