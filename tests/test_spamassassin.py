@@ -31,9 +31,9 @@ from django.utils import timezone
 from mimamori.accounts.models import Role
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.targeting import resolve_scope
+from mimamori.gates import passes, readers
 from mimamori.maintenance import windows
 from mimamori.maintenance.notices import due_notices
-from mimamori.gates import passes, readers
 from mimamori.quakes import alerts
 from mimamori.quakes.jma import InfoType, Kind, Place, Report, Status
 from mimamori.quakes.models import EarthquakeSettings
