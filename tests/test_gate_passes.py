@@ -77,6 +77,10 @@ def test_a_pass_mails_each_chosen_slot_once_from_the_school(
 
     assert sorted(smtp_sink.copies().items()) == [("grandma@au.com", 1), ("mama@docomo.ne.jp", 1)]
     (message,) = smtp_sink.to("mama@docomo.ne.jp")
+    (other,) = smtp_sink.to("grandma@au.com")
+    assert (message["To"], other["To"]) == ("mama@docomo.ne.jp", "grandma@au.com")
+    assert message["Message-ID"] != other["Message-ID"]
+    assert message["Subject"] == other["Subject"]
     local = timezone.localtime(at)
     assert message["Subject"] == f"【登校】山田太郎さん {local.hour}:{local.minute:02d} 正門"
     assert "港小学校" in str(message["From"])

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
+from django.core.mail import EmailMessage
 from django.db import connection, transaction
 from django.db.models import Count, Field, Max, OuterRef, Subquery
 from django.utils import timezone
@@ -210,9 +211,10 @@ def record(
             count[0] += 1
             if outcome == PassOutcome.MAILED:
                 assert child is not None
+                build = mails.gate_pass_to_each(child, reader, event.direction, event.at)
                 for email in to:
                     outbox.post(
-                        _builder(child, reader, event, email),
+                        _builder(build, email),
                         kind=KIND,
                         domain=school.municipality.mail_domain,
                         target=f"gate pass {pass_id}",
@@ -227,8 +229,8 @@ def record(
     return result
 
 
-def _builder(child: Registrant, reader: GateReader, event: Event, email: str) -> Any:
-    return lambda: mails.gate_pass(child, reader, event.direction, event.at, email)
+def _builder(build: Callable[[str], EmailMessage], email: str) -> Callable[[], EmailMessage]:
+    return lambda: build(email)
 
 
 def _earlier_passes(
