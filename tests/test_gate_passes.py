@@ -313,3 +313,40 @@ def test_racing_posts_of_the_same_backlog_mail_once() -> None:
     assert sum(r.duplicates for r in results) == 3 * 30
     assert OutgoingMail.objects.filter(kind="gate_pass").count() == 60
     assert GateDayCount.objects.get().passes == 30
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_readers_of_one_gate_reading_the_same_tag_at_once_mail_once() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has one writer at a time: there is no race to lose")
+    school = make_school(make_municipality("twin"), name="双子小学校", local="twin-es")
+    left, _token = readers.register(school, "正門 左", by=None)
+    right, _token = readers.register(school, "正門 右", by=None)
+    for n in range(20):
+        child(school, f"T{n}", [f"p{n}@docomo.ne.jp"])
+    now = timezone.now()
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def post(reader: GateReader, seconds: int) -> None:
+        try:
+            start.wait()
+            batch = [event(f"{reader.pk}-{n}", f"T{n}", now - timedelta(seconds=seconds)) for n in range(20)]
+            passes.record(GateReader.objects.get(pk=reader.pk), batch, now)
+        except BaseException as error:  # reported below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=post, args=(left, 30)),
+        threading.Thread(target=post, args=(right, 29)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert GatePass.objects.count() == 40
+    assert GatePass.objects.filter(outcome=PassOutcome.MAILED).count() == 20
+    assert OutgoingMail.objects.filter(kind="gate_pass").count() == 20

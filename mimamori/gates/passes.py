@@ -8,8 +8,9 @@
   mail once: the second insert waits for the first transaction and then finds the rows there.
 - A tag reaches only the active children of the reader's own school; any other tag is recorded
   as unknown (registrant None) and listed for staff by unknown_tags().
-- A read of the same child and direction within MIMAMORI_GATE_REPEAT_SECONDS of an earlier pass
-  is a repeat (a child lingering at the gate): recorded, not mailed.
+- A read of the same child and direction within MIMAMORI_GATE_REPEAT_SECONDS of a pass already
+  recorded (before or after it: two readers of one gate may post out of order) is a repeat (a
+  child lingering at the gate, or read by both readers): recorded, not mailed.
 - A pass older than MIMAMORI_GATE_RECENT_MINUTES (a backlog from a reader that was offline) is
   recorded as old, not mailed: a mail saying 登校 7:58 at 10:30 helps nobody and alarms some.
   A pass more than FUTURE_TOLERANCE ahead of the server's clock is the reader's clock being
@@ -160,18 +161,22 @@ def record(
         posted(reader, now)
         return result
 
-    children = {
-        r.tag_id: r
-        for r in Registrant.objects.filter(
-            school=school, status=RegistrantStatus.ACTIVE, tag_id__in={e.tag for e in events_in}
-        ).only("pk", "tag_id", "child_name", "school_id", "status")
-    }
     recent_from = now - timedelta(minutes=settings.MIMAMORI_GATE_RECENT_MINUTES)
     latest = now + FUTURE_TOLERANCE
     repeat = timedelta(seconds=settings.MIMAMORI_GATE_REPEAT_SECONDS)
 
     with transaction.atomic():
-        earlier = _earlier_passes(children.values(), events_in, repeat)
+        # The children's rows are locked (in id order: two batches never wait on each other in a
+        # circle) so that two readers of one gate reading the same tag at once are one pass: the
+        # second batch waits, then sees the first one's pass and records a repeat.
+        children = {
+            r.tag_id: r
+            for r in Registrant.objects.select_for_update(of=("self",))
+            .filter(school=school, status=RegistrantStatus.ACTIVE, tag_id__in={e.tag for e in events_in})
+            .only("pk", "tag_id", "child_name", "school_id", "status")
+            .order_by("pk")
+        }
+        nearby = _nearby_passes(children.values(), events_in, repeat)
         known = [e for e in events_in if e.tag in children]
         addresses = _addresses({children[e.tag].pk for e in known if recent_from <= e.at <= latest})
         rows: list[tuple[Event, Registrant | None, str, list[str]]] = []
@@ -182,8 +187,9 @@ def record(
             if child is None:
                 outcome = PassOutcome.UNKNOWN
             else:
-                seen = earlier[(child.pk, event.direction)]
-                is_repeat = any(event.at - repeat <= t <= event.at for t in seen)
+                seen = nearby[(child.pk, event.direction)]
+                # Either side: of two readers at one gate, the later read may be posted first.
+                is_repeat = any(abs(event.at - t) <= repeat for t in seen)
                 seen.append(event.at)
                 if is_repeat:
                     outcome = PassOutcome.REPEAT
@@ -233,7 +239,7 @@ def _builder(build: Callable[[str], EmailMessage], email: str) -> Callable[[], E
     return lambda: build(email)
 
 
-def _earlier_passes(
+def _nearby_passes(
     children: Iterable[Registrant], events: Sequence[Event], repeat: timedelta
 ) -> defaultdict[tuple[int, str], list[datetime]]:
     """The recorded passes of these children near the batch's times, by (child, direction)."""
@@ -242,7 +248,7 @@ def _earlier_passes(
     if not ids:
         return found
     rows = GatePass.objects.filter(
-        registrant_id__in=ids, at__gte=events[0].at - repeat, at__lte=events[-1].at
+        registrant_id__in=ids, at__gte=events[0].at - repeat, at__lte=events[-1].at + repeat
     ).values_list("registrant_id", "direction", "at")
     for registrant_id, direction, at in rows:
         found[(registrant_id, direction)].append(at)
