@@ -7,6 +7,8 @@ not stored). A revoked reader's token opens nothing.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404
@@ -85,7 +87,6 @@ def authenticate(token: str) -> GateReader | None:
     )
 
 
-def posted(reader: GateReader, now: object = None) -> None:
+def posted(reader: GateReader, now: datetime | None = None) -> None:
     """Remember when ``reader`` last posted (shown to staff: a silent reader may be offline)."""
-    moment = now or timezone.now()
-    GateReader.objects.filter(pk=reader.pk).update(last_posted_at=moment)
+    GateReader.objects.filter(pk=reader.pk).update(last_posted_at=now or timezone.now())
