@@ -111,7 +111,7 @@ def test_the_passes_page_shows_todays_and_the_last_weeks_passes_of_the_child_onl
     sibling_in_class.tag_id = "TAG-2"
     sibling_in_class.save(update_fields=["tag_id"])
     now = timezone.now()
-    at = [now - timedelta(minutes=2), now - timedelta(days=3), now - timedelta(days=9)]
+    at = [now - timedelta(seconds=5), now - timedelta(days=3), now - timedelta(days=9)]
     passes.record(
         reader,
         [

@@ -18,6 +18,8 @@
 - Otherwise each distinct address at the slots the child's guardian chose (GatePreference; all
   four without one), not suppressed, gets one gate_pass mail through the outbox on the gates
   queue, in the same transaction as the pass.
+- The day's counters (GateDayCount, by the local date of ``at``) count every pass recorded but
+  repeats, and the mails posted.
 """
 
 from __future__ import annotations
@@ -214,7 +216,8 @@ def record(
             if outcome == PassOutcome.UNKNOWN:
                 result.unknown_tags += 1
             count = counts[(timezone.localdate(event.at), event.direction)]
-            count[0] += 1
+            if outcome != PassOutcome.REPEAT:  # a tag read twice at the gate is one pass
+                count[0] += 1
             if outcome == PassOutcome.MAILED:
                 assert child is not None
                 build = mails.gate_pass_to_each(child, reader, event.direction, event.at)
