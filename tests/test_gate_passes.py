@@ -141,6 +141,14 @@ def test_the_same_event_again_mails_nothing_and_counts_as_a_duplicate(
     assert counted("in") == 1
 
 
+def test_surrounding_spaces_are_not_part_of_a_tag(school: School, reader: GateReader) -> None:
+    child(school, "TAG-1")
+    now = timezone.now()
+    result = passes.record(reader, [{"id": " e1 ", "tag": "TAG-1  ", "direction": "in", "at": now}], now)
+    assert (result.accepted, result.unknown_tags) == (1, 0)
+    assert GatePass.objects.get().event_id == "e1"
+
+
 def test_another_schools_reader_does_not_reach_the_child(school: School, reader: GateReader) -> None:
     child(school, "TAG-1")
     other = make_school(school.municipality, name="港中学校", local="minato-jhs")
@@ -216,6 +224,8 @@ def test_unknown_tags_are_reported_with_count_last_seen_and_reader(
         {"id": "a\nb", "tag": "T", "direction": "in", "at": "2026-04-08T07:58:00+09:00"},
         {"id": "x" * 65, "tag": "T", "direction": "in", "at": "2026-04-08T07:58:00+09:00"},
         {"id": "a", "tag": "", "direction": "in", "at": "2026-04-08T07:58:00+09:00"},
+        {"id": "a", "tag": "   ", "direction": "in", "at": "2026-04-08T07:58:00+09:00"},
+        {"id": "a", "tag": "T\u0000", "direction": "in", "at": "2026-04-08T07:58:00+09:00"},
         {"id": "a", "tag": "T", "direction": "up", "at": "2026-04-08T07:58:00+09:00"},
         {"id": "a", "tag": "T", "direction": "in", "at": "2026-04-08T07:58:00"},  # no offset
         {"id": "a", "tag": "T", "direction": "in", "at": "yesterday"},

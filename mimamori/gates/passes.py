@@ -93,10 +93,10 @@ class BatchRefused(ValueError):
 def _one_line(value: Any, limit: int) -> str | None:
     if not isinstance(value, str):
         return "must be a string"
-    if not 1 <= len(value) <= limit:
+    if not 1 <= len(value.strip()) <= limit:
         return f"must be 1 to {limit} characters"
-    if value.strip() != value or text.problem(value, multiline=False) is not None:
-        return "must be one line of visible characters, without surrounding spaces"
+    if text.problem(value, multiline=False) is not None:
+        return "must be one line, without control characters"
     return None
 
 
@@ -139,7 +139,8 @@ def validate(events: Sequence[Mapping[str, Any] | Event]) -> list[Event]:
             problems.append((index, "at", moment))
         if not problems:
             assert isinstance(moment, datetime)
-            checked.append(Event(raw["id"], raw["tag"], raw["direction"], moment))
+            # Surrounding spaces (a reader's fixed-width field) are not part of an id or tag.
+            checked.append(Event(raw["id"].strip(), raw["tag"].strip(), raw["direction"], moment))
     if problems:
         raise BatchRefused(problems)
     return checked
