@@ -184,6 +184,14 @@ def test_a_malformed_batch_is_422_located_and_records_nothing(school: School, st
     response = call("post", "/gate-events", token, not_a_day)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "events", 0, "at"]
+    assert response.json()["detail"][0]["msg"] == "ISO 8601 形式の日時で指定してください。"
+    english = Client().post(
+        "/api/v1/gate-events",
+        data=not_a_day,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}", "Accept-Language": "en"},
+    )
+    assert english.json()["detail"][0]["msg"] == "must be an ISO 8601 date and time"
     too_many = {"events": [events((str(n), "T", "in"))["events"][0] for n in range(1001)]}
     assert call("post", "/gate-events", token, too_many).status_code == 422
     assert call("post", "/gate-events", token, {"events": "nope"}).status_code == 422

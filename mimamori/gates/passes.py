@@ -36,6 +36,7 @@ from django.core.mail import EmailMessage
 from django.db import connection, transaction
 from django.db.models import Count, Field, Max, OuterRef, Subquery
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from mimamori import tasking, text
 from mimamori.gates import mails
@@ -92,11 +93,11 @@ class BatchRefused(ValueError):
 
 def _one_line(value: Any, limit: int) -> str | None:
     if not isinstance(value, str):
-        return "must be a string"
+        return gettext("must be a string")
     if not 1 <= len(value.strip()) <= limit:
-        return f"must be 1 to {limit} characters"
+        return gettext("must be 1 to %(limit)d characters") % {"limit": limit}
     if text.problem(value, multiline=False) is not None:
-        return "must be one line, without control characters"
+        return gettext("must be one line, without control characters")
     return None
 
 
@@ -107,33 +108,35 @@ def _moment(value: Any) -> datetime | str:
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
-            return "must be an ISO 8601 date and time"
+            return gettext("must be an ISO 8601 date and time")
     else:
-        return "must be an ISO 8601 date and time"
+        return gettext("must be an ISO 8601 date and time")
     if moment.tzinfo is None or moment.utcoffset() is None:
-        return "must carry its UTC offset (e.g. +09:00 or Z)"
+        return gettext("must carry its UTC offset (e.g. +09:00 or Z)")
     return moment
 
 
 def validate(events: Sequence[Mapping[str, Any] | Event]) -> list[Event]:
     """The batch as Events, or BatchRefused naming every malformed value."""
     if not isinstance(events, Sequence) or isinstance(events, str | bytes):
-        raise BatchRefused([(None, "events", "must be a list")])
+        raise BatchRefused([(None, "events", gettext("must be a list"))])
     if len(events) > MAX_EVENTS:
-        raise BatchRefused([(None, "events", f"at most {MAX_EVENTS} events per post")])
+        raise BatchRefused(
+            [(None, "events", gettext("at most %(max)d events per post") % {"max": MAX_EVENTS})]
+        )
     problems: list[tuple[int | None, str, str]] = []
     checked: list[Event] = []
     for index, raw in enumerate(events):
         if isinstance(raw, Event):
             raw = {"id": raw.id, "tag": raw.tag, "direction": raw.direction, "at": raw.at}
         if not isinstance(raw, Mapping):
-            problems.append((index, "event", "must be an object"))
+            problems.append((index, "event", gettext("must be an object")))
             continue
         for name, limit in (("id", MAX_ID), ("tag", MAX_TAG)):
             if (problem := _one_line(raw.get(name), limit)) is not None:
                 problems.append((index, name, problem))
         if raw.get("direction") not in Direction.values:
-            problems.append((index, "direction", "must be in or out"))
+            problems.append((index, "direction", gettext("must be in or out")))
         moment = _moment(raw.get("at"))
         if isinstance(moment, str):
             problems.append((index, "at", moment))
