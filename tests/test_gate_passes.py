@@ -167,7 +167,10 @@ def test_an_old_backlog_is_recorded_not_mailed_and_a_clock_ahead_too(
 ) -> None:
     child(school, "T1")
     now = timezone.now()
-    backlog = [event(f"b{n}", "T1", now - timedelta(minutes=40 + n * 5)) for n in range(3)]
+    backlog = [event(f"b{n}", "T1", now - timedelta(minutes=40 + n * 5)) for n in range(2)]
+    backlog.append(
+        {"id": "b2", "tag": "T1", "direction": "in", "at": "1970-01-01T00:00:07Z"}
+    )  # a reset clock
     ahead = event("f", "T1", now + timedelta(minutes=10), "out")
     result = passes.record(reader, [*backlog, ahead], now)
     assert result.accepted == 4
@@ -229,6 +232,9 @@ def test_unknown_tags_are_reported_with_count_last_seen_and_reader(
         {"id": "a", "tag": "T", "direction": "up", "at": "2026-04-08T07:58:00+09:00"},
         {"id": "a", "tag": "T", "direction": "in", "at": "2026-04-08T07:58:00"},  # no offset
         {"id": "a", "tag": "T", "direction": "in", "at": "yesterday"},
+        {"id": "a", "tag": "T", "direction": "in", "at": "8110-07-31T20:20+22:49"},  # no such offset
+        {"id": "a", "tag": "T", "direction": "in", "at": "0001-01-01T00:00+09:00"},  # before year 1 in UTC
+        {"id": "a", "tag": "T", "direction": "in", "at": "9999-12-31T23:00Z"},  # after 9999 in Tokyo
         {"id": "a", "tag": "T", "direction": "in"},
     ],
 )

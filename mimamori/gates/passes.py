@@ -28,7 +28,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
@@ -63,6 +63,7 @@ MAX_ID = 64
 MAX_TAG = 64
 # Readers keep time by NTP, or by a clock set by hand; minutes ahead is a wrong clock.
 FUTURE_TOLERANCE = timedelta(minutes=5)
+MAX_OFFSET = timedelta(hours=14)  # Kiribati's +14:00; nothing on Earth is further from UTC
 _INSERT_CHUNK = 500
 
 
@@ -111,9 +112,19 @@ def _moment(value: Any) -> datetime | str:
             return gettext("must be an ISO 8601 date and time")
     else:
         return gettext("must be an ISO 8601 date and time")
-    if moment.tzinfo is None or moment.utcoffset() is None:
+    offset = moment.utcoffset()
+    if offset is None:
         return gettext("must carry its UTC offset (e.g. +09:00 or Z)")
-    return moment
+    if abs(offset) > MAX_OFFSET:
+        return gettext("must carry a UTC offset between -14:00 and +14:00")
+    try:
+        # Stored in UTC: PostgreSQL refuses an offset beyond ±15:59 that Python takes. Counted
+        # by the local day, which must exist too. (A reader whose clock fell back to 1970 posts
+        # passes that are recorded as old, not a batch refused for ever.)
+        timezone.localtime(moment)
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+09:00, 9999-12-31T23:00Z: beyond what datetime holds
+        return gettext("must be an ISO 8601 date and time")
 
 
 def validate(events: Sequence[Mapping[str, Any] | Event]) -> list[Event]:
