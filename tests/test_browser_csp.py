@@ -102,7 +102,13 @@ def test_no_page_breaks_the_content_security_policy(demo_system: RunningSystem, 
         for path in ("/portal/login/", "/portal/password-reset/", "/portal/first-login/", "/portal/help/"):
             assert phone.goto(demo_system.url + path).status == 200, path
         log_in(phone, demo_system.url + "/portal/login/", "10000001")
-        for path in ("/portal/", "/portal/addresses/", "/portal/options/", "/portal/support/"):
+        for path in (
+            "/portal/",
+            "/portal/addresses/",
+            "/portal/options/",
+            "/portal/passes/",
+            "/portal/support/",
+        ):
             assert phone.goto(demo_system.url + path).status == 200, path
     finally:
         staff.close()
