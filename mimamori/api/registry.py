@@ -177,7 +177,7 @@ def create_registrant(request: HttpRequest, data: RegistrantIn) -> Status[Enroll
             raise
         raise HttpError(409, tags.TagTaken(tag, holder).message) from None
     # A tag given at enrolment is in the event; later changes are registrant.tag_changed.
-    extra = {"tag_id": tag} if tag else {}
+    extra: dict[str, Any] = {"tag_id": tag} if tag else {}
     audit.record(
         "registrant.created",
         actor=user,

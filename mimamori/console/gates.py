@@ -240,7 +240,7 @@ def gate_passes(request: HttpRequest) -> HttpResponse:
 # --- unknown tags ------------------------------------------------------------------------
 
 
-def unknown_tags(passes: QuerySet[GatePass]) -> QuerySet[GatePass]:
+def unknown_tags(passes: QuerySet[GatePass]) -> QuerySet[GatePass, dict[str, Any]]:
     """Per school and tag: the reads of a tag no child of the school carries now, how many, when
     last, and at which reader (a tag given to a child since drops out of the list)."""
     unknown = passes.filter(registrant__isnull=True)

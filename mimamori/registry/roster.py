@@ -17,7 +17,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -88,10 +88,10 @@ class RosterImport:
     def ok(self) -> bool:
         return not self.errors
 
-    @property
-    def tagged(self) -> int:
-        """Rows that give their child an IC tag (the import's audit event says how many)."""
-        return sum(1 for row in self.rows if row.tag_id)
+    def tag_details(self) -> dict[str, Any]:
+        """For the import's audit event: how many children got an IC tag (nothing when none did)."""
+        tagged = sum(1 for row in self.rows if row.tag_id)
+        return {"tags": tagged} if tagged else {}
 
 
 class UndecodableRoster(ValueError):

@@ -110,7 +110,7 @@ class Command(BaseCommand):
                         target=f"school {school.pk}",
                         municipality=school.municipality,
                         count=roster.created,
-                        tags=roster.tagged,
+                        **roster.tag_details(),
                     )
                     out.flush()
                     os.replace(part, letters_path)
