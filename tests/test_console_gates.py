@@ -272,9 +272,57 @@ def test_assigning_an_unknown_tag_takes_it_off_the_list(cast: Cast) -> None:
 def test_unknown_tags_of_another_school_are_out_of_reach(cast: Cast) -> None:
     _pass(cast.gate_a1, "FFFF0001", None, PassOutcome.UNKNOWN)
     client = _signed_in(cast.a2_staff)
-    assert "FFFF0001" not in client.get(reverse("console:gate_unknown_tags")).content.decode()
+    url = reverse("console:gate_unknown_tags")
+    assert "FFFF0001" not in client.get(url).content.decode()
+    assert client.get(url, {"school": cast.a1.pk}).status_code == 404
     assign = reverse("console:gate_tag_assign", args=[cast.a1.pk])
     assert client.get(assign, {"tag": "FFFF0001"}).status_code == 404
+
+
+def test_city_staff_choose_the_school_of_the_unknown_tags(cast: Cast) -> None:
+    _pass(cast.gate_a1, "FFFF0001", None, PassOutcome.UNKNOWN)
+    client = _signed_in(cast.city_a_staff)
+    url = reverse("console:gate_unknown_tags")
+    unchosen = client.get(url).content.decode()
+    assert "学校を選んでください" in unchosen
+    assert "FFFF0001" not in unchosen
+    assert 'data-unknown-tag="FFFF0001"' in client.get(url, {"school": cast.a1.pk}).content.decode()
+    assert client.get(url, {"school": cast.b1.pk}).status_code == 404
+
+
+def test_a_reader_posts_an_unknown_tag_staff_give_it_and_the_next_pass_mails(cast: Cast) -> None:
+    """The whole path through the reader's API: unknown → listed → given → mailed."""
+    reader, token = readers.register(cast.a1, "通用門", "", by=cast.a1_staff)
+    newcomer = make_registrant(cast.a1, ["newcomer@docomo.ne.jp"], child_name="転入 三郎")
+    api = Client()
+
+    def post(event_id: str) -> dict[str, int]:
+        at = timezone.localtime().replace(microsecond=0).isoformat()
+        event = {"id": event_id, "tag": "04C0FFEE", "direction": "in", "at": at}
+        response = api.post(
+            "/api/v1/gate-events",
+            {"events": [event]},
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 200, response.content
+        result: dict[str, int] = response.json()
+        return result
+
+    assert post("r1")["unknown_tags"] == 1
+    staff = _signed_in(cast.a1_staff)
+    listed = staff.get(reverse("console:gate_unknown_tags")).content.decode()
+    assert 'data-unknown-tag="04C0FFEE"' in listed
+    given = staff.post(
+        reverse("console:registrant_tag", args=[newcomer.pk]), {"tag_id": "04C0FFEE", "back": "unknown"}
+    )
+    assert given.status_code == 302
+    assert (
+        'data-unknown-tag="04C0FFEE"' not in staff.get(reverse("console:gate_unknown_tags")).content.decode()
+    )
+    assert post("r2")["unknown_tags"] == 0
+    mailed = GatePass.objects.get(reader=reader, event_id="r2")
+    assert (mailed.registrant, mailed.outcome, mailed.mails) == (newcomer, PassOutcome.MAILED, 1)
 
 
 def test_gate_pages_are_in_the_menu_and_on_the_school_page(cast: Cast) -> None:
