@@ -110,6 +110,7 @@ class Command(BaseCommand):
                         target=f"school {school.pk}",
                         municipality=school.municipality,
                         count=roster.created,
+                        **roster.tag_details(),
                     )
                     out.flush()
                     os.replace(part, letters_path)
