@@ -72,6 +72,13 @@ ACTION_LABELS: dict[str, Promise] = {
     "quake.alert_withdrawn": _("Earthquake report withdrawn by JMA"),
     "quake.drill": _("Earthquake drill"),
     "quake.settings_changed": _("Earthquake settings changed"),
+    # Attendance (B11)
+    "gates.absence_filed": _("Absence or lateness reported"),
+    "gates.absence_withdrawn": _("Absence report withdrawn"),
+    "gates.calendar_changed": _("School calendar changed"),
+    "gates.calendar_entry_removed": _("School calendar entry removed"),
+    "gates.check_time_changed": _("Attendance check time changed"),
+    "gates.tell_guardians_changed": _("Telling guardians of children not arrived changed"),
 }
 
 
