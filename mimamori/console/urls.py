@@ -3,6 +3,7 @@ from django.urls import path
 from mimamori.console import (
     accounts,
     alert_templates,
+    attendance,
     audit,
     broadcasts,
     carriers,
@@ -136,4 +137,17 @@ urlpatterns = [
     path("quakes/<int:alert_id>/cancel/", quakes.quake_cancel, name="quake_cancel"),
     path("quakes/drill/<slug:code>/", quakes.quake_drill, name="quake_drill"),
     path("quakes/settings/<slug:code>/", quakes.quake_settings, name="quake_settings"),
+    # Attendance (B11): today's list, the school calendar, the check time and telling guardians
+    path("schools/<int:school_id>/attendance/", attendance.school_attendance, name="school_attendance"),
+    path("schools/<int:school_id>/calendar/", attendance.school_calendar, name="school_calendar"),
+    path(
+        "schools/<int:school_id>/calendar/remove/",
+        attendance.school_calendar_remove,
+        name="school_calendar_remove",
+    ),
+    path(
+        "schools/<int:school_id>/gate-settings/",
+        attendance.school_gate_settings,
+        name="school_gate_settings",
+    ),
 ]

@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from mimamori.accounts.models import User
 from mimamori.audit.log import record
 from mimamori.gates.models import Absence, AbsenceKind
 from mimamori.registry.models import Registrant, RegistrantStatus, School
@@ -35,7 +36,7 @@ def file(
     day: datetime.date,
     kind: str,
     reason: str,
-    by: object,
+    by: User | None,
     *,
     request: HttpRequest | None = None,
     today: datetime.date | None = None,
@@ -64,7 +65,7 @@ def file(
             kind=kind,
             reason=reason,
             filed_at=now,
-            filed_by=by if getattr(by, "is_authenticated", False) else None,
+            filed_by=by,
         )
         record(
             "gates.absence_filed",
@@ -82,7 +83,7 @@ def file(
 def withdraw(
     registrant: Registrant,
     day: datetime.date,
-    by: object,
+    by: User | None,
     *,
     request: HttpRequest | None = None,
     today: datetime.date | None = None,

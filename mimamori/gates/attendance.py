@@ -31,6 +31,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from mimamori import tasking
+from mimamori.accounts.models import User
 from mimamori.audit.log import record
 from mimamori.gates import calendar
 from mimamori.gates.models import (
@@ -222,7 +223,7 @@ def check_time_of(school: School) -> datetime.time | None:
 
 
 def set_check_time(
-    school: School, check_time: datetime.time | None, *, by: object, request: HttpRequest | None = None
+    school: School, check_time: datetime.time | None, *, by: User | None, request: HttpRequest | None = None
 ) -> bool:
     """The school's check time (None: no check); audited. False when nothing changed."""
     with transaction.atomic():
@@ -245,7 +246,7 @@ def set_check_time(
 
 
 def set_tell_guardians(
-    municipality: Municipality, tell: bool, *, by: object, request: HttpRequest | None = None
+    municipality: Municipality, tell: bool, *, by: User | None, request: HttpRequest | None = None
 ) -> bool:
     """Whether the guardians of a child not yet arrived are told; audited. False when unchanged."""
     with transaction.atomic():

@@ -16,6 +16,7 @@ import holidays
 from django.db import transaction
 from django.http import HttpRequest
 
+from mimamori.accounts.models import User
 from mimamori.audit.log import record
 from mimamori.gates.models import SchoolDay
 from mimamori.registry.models import School
@@ -55,7 +56,7 @@ def entries(school: School, start: datetime.date) -> list[SchoolDay]:
 
 
 def holidays_between(start: datetime.date, end: datetime.date) -> list[tuple[datetime.date, str]]:
-    days = []
+    days: list[tuple[datetime.date, str]] = []
     for year in range(start.year, end.year + 1):
         days.extend((day, str(name)) for day, name in _national(year).items() if start <= day <= end)
     return sorted(days)
@@ -68,7 +69,7 @@ def set_days(
     *,
     open_: bool,
     note: str,
-    by: object,
+    by: User | None,
     request: HttpRequest | None = None,
 ) -> int:
     """Mark every date from ``first`` to ``last`` closed (or open); a date whose default already
@@ -105,7 +106,9 @@ def set_days(
     return len(changed)
 
 
-def remove_day(school: School, day: datetime.date, *, by: object, request: HttpRequest | None = None) -> bool:
+def remove_day(
+    school: School, day: datetime.date, *, by: User | None, request: HttpRequest | None = None
+) -> bool:
     """Back to the default for that date."""
     with transaction.atomic():
         entry = SchoolDay.objects.filter(school=school, day=day).first()
