@@ -31,6 +31,8 @@ from django.utils import timezone
 from mimamori.accounts.models import Role
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.targeting import resolve_scope
+from mimamori.gates import attendance
+from mimamori.gates.models import MunicipalityGateSettings
 from mimamori.maintenance import windows
 from mimamori.maintenance.notices import due_notices
 from mimamori.quakes import alerts
@@ -199,6 +201,13 @@ def every_kind_of_mail(sink: RawSink) -> dict[str, bytes]:
     run_until_quiet()
     mails["earthquake 安否確認"] = sink.take("hanako.papa@ezweb.ne.jp")
     mails["earthquake notice to the desk"] = sink.take(city.support_email)
+
+    # The attendance check: 「まだ登校が確認できていません」 at the child's gate slots (slot 1 is
+    # suppressed by now), as the sweep's step makes it.
+    MunicipalityGateSettings.objects.create(municipality=city, tell_guardians=True)
+    assert attendance.make(school, timezone.localdate()) is not None
+    run_until_quiet()
+    mails["gate_missing まだ登校が確認できていません"] = sink.take("hanako.papa@ezweb.ne.jp")
     assert not sink.raw
     return mails
 
@@ -236,7 +245,7 @@ def scores(paths: list[Path]) -> list[tuple[float, str]]:
 
 def test_every_kind_of_mail_scores_below_one(sink: RawSink, tmp_path: Path) -> None:
     mails = every_kind_of_mail(sink)
-    assert len(mails) == 11
+    assert len(mails) == 12
     mails["control (GTUBE)"] = (
         "From: test@example.jp\r\nTo: test@example.jp\r\nSubject: control\r\n\r\n" + GTUBE + "\r\n"
     ).encode()
