@@ -72,7 +72,7 @@ def absence_reports(request: HttpRequest, registrant: Registrant) -> HttpRespons
     form = AbsenceForm(request.POST or None, initial={"day": timezone.localdate()})
     if request.method == "POST":
         if not form.is_valid():
-            return _page(request, registrant, form, 400)
+            return _page(request, registrant, form)
         try:
             absence = absences.file(
                 registrant,
@@ -84,7 +84,7 @@ def absence_reports(request: HttpRequest, registrant: Registrant) -> HttpRespons
             )
         except ValidationError as error:
             form.add_error("day" if error.code in ("past", "far") else None, error)
-            return _page(request, registrant, form, 400)
+            return _page(request, registrant, form)
         if absence.kind == AbsenceKind.LATE:
             said = _("The school has been told that your child will be late on %(day)s.")
         else:
