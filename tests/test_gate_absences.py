@@ -78,9 +78,9 @@ def test_the_portal_files_lists_and_withdraws_without_javascript() -> None:
     home = client.get(reverse("portal:home")).content.decode()
     url = reverse("portal:absences")
     assert url in home
-    page = client.get(url)
-    assert page.status_code == 200
-    assert f'value="{timezone.localdate().isoformat()}"' in page.content.decode()  # today by default
+    form = client.get(url)
+    assert form.status_code == 200
+    assert f'value="{timezone.localdate().isoformat()}"' in form.content.decode()  # today by default
     today = timezone.localdate()
     response = client.post(url, {"day": today.isoformat(), "kind": "absent", "reason": "発熱のため"})
     assert response.status_code == 302

@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mimamori import text
@@ -64,7 +64,9 @@ def school_attendance(request: HttpRequest, school_id: int) -> HttpResponse:
 
 
 class CalendarForm(forms.Form):
-    first = forms.DateField(label=gettext_lazy("Date"), widget=forms.DateInput(attrs={"type": "date"}))
+    first = forms.DateField(
+        label=pgettext_lazy("school calendar", "Date"), widget=forms.DateInput(attrs={"type": "date"})
+    )
     last = forms.DateField(
         label=gettext_lazy("Until (for several days)"),
         required=False,

@@ -17,7 +17,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from mimamori import text
@@ -29,7 +29,9 @@ from mimamori.registry.models import Registrant
 
 
 class AbsenceForm(forms.Form):
-    day = forms.DateField(label=gettext_lazy("Date"), widget=forms.DateInput(attrs={"type": "date"}))
+    day = forms.DateField(
+        label=pgettext_lazy("school calendar", "Date"), widget=forms.DateInput(attrs={"type": "date"})
+    )
     kind = forms.ChoiceField(
         label=gettext_lazy("Absent or late"),
         choices=[(AbsenceKind.ABSENT, gettext_lazy("Absent")), (AbsenceKind.LATE, gettext_lazy("Late"))],
