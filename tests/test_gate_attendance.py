@@ -205,7 +205,7 @@ def test_todays_page_shows_who_has_since_arrived_or_been_reported() -> None:
     client = signed_in(Role.SCHOOL, school=school)
     page = client.get(reverse("console:school_attendance", args=[school.pk])).content.decode()
     check = AttendanceCheck.objects.get(school=school)
-    rows = attendance.listed(check).values_list("registrant_id", "since_arrived", "since_reported")
+    rows = [(r.registrant.pk, r.since_arrived, r.since_reported) for r in attendance.listed(check)]
     assert sorted(rows) == sorted(
         [(later.pk, True, False), (reported.pk, False, True), (still.pk, False, False)]
     )

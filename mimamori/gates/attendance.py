@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -197,9 +198,20 @@ def missing_mail(child: Registrant, email: str) -> EmailMessage:
     )
 
 
-def listed(check: AttendanceCheck) -> QuerySet[MissingChild]:
-    """The rows of a list, each with whether the child has since arrived (``since_arrived``) or
-    been reported (``since_reported``), by grade and class."""
+@dataclass(frozen=True)
+class ListedChild:
+    """A row of a list, and whether the child has since arrived or been reported."""
+
+    registrant: Registrant
+    since_arrived: bool
+    since_reported: bool
+
+    @property
+    def still_missing(self) -> bool:
+        return not (self.since_arrived or self.since_reported)
+
+
+def _rows(check: AttendanceCheck) -> QuerySet[MissingChild]:
     day = check.day
     start, end = day_bounds(day)
     passes = GatePass.objects.filter(
@@ -214,8 +226,16 @@ def listed(check: AttendanceCheck) -> QuerySet[MissingChild]:
     )
 
 
+def listed(check: AttendanceCheck) -> list[ListedChild]:
+    """The list's rows by grade and class, each with what happened since (one query)."""
+    return [
+        ListedChild(row.registrant, bool(row.since_arrived), bool(row.since_reported))  # type: ignore[attr-defined]
+        for row in _rows(check)
+    ]
+
+
 def still_missing(check: AttendanceCheck) -> QuerySet[MissingChild]:
-    return listed(check).filter(Q(since_arrived=False) & Q(since_reported=False))
+    return _rows(check).filter(Q(since_arrived=False) & Q(since_reported=False))
 
 
 def check_time_of(school: School) -> datetime.time | None:
