@@ -8,8 +8,11 @@ directly (their recording path is gates/passes.py)."""
 from __future__ import annotations
 
 import datetime
+import threading
+import time as clock
 
 import pytest
+from django.db import connection, connections, transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -254,3 +257,58 @@ def test_school_staff_set_the_check_time_and_only_the_municipality_tells_guardia
     # Empty: no check at all.
     assert teacher.post(url, {"check_time": ""}).status_code == 302
     assert attendance.check_time_of(school) is None
+
+
+class Rollback(Exception):
+    pass
+
+
+def hold_a_list_while_they_start(school: School, workers: list[threading.Thread]) -> None:
+    """An uncommitted list of that school and day: the workers find the school due, and both
+    wait on the unique index until this transaction ends (rolled back, by Rollback)."""
+    with transaction.atomic():
+        AttendanceCheck.objects.create(school=school, day=MONDAY)
+        for worker in workers:
+            worker.start()
+        deadline = clock.monotonic() + 10
+        waiting = 0
+        while clock.monotonic() < deadline:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+                (waiting,) = cursor.fetchone()
+            if waiting == 2:
+                break
+            clock.sleep(0.02)
+        assert waiting == 2
+        raise Rollback
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_racing_make_one_list_and_tell_guardians_once() -> None:
+    """Two sweeps find the school due at the same moment: the unique list lets one through, and
+    the other makes nothing and posts nothing."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises whole write transactions; the race is PostgreSQL's")
+    school = school_checking_at(tell=True)
+    make_registrant(school, ["mama@docomo.ne.jp", "papa@au.com"])
+    done: list[int] = []
+
+    def sweep_in_a_worker() -> None:
+        try:
+            done.append(attendance.check_due(at(MONDAY, 8, 31))["attendance_checks"])
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=sweep_in_a_worker) for _ in range(2)]
+    with pytest.raises(Rollback):
+        hold_a_list_while_they_start(school, workers)
+    for worker in workers:
+        worker.join(10)
+    assert sorted(done) == [0, 1]
+    assert AttendanceCheck.objects.filter(school=school).count() == 1
+    assert MissingChild.objects.count() == 1
+    assert OutgoingMail.objects.filter(kind="gate_missing").count() == 2
