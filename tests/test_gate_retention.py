@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from django.db import models
 from django.utils import timezone
 
 from mimamori.gates import absences, attendance, retention
@@ -101,6 +102,7 @@ def test_a_childs_gate_data_goes_when_the_registry_erases_the_child(settings: ob
         absences.file(registrant, timezone.localdate(), AbsenceKind.ABSENT, "発熱", None)
         GatePreference.objects.create(registrant=registrant, slots=[1])
     attendance.make(school, timezone.localdate() - datetime.timedelta(days=1))
+    Registrant.objects.filter(pk__in=[child.pk, sibling.pk]).update(tag_id=models.F("pk"))
     deregister(child)
     settings.MIMAMORI_RETENTION_DAYS = 0  # type: ignore[attr-defined]
     Registrant.objects.filter(pk=child.pk).update(deregistered_at=timezone.now() - datetime.timedelta(days=1))
@@ -108,3 +110,5 @@ def test_a_childs_gate_data_goes_when_the_registry_erases_the_child(settings: ob
     for model in (GatePass, Absence, GatePreference, MissingChild):
         assert not model.objects.filter(registrant=child).exists(), model
         assert model.objects.filter(registrant=sibling).exists(), model
+    assert Registrant.objects.get(pk=child.pk).tag_id == ""
+    assert Registrant.objects.get(pk=sibling.pk).tag_id == str(sibling.pk)

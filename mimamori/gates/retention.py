@@ -8,7 +8,7 @@
   the same number of days after their date. The AttendanceCheck rows stay: they hold only
   counts (children missing, guardians told), like GateDayCount for the passes.
 - When the registry erases a deregistered child's personal data (registry/retention.py), the
-  child's passes, reports, list rows and gate preference go in the same transaction.
+  child's passes, reports, list rows, gate preference and tag id go in the same transaction.
 
 Each sweep erases at most a batch of each, so a first run after a long pause never holds a
 transaction long; with nothing to erase it is one indexed query each.
@@ -58,3 +58,6 @@ def erase_registrant(sender: Any, registrant: Registrant, **kwargs: Any) -> None
     Absence.objects.filter(registrant=registrant).delete()
     MissingChild.objects.filter(registrant=registrant).delete()
     GatePreference.objects.filter(registrant=registrant).delete()
+    # The tag is the child's too (and, unique per school, would stay taken); the registry saves
+    # the erased row with named fields only, so this update is not overwritten.
+    Registrant.objects.filter(pk=registrant.pk).update(tag_id="")
