@@ -33,7 +33,8 @@ from mimamori.audit.models import AuditEvent
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.models import Broadcast, BroadcastKind, Delivery, DeliveryStatus
 from mimamori.broadcasts.targeting import resolve_scope
-from mimamori.gates import passes, readers
+from mimamori.gates import attendance, passes, readers
+from mimamori.gates.models import MunicipalityGateSettings
 from mimamori.mail import carriers, signing
 from mimamori.mail.models import CarrierProfile, Charset, DkimKey, OutgoingMail, OutgoingStatus
 from mimamori.maintenance import windows
@@ -156,6 +157,10 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
     passes.record(
         reader, [{"id": "1", "tag": "04A1B2C3", "direction": "out", "at": timezone.now().isoformat()}]
     )
+    # The attendance check tells the guardians of a child not yet arrived (slots 1 and 3; 2 is
+    # suppressed), as the sweep's step makes it.
+    MunicipalityGateSettings.objects.create(municipality=city, tell_guardians=True)
+    assert attendance.make(school, timezone.localdate()) is not None
     run_until_quiet()
 
     # Every kind went out, through the outbox or as a broadcast.
@@ -169,6 +174,7 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
         ("reach_test", OutgoingStatus.SENT),
         ("quake_notice", OutgoingStatus.SENT),
         ("gate_pass", OutgoingStatus.SENT),
+        ("gate_missing", OutgoingStatus.SENT),
     }
     assert set(Broadcast.objects.values_list("kind", flat=True)) == {
         BroadcastKind.ALERT,
@@ -182,6 +188,7 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
     # suppressed by then), the maintenance notice ×2 (slots 1 and 3), the inquiry's copy,
     # acknowledgement and answer, the 到達テスト ×2, the earthquake drill's notice to the desk,
     # the gate mail ×2.
+    # 「まだ登校が確認できていません」 ×2.
     assert len(received) == 2 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 2 + 1 + 2
 
     # Each verifies against the printed record, signed by the municipality's domain.

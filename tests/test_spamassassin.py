@@ -31,7 +31,8 @@ from django.utils import timezone
 from mimamori.accounts.models import Role
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.targeting import resolve_scope
-from mimamori.gates import passes, readers
+from mimamori.gates import attendance, passes, readers
+from mimamori.gates.models import MunicipalityGateSettings
 from mimamori.maintenance import windows
 from mimamori.maintenance.notices import due_notices
 from mimamori.quakes import alerts
@@ -201,6 +202,12 @@ def every_kind_of_mail(sink: RawSink) -> dict[str, bytes]:
     mails["earthquake 安否確認"] = sink.take("hanako.papa@ezweb.ne.jp")
     mails["earthquake notice to the desk"] = sink.take(city.support_email)
 
+    # The attendance check, before the child's pass below: 「まだ登校が確認できていません」 at
+    # the child's gate slots (slot 1 is suppressed by now), as the sweep's step makes it.
+    MunicipalityGateSettings.objects.create(municipality=city, tell_guardians=True)
+    assert attendance.make(school, timezone.localdate()) is not None
+    run_until_quiet()
+    mails["gate_missing まだ登校が確認できていません"] = sink.take("hanako.papa@ezweb.ne.jp")
     # A gate pass (登校), to the slots the guardian chose: all, of which slot 1 is suppressed by now.
     registrant.tag_id = "04A1B2C3"
     registrant.save(update_fields=["tag_id"])

@@ -78,6 +78,13 @@ ACTION_LABELS: dict[str, Promise] = {
     "gate_reader.registered": _("Gate reader registered"),
     "gate_reader.revoked": _("Gate reader revoked"),
     "registrant.gate_slots_changed": _("Gate mail addresses chosen"),
+    # Attendance (B11)
+    "gates.absence_filed": _("Absence or lateness reported"),
+    "gates.absence_withdrawn": _("Absence report withdrawn"),
+    "gates.calendar_changed": _("School calendar changed"),
+    "gates.calendar_entry_removed": _("School calendar entry removed"),
+    "gates.check_time_changed": _("Attendance check time changed"),
+    "gates.tell_guardians_changed": _("Telling guardians of children not arrived changed"),
 }
 
 

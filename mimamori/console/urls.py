@@ -3,6 +3,7 @@ from django.urls import path
 from mimamori.console import (
     accounts,
     alert_templates,
+    attendance,
     audit,
     broadcasts,
     carriers,
@@ -145,4 +146,17 @@ urlpatterns = [
     path("gates/passes/", gates.gate_passes, name="gate_passes"),
     path("gates/unknown-tags/", gates.gate_unknown_tags, name="gate_unknown_tags"),
     path("schools/<int:school_id>/gates/assign-tag/", gates.gate_tag_assign, name="gate_tag_assign"),
+    # Attendance (B11): today's list, the school calendar, the check time and telling guardians
+    path("schools/<int:school_id>/attendance/", attendance.school_attendance, name="school_attendance"),
+    path("schools/<int:school_id>/calendar/", attendance.school_calendar, name="school_calendar"),
+    path(
+        "schools/<int:school_id>/calendar/remove/",
+        attendance.school_calendar_remove,
+        name="school_calendar_remove",
+    ),
+    path(
+        "schools/<int:school_id>/gate-settings/",
+        attendance.school_gate_settings,
+        name="school_gate_settings",
+    ),
 ]

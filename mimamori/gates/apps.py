@@ -8,3 +8,16 @@ class GatesConfig(AppConfig):
 
     name = "mimamori.gates"
     label = "gates"
+
+    def ready(self) -> None:
+        from mimamori.gates import attendance, retention
+        from mimamori.registry import retention as registry_retention
+        from mimamori.tasking import sweep
+
+        # The exception list of each school whose check time has come today (B11).
+        sweep.register("gate_attendance", attendance.check_due)
+        # Passes, 欠席連絡 and list rows past MIMAMORI_GATE_RETENTION_DAYS.
+        sweep.register("gate_retention", retention.erase_old)
+        registry_retention.erasing.connect(
+            retention.erase_registrant, dispatch_uid="mimamori.gates.retention"
+        )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mimamori.portal import deregistration, gates, history, support, views
+from mimamori.portal import absences, deregistration, gates, history, support, views
 
 app_name = "portal"
 urlpatterns = [
@@ -17,6 +17,8 @@ urlpatterns = [
     path("passes/", gates.passes, name="passes"),
     path("deregistration/", deregistration.deregistration_request, name="deregistration"),
     path("deregistration/withdraw/", deregistration.withdraw, name="deregistration_withdraw"),
+    path("absences/", absences.absence_reports, name="absences"),
+    path("absences/withdraw/", absences.absence_withdraw, name="absence_withdraw"),
     path("help/", support.help_page, name="help"),
     path("support/", support.inquiry, name="inquiry"),
     path("support/thanks/", support.inquiry_thanks, name="inquiry_thanks"),
