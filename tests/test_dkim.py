@@ -187,9 +187,8 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
     # 登録完了メール ×2 and the address notice, the broadcast and its reminder (slot 2 is
     # suppressed by then), the maintenance notice ×2 (slots 1 and 3), the inquiry's copy,
     # acknowledgement and answer, the 到達テスト ×2, the earthquake drill's notice to the desk,
-    # the gate mail ×2.
-    # 「まだ登校が確認できていません」 ×2.
-    assert len(received) == 2 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 2 + 1 + 2
+    # the gate mail ×2, 「まだ登校が確認できていません」 ×2.
+    assert len(received) == 2 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 2 + 1 + 2 + 2
 
     # Each verifies against the printed record, signed by the municipality's domain.
     for raw, title in zip(received, subjects, strict=True):

@@ -253,7 +253,7 @@ def scores(paths: list[Path]) -> list[tuple[float, str]]:
 
 def test_every_kind_of_mail_scores_below_one(sink: RawSink, tmp_path: Path) -> None:
     mails = every_kind_of_mail(sink)
-    assert len(mails) == 12
+    assert len(mails) == 13
     mails["control (GTUBE)"] = (
         "From: test@example.jp\r\nTo: test@example.jp\r\nSubject: control\r\n\r\n" + GTUBE + "\r\n"
     ).encode()
