@@ -6,8 +6,9 @@ Receipt through its (broadcast, confirmed_at) index, grouped in the database; no
 reads deliveries, so a page that polls every two seconds costs the same for 100 or 100,000
 registrants. The tally per answer reads the answer_0 … answer_5 counters that record_answers
 keeps on the same rows, beside the confirmed counter, never the receipts: while a city answers
-after a quake the page polls every two seconds. Who is targeted, and in which school, grade and class, is as it was when the
-broadcast was sent (the group of each Recipient row); names and addresses are as they are now.
+after a quake the page polls every two seconds. Who is targeted, and in which school, grade
+and class, is as it was when the broadcast was sent (the group of each Recipient row); names
+and addresses are as they are now.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from django.db.models import Case, CharField, Count, Exists, F, OuterRef, QueryS
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
-from mimamori.broadcasts.models import AudienceGroup, Broadcast, Recipient, answer_counts as counted
+from mimamori.broadcasts.models import AudienceGroup, Broadcast, Recipient
+from mimamori.broadcasts.models import answer_counts as counted
 from mimamori.receipts.models import Receipt
 from mimamori.registry.models import Address, School
 
