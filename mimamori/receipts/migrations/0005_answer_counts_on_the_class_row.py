@@ -128,6 +128,9 @@ def restore_function(apps: Any, schema_editor: Any) -> None:
 def copy_to_class_rows(apps: Any, schema_editor: Any) -> None:
     answer_count = apps.get_model("receipts", "AnswerCount")
     audience_group = apps.get_model("broadcasts", "AudienceGroup")
+    # Columns left over from an earlier forward run (then unapplied) start again from 0.
+    fields = [f"answer_{index}" for index in range(6)]
+    audience_group.objects.exclude(**{name: 0 for name in fields}).update(**{name: 0 for name in fields})
     rows = answer_count.objects.filter(registrants__gt=0).order_by().values_list("group_id", "answer", "registrants")
     for group_id, answer, registrants in rows.iterator():
         audience_group.objects.filter(pk=group_id).update(**{f"answer_{answer}": registrants})
