@@ -16,7 +16,7 @@ runs): every guardian presses 「確認しました」 (POST /c/<token>/), and e
 on a connection of its own (bench/confirmations.py's client). Reported: requests/s, p50 and
 p99, and **ratio = answers/s ÷ confirmations/s of the same run** (the acceptance asks ≥ 1 with
 p99 < 100 ms and nothing lost); every run checks that every answer is stored and that the
-AnswerCount and confirmed counters equal the receipts.
+answer and confirmed counters equal the receipts.
 """
 
 from __future__ import annotations
@@ -133,10 +133,12 @@ def answer_forms(port: int, links: list[str]) -> list[bytes]:
 
 
 def stored(broadcast_id: int) -> dict[str, int]:
-    from django.db.models import Sum
+    from django.db.models import F, Sum, Value
 
     from mimamori.broadcasts.models import AudienceGroup
-    from mimamori.receipts.models import AnswerCount, Receipt
+    from mimamori.receipts.models import Receipt
+
+    answers = sum((F(name) for name in AudienceGroup.ANSWER_FIELDS), Value(0))
 
     return {
         "receipts": Receipt.objects.filter(broadcast_id=broadcast_id).count(),
@@ -145,9 +147,7 @@ def stored(broadcast_id: int) -> dict[str, int]:
             "n"
         ]
         or 0,
-        "counted": AnswerCount.objects.filter(group__broadcast_id=broadcast_id).aggregate(
-            n=Sum("registrants")
-        )["n"]
+        "counted": AudienceGroup.objects.filter(broadcast_id=broadcast_id).aggregate(n=Sum(answers))["n"]
         or 0,
     }
 

@@ -12,7 +12,7 @@ SQLite, as `mimamori run` serves). The baseline, in the same run and on the same
 --answers (issue 15, B1) adds, in each run and against the same server, the answer storm: a
 安否確認 broadcast to the same registrants, each guardian POSTing the form of the answer page
 (answer-<registrant>=<choice>); it reports answers/s beside confirmations/s and checks that
-every answer was stored and that the AnswerCount and confirmed counters equal the receipts.
+every answer was stored and that the answer and confirmed counters equal the receipts.
 """
 
 from __future__ import annotations
@@ -267,10 +267,9 @@ def http_form(path: str, form: str) -> bytes:
 
 def answer_storm(port: int, broadcast: Any, *, connections: int) -> dict[str, Any]:
     """Every guardian answers the 安否確認 once, as the page's form posts it."""
-    from django.db.models import Sum
+    from django.db.models import F, Sum, Value
 
-    from mimamori.broadcasts.models import Recipient
-    from mimamori.receipts.models import AnswerCount
+    from mimamori.broadcasts.models import AudienceGroup, Recipient
 
     mails = Recipient.objects.filter(broadcast=broadcast).values_list(
         "delivery__confirmation_token", "registrant_id"
@@ -283,9 +282,8 @@ def answer_storm(port: int, broadcast: Any, *, connections: int) -> dict[str, An
     result = timed_load(port, requests, connections)
     result["answers"] = len(requests)
     result["receipts"], result["confirmed"] = stored(broadcast)
-    result["counted"] = (
-        AnswerCount.objects.filter(group__broadcast=broadcast).aggregate(n=Sum("registrants"))["n"] or 0
-    )
+    answers = sum((F(name) for name in AudienceGroup.ANSWER_FIELDS), Value(0))
+    result["counted"] = AudienceGroup.objects.filter(broadcast=broadcast).aggregate(n=Sum(answers))["n"] or 0
     result["lost"] = len(requests) - result["receipts"]
     return result
 

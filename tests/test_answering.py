@@ -10,7 +10,7 @@ from mimamori.broadcasts import sending
 from mimamori.broadcasts.models import AudienceGroup, Broadcast, Delivery
 from mimamori.broadcasts.targeting import resolve_scope
 from mimamori.receipts.answering import AnsweringClosed, Outcome, close_answers, record_answers
-from mimamori.receipts.models import AnswerCount, Receipt
+from mimamori.receipts.models import Receipt
 from mimamori.registry.answers import SAFETY
 from mimamori.registry.models import School
 from tests.cast import make_registrant, make_school, make_staff
@@ -36,9 +36,9 @@ def send_asking(school: School, answers: list[str] = SAFETY) -> Broadcast:
 
 def counts(broadcast: Broadcast) -> dict[tuple[int, str, int], int]:
     return {
-        (c.group.grade, c.group.class_name, c.answer): c.registrants
-        for c in AnswerCount.objects.filter(group__broadcast=broadcast).select_related("group")
-        if c.registrants
+        (group.grade, group.class_name, answer): count
+        for group in AudienceGroup.objects.filter(broadcast=broadcast)
+        for answer, count in group.answer_counts().items()
     }
 
 

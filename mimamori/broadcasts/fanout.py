@@ -383,6 +383,11 @@ def head_sql(broadcast: Broadcast, addresses: int) -> tuple[str, tuple[Any, ...]
     return sql, (*params, int(addresses), int(addresses))
 
 
+# The answer counters a class row starts with (a model default is no column default).
+_ANSWERS = ", ".join(AudienceGroup.ANSWER_FIELDS)
+_NO_ANSWERS = ", ".join("0" for _ in AudienceGroup.ANSWER_FIELDS)
+
+
 def _insert_groups(broadcast: Broadcast, where: str, bounds: tuple[Any, ...]) -> None:
     """The classes of the audience rows `where` selects that are not there yet. How many
     registrants each has is counted once the first chunk is out (_count_groups) and again,
@@ -390,8 +395,8 @@ def _insert_groups(broadcast: Broadcast, where: str, bounds: tuple[Any, ...]) ->
     audience_sql, params = _audience_sql(broadcast)
     sql = f"""
         INSERT INTO {_table(AudienceGroup)}
-            (broadcast_id, school_id, grade, class_name, registrants, confirmed)
-        SELECT %s, audience.sender_school, audience.grade, audience.class_name, 0, 0
+            (broadcast_id, school_id, grade, class_name, registrants, confirmed, {_ANSWERS})
+        SELECT %s, audience.sender_school, audience.grade, audience.class_name, 0, 0, {_NO_ANSWERS}
         FROM ({audience_sql}) audience
         WHERE {where}
         GROUP BY audience.sender_school, audience.grade, audience.class_name
@@ -406,9 +411,9 @@ def _count_groups(broadcast: Broadcast) -> None:
     audience_sql, params = _audience_sql(broadcast)
     sql = f"""
         INSERT INTO {_table(AudienceGroup)}
-            (broadcast_id, school_id, grade, class_name, registrants, confirmed)
+            (broadcast_id, school_id, grade, class_name, registrants, confirmed, {_ANSWERS})
         SELECT %s, audience.sender_school, audience.grade, audience.class_name,
-               COUNT(DISTINCT audience.registrant_id), 0
+               COUNT(DISTINCT audience.registrant_id), 0, {_NO_ANSWERS}
         FROM ({audience_sql}) audience
         GROUP BY audience.sender_school, audience.grade, audience.class_name
         ON CONFLICT (broadcast_id, school_id, grade, class_name)

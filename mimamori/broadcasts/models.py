@@ -10,6 +10,7 @@ import base64
 import functools
 import hashlib
 import hmac
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import models
@@ -19,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from mimamori import text
-from mimamori.registry.answers import answer_choices
+from mimamori.registry.answers import MAX_CHOICES, answer_choices
 from mimamori.registry.models import Municipality, Registrant, School
 
 SUBJECT_MAX = 150
@@ -207,8 +208,10 @@ def _message_id_key(secret: str) -> bytes:
 
 class AudienceGroup(models.Model):
     """The registrants of one school, grade and class a broadcast reached, as they were when it
-    was sent, and how many of them have confirmed (S15). Statistics read these rows; a
-    confirmation adds one to its group, so no page ever counts deliveries."""
+    was sent, how many of them have confirmed (S15) and, where the broadcast asks an answer
+    (B1), how many chose each answer. Statistics read these rows; a confirmation adds one to its
+    group, an answer moves its group's counters in the same UPDATE, so no page ever counts
+    deliveries or receipts."""
 
     broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="groups")
     school = models.ForeignKey(School, on_delete=models.PROTECT, related_name="+")
@@ -216,6 +219,17 @@ class AudienceGroup(models.Model):
     class_name = models.CharField(max_length=16)
     registrants = models.PositiveIntegerField()
     confirmed = models.PositiveIntegerField(default=0)
+    # Registrants whose answer now is choice 0 … 5 (registry.answers.MAX_CHOICES): columns of
+    # this row rather than a row per choice, so that an answer writes the same two rows as a
+    # confirmation, its receipt and this one (docs/performance.md, "Answer storm").
+    answer_0 = models.PositiveIntegerField(default=0)
+    answer_1 = models.PositiveIntegerField(default=0)
+    answer_2 = models.PositiveIntegerField(default=0)
+    answer_3 = models.PositiveIntegerField(default=0)
+    answer_4 = models.PositiveIntegerField(default=0)
+    answer_5 = models.PositiveIntegerField(default=0)
+
+    ANSWER_FIELDS = tuple(f"answer_{index}" for index in range(MAX_CHOICES))
 
     class Meta:
         ordering = ["school", "grade", "class_name"]
@@ -224,6 +238,16 @@ class AudienceGroup(models.Model):
                 fields=["broadcast", "school", "grade", "class_name"], name="one_group_per_class"
             ),
         ]
+
+    def answer_counts(self) -> dict[int, int]:
+        """{choice index: registrants} for the choices somebody of this group chose."""
+        return answer_counts(getattr(self, name) for name in self.ANSWER_FIELDS)
+
+
+def answer_counts(columns: Iterable[int | None]) -> dict[int, int]:
+    """The answer_0 … answer_5 values (of a row, or their sums) as {choice index: registrants},
+    leaving out the choices nobody chose."""
+    return {index: count for index, count in enumerate(columns) if count}
 
 
 class Recipient(models.Model):

@@ -3,17 +3,19 @@
 A broadcast with answer choices asks, for each child a mail names, which choice applies; the
 guardian's POST names a choice per child. Answering is confirming: the first answer for a child
 writes its Receipt (and counts it confirmed, as a bare confirmation would), a later one replaces
-the answer until answering closes (staff close it, or the links expire). The tally reads
-AnswerCount counters per audience group, which move with each answer: the group rows are locked
-first, so two guardians answering for children of one class take turns and the counters stay
-exact whatever the order.
+the answer until answering closes (staff close it, or the links expire). The tally reads the
+answer_0 … answer_5 counters of each audience group, which move with each answer in the UPDATE
+that moves its `confirmed`: an answer writes the same rows as a confirmation, one receipt per
+child and one class row.
 
 On PostgreSQL all of that is one function call, mimamori_record_answers (receipts migration
-0004): one round trip an answer, as the confirmation storm's one statement, so that an answer
-storm goes at least as fast (docs/performance.md). It serialises per audience group too, in the
-same id order, but with transaction-level advisory locks rather than the group rows' FOR UPDATE
-(which would write the row once more), and moves the same counters; SQLite, which has no stored
-functions and whose writers take turns anyway, runs the ORM path below.
+0005): one round trip an answer, as the confirmation storm's one statement. The counters stay
+exact without a lock of their own: the receipt's upsert takes the receipt's row lock and, in
+its DO UPDATE, notes the answer it replaces (Receipt.replaced) from the locked, latest row
+version, so two guardians answering for one child take turns on that row and each moves the
+counters from the answer the other left; the class row's UPDATE adds to its latest version, so
+answers for different children of one class add up. SQLite, which has no stored functions and
+whose writers take turns anyway, runs the ORM path below.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from django.utils import timezone
 
 from mimamori.broadcasts.models import AudienceGroup, Broadcast, Recipient
 from mimamori.receipts.confirming import find_link, is_expired
-from mimamori.receipts.models import AnswerCount, Receipt
+from mimamori.receipts.models import Receipt
 
 
 class Outcome(enum.Enum):
@@ -71,23 +73,24 @@ def record_answers(token: str, chosen: dict[int, int]) -> Answered | None:
         raise ValueError("answer out of range")
     now = timezone.now()
     with transaction.atomic():
+        # SQLite's writers take turns: the transaction is IMMEDIATE (settings), so it holds the
+        # database's one write lock from BEGIN and what it reads stays true to the end; no lock
+        # of its own is needed for the counters to stay exact.
         groups = dict(
             Recipient.objects.filter(
                 delivery_id=link.delivery_id, registrant_id__in=list(chosen)
             ).values_list("registrant_id", "group_id")
         )
-        # The lock that keeps the counters exact (see the module's docstring).
-        list(AudienceGroup.objects.select_for_update().filter(pk__in=set(groups.values())).order_by("pk"))
         before = dict(
             Receipt.objects.filter(
                 broadcast_id=link.broadcast_id, registrant_id__in=list(groups)
             ).values_list("registrant_id", "answer")
         )
-        confirmed: Counter[int] = Counter()
-        moves: Counter[tuple[int, int]] = Counter()
+        moves: dict[int, Counter[str]] = {}
         new, changed = [], []
-        for registrant_id, group_id in groups.items():
+        for registrant_id, group_id in sorted(groups.items()):
             answer = chosen[registrant_id]
+            move = moves.setdefault(group_id, Counter())
             if registrant_id not in before:
                 new.append(
                     Receipt(
@@ -99,26 +102,22 @@ def record_answers(token: str, chosen: dict[int, int]) -> Answered | None:
                         answered_at=now,
                     )
                 )
-                confirmed[group_id] += 1
-            elif before[registrant_id] != answer:
+                move["confirmed"] += 1
+            elif (old := before[registrant_id]) != answer:
                 changed.append(registrant_id)
-                if (old := before[registrant_id]) is not None:
-                    moves[group_id, old] -= 1
+                if old is not None:
+                    move[f"answer_{old}"] -= 1
             else:
                 continue
-            moves[group_id, answer] += 1
+            move[f"answer_{answer}"] += 1
         Receipt.objects.bulk_create(new)
         for registrant_id in changed:
             Receipt.objects.filter(broadcast_id=link.broadcast_id, registrant_id=registrant_id).update(
-                answer=chosen[registrant_id], answered_at=now
+                answer=chosen[registrant_id], answered_at=now, replaced=before[registrant_id]
             )
-        for group_id, count in confirmed.items():
-            AudienceGroup.objects.filter(pk=group_id).update(confirmed=F("confirmed") + count)
-        for (group_id, answer), delta in moves.items():
-            if delta and not AnswerCount.objects.filter(group_id=group_id, answer=answer).update(
-                registrants=F("registrants") + delta
-            ):
-                AnswerCount.objects.create(group_id=group_id, answer=answer, registrants=delta)
+        for group_id, move in sorted(moves.items()):
+            if deltas := {name: F(name) + delta for name, delta in move.items() if delta}:
+                AudienceGroup.objects.filter(pk=group_id).update(**deltas)
     outcome = Outcome.RECORDED if new or changed else Outcome.UNCHANGED
     return Answered(outcome, {registrant_id: chosen[registrant_id] for registrant_id in groups})
 

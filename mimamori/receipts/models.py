@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from mimamori.broadcasts.models import AudienceGroup, Broadcast, Delivery
+from mimamori.broadcasts.models import Broadcast, Delivery
 from mimamori.registry.models import Registrant
 
 
@@ -21,6 +21,10 @@ class Receipt(models.Model):
     # answer replaces it until answering closes; confirmed_at stays the first.
     answer = models.PositiveSmallIntegerField(null=True, blank=True)
     answered_at = models.DateTimeField(null=True, blank=True)
+    # The answer the current one replaced (None while the first stands). Written by the
+    # receipt's own upsert from the locked row, it tells the counters which one to take a
+    # registrant from without reading the receipt before (receipts/answering.py).
+    replaced = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -46,20 +50,4 @@ class Reminder(models.Model):
         ordering = ["broadcast", "number"]
         constraints = [
             models.UniqueConstraint(fields=["broadcast", "number"], name="one_reminder_per_number"),
-        ]
-
-
-class AnswerCount(models.Model):
-    """How many registrants of one audience group (school, grade, class) chose one answer: the
-    counter the tally reads, as AudienceGroup.confirmed is for confirmations. Kept exact by
-    receipts/answering.py, which moves a registrant from one counter to another when the answer
-    changes; a row exists once somebody of the group chose that answer."""
-
-    group = models.ForeignKey(AudienceGroup, on_delete=models.CASCADE, related_name="+")
-    answer = models.PositiveSmallIntegerField()
-    registrants = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["group", "answer"], name="one_count_per_group_answer"),
         ]

@@ -4,10 +4,11 @@ the curve over time, who is missing, who chose what.
 Counts come from the AudienceGroup counters that record_confirmation keeps, and the curve from
 Receipt through its (broadcast, confirmed_at) index, grouped in the database; nothing here
 reads deliveries, so a page that polls every two seconds costs the same for 100 or 100,000
-registrants. The tally per answer reads the AnswerCount counters that record_answers keeps
-beside the confirmed counter, never the receipts: while a city answers after a quake the page
-polls every two seconds. Who is targeted, and in which school, grade and class, is as it was when the
-broadcast was sent (the group of each Recipient row); names and addresses are as they are now.
+registrants. The tally per answer reads the answer_0 … answer_5 counters that record_answers
+keeps on the same rows, beside the confirmed counter, never the receipts: while a city answers
+after a quake the page polls every two seconds. Who is targeted, and in which school, grade
+and class, is as it was when the broadcast was sent (the group of each Recipient row); names
+and addresses are as they are now.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
 from mimamori.broadcasts.models import AudienceGroup, Broadcast, Recipient
-from mimamori.receipts.models import AnswerCount, Receipt
+from mimamori.broadcasts.models import answer_counts as counted
+from mimamori.receipts.models import Receipt
 from mimamori.registry.models import Address, School
 
 # The curve keeps at most this many points; finer buckets are merged in Python.
@@ -88,56 +90,52 @@ def statistics(broadcast: Broadcast, schools: QuerySet[School], opened: int | No
     the school `opened` (or the only one). A city's broadcast has a thousand classes and more:
     the schools' sums come from the database, and only one school's classes become rows."""
     groups = AudienceGroup.objects.filter(broadcast=broadcast, school__in=schools.values("pk")).order_by()
+    # The answer counters are summed per school by the database, as the confirmed are; they
+    # stay 0 for a bare confirmation.
     sums = list(
         groups.values("school_id")
-        .annotate(r=Sum("registrants"), c=Sum("confirmed"))
-        .values_list("school_id", "r", "c")
+        .annotate(r=Sum("registrants"), c=Sum("confirmed"), **_answer_sums())
+        .values_list("school_id", "r", "c", *ANSWER_SUMS)
     )
-    by_id = School.objects.select_related("municipality").in_bulk({school_id for school_id, _, _ in sums})
+    by_id = School.objects.select_related("municipality").in_bulk({row[0] for row in sums})
     if len(sums) == 1:
         opened = sums[0][0]
-    answered: dict[int, dict[int, int]] = {}
-    if broadcast.answers:
-        # At most six counters per class: summed per school by the database, as the confirmed are.
-        per_school = (
-            AnswerCount.objects.filter(group__in=groups)
-            .order_by()
-            .values("group__school_id", "answer")
-            .annotate(n=Sum("registrants"))
-            .values_list("group__school_id", "answer", "n")
-        )
-        for school_id, answer, count in per_school:
-            answered.setdefault(school_id, {})[answer] = count
     total = Statistics()
-    for school_id, registrants, confirmed in sorted(sums, key=lambda row: (by_id[row[0]].name, row[0])):
+    for school_id, registrants, confirmed, *answers in sorted(
+        sums, key=lambda row: (by_id[row[0]].name, row[0])
+    ):
         school = SchoolRow(registrants=registrants, confirmed=confirmed, school=by_id[school_id])
-        school.add(0, 0, answered.get(school_id))
+        school.add(0, 0, counted(answers))
         total.schools.append(school)
-        total.add(registrants, confirmed, answered.get(school_id))
+        total.add(registrants, confirmed, counted(answers))
         if school_id == opened:
-            school.grades = _grades(groups.filter(school_id=school_id), bool(broadcast.answers))
+            school.grades = _grades(groups.filter(school_id=school_id))
     return total
 
 
-def _grades(groups: QuerySet[AudienceGroup], asks_answers: bool = False) -> list[GradeRow]:
+# The sums of the answer counters, named apart from the columns (an annotation may not take a
+# field's name).
+ANSWER_SUMS = tuple(f"{name}_sum" for name in AudienceGroup.ANSWER_FIELDS)
+
+
+def _answer_sums() -> dict[str, Sum]:
+    return {f"{name}_sum": Sum(name) for name in AudienceGroup.ANSWER_FIELDS}
+
+
+def _grades(groups: QuerySet[AudienceGroup]) -> list[GradeRow]:
     grades: list[GradeRow] = []
     rows = groups.order_by("grade", "class_name").values_list(
-        "pk", "grade", "class_name", "registrants", "confirmed"
+        "pk", "grade", "class_name", "registrants", "confirmed", *AudienceGroup.ANSWER_FIELDS
     )
-    answered: dict[int, dict[int, int]] = {}
-    if asks_answers:
-        counters = AnswerCount.objects.filter(group__in=groups.values("pk")).order_by()
-        for group_id, answer, count in counters.values_list("group_id", "answer", "registrants"):
-            answered.setdefault(group_id, {})[answer] = count
-    for group_id, grade_number, class_name, registrants, confirmed in rows:
+    for group_id, grade_number, class_name, registrants, confirmed, *answers in rows:
         if not grades or grades[-1].grade != grade_number:
             grades.append(GradeRow(grade=grade_number))
         klass = ClassRow(
             registrants=registrants, confirmed=confirmed, group_id=group_id, class_name=class_name
         )
-        klass.add(0, 0, answered.get(group_id))
+        klass.add(0, 0, counted(answers))
         grades[-1].classes.append(klass)
-        grades[-1].add(registrants, confirmed, answered.get(group_id))
+        grades[-1].add(registrants, confirmed, counted(answers))
     return grades
 
 
@@ -151,14 +149,8 @@ def answer_counts(broadcast: Broadcast) -> dict[str, int]:
     chose it), from the counters; {} for a bare confirmation."""
     if not broadcast.answers:
         return {}
-    counted = dict(
-        AnswerCount.objects.filter(group__broadcast=broadcast)
-        .order_by()
-        .values("answer")
-        .annotate(n=Sum("registrants"))
-        .values_list("answer", "n")
-    )
-    return {choice: counted.get(index, 0) for index, choice in enumerate(broadcast.answers)}
+    sums = AudienceGroup.objects.filter(broadcast=broadcast).order_by().aggregate(**_answer_sums())
+    return {choice: sums[f"answer_{index}_sum"] or 0 for index, choice in enumerate(broadcast.answers)}
 
 
 @dataclass(frozen=True)
