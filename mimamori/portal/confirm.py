@@ -159,7 +159,7 @@ def _answer(request: HttpRequest, token: str, chosen: dict[int, int] | None) -> 
         except ValueError:
             answered = None
         else:
-            if answered is not None and answered.answers:
+            if answered is not None and answered.named:
                 return _confirmed(request)
             if answered is not None:  # none of the children the form names is in the mail
                 error = _("Please choose an answer for your child.")
@@ -290,6 +290,6 @@ class ConfirmButtonMiddleware:
                 answered = record_answers(match[1], chosen)
             except (AnsweringClosed, ValueError):
                 answered = None
-            if answered is not None and answered.answers:
+            if answered is not None and answered.named:
                 return _confirmed(request)
         return self.get_response(request)

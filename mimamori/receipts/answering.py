@@ -21,7 +21,6 @@ whose writers take turns anyway, runs the ORM path below.
 from __future__ import annotations
 
 import enum
-import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from mimamori.broadcasts.models import AudienceGroup, Broadcast, Recipient
-from mimamori.receipts.confirming import find_link, is_expired
+from mimamori.receipts.confirming import execute_prepared, find_link, is_expired
 from mimamori.receipts.models import Receipt
 
 
@@ -49,7 +48,7 @@ class AnsweringClosed(Exception):
 @dataclass(frozen=True)
 class Answered:
     outcome: Outcome
-    answers: dict[int, int]  # registrant id → the answer now recorded, for the children of the mail
+    named: int  # the children of the mail the answer named (0: none of them; nothing recorded)
 
 
 def record_answers(token: str, chosen: dict[int, int]) -> Answered | None:
@@ -119,30 +118,28 @@ def record_answers(token: str, chosen: dict[int, int]) -> Answered | None:
             if deltas := {name: F(name) + delta for name, delta in move.items() if delta}:
                 AudienceGroup.objects.filter(pk=group_id).update(**deltas)
     outcome = Outcome.RECORDED if new or changed else Outcome.UNCHANGED
-    return Answered(outcome, {registrant_id: chosen[registrant_id] for registrant_id in groups})
+    return Answered(outcome, len(groups))
 
 
 def _record_in_one_call(token: str, chosen: dict[int, int]) -> Answered | None:
     now = timezone.now()
     oldest = now - timedelta(days=settings.MIMAMORI_CONFIRMATION_DAYS)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT mimamori_record_answers(%s, %s, %s, %s::bigint[], %s::integer[])",
-            # Array literals as text: cheaper than adapting Python lists, and only digits.
-            [token, oldest, now, _array(chosen), _array(chosen.values())],
-        )
-        (result,) = cursor.fetchone()
-    if isinstance(result, str):  # Django leaves jsonb undecoded for its JSONField
-        result = json.loads(result)
-    state = result["state"]
-    if state == "unknown":
+    # Prepared, as the confirmation's statement is: the call is planned once per connection.
+    (result,) = execute_prepared(
+        "mimamori_answer",
+        "text, timestamptz, timestamptz, bigint[], integer[]",
+        "SELECT mimamori_record_answers($1, $2, $3, $4, $5)",
+        # Array literals as text: cheaper than adapting Python lists, and only digits.
+        [token, oldest, now, _array(chosen), _array(chosen.values())],
+    )
+    if result == -1:  # unknown, expired, or no answer asked
         return None
-    if state == "closed":
+    if result == -2:
         raise AnsweringClosed
-    if state == "range":
+    if result == -3:
         raise ValueError("answer out of range")
-    outcome = Outcome.RECORDED if result["changed"] else Outcome.UNCHANGED
-    return Answered(outcome, {int(registrant): answer for registrant, answer in result["answers"].items()})
+    named, changed = divmod(result, 2)
+    return Answered(Outcome.RECORDED if changed else Outcome.UNCHANGED, named)
 
 
 def _array(numbers: Iterable[int]) -> str:

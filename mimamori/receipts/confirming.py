@@ -14,7 +14,9 @@ and say ANSWER_NEEDED, and the page asks for a choice instead.
 from __future__ import annotations
 
 import enum
+import re
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -191,34 +193,43 @@ def _confirm_sql() -> str:
     """  # noqa: S608
 
 
-# The database connections (of this process) on which the statement is prepared: planning
-# it took 0.48 ms of PostgreSQL's 0.9 ms a confirmation, executing it 0.2 ms
+# The database connections (of this process) on which each statement is prepared: planning
+# the confirmation's took 0.48 ms of PostgreSQL's 0.9 ms a confirmation, executing it 0.2 ms
 # (docs/performance.md), so each connection plans it once. A prepared statement lives in the
 # server session; a pooler that hands one client's transactions to different sessions
 # (PgBouncer's transaction pooling) is met by preparing again and, failing that, planning.
-_PREPARED_ON: weakref.WeakSet[Any] = weakref.WeakSet()
-_STATEMENT = "mimamori_confirm"
+_PREPARED_ON: dict[str, weakref.WeakSet[Any]] = {}
 
 
-def _confirm_in_one_statement(token: str) -> Outcome | None:
-    oldest = timezone.now() - timedelta(days=settings.MIMAMORI_CONFIRMATION_DAYS)
-    values: list[str | datetime] = [token, oldest, timezone.now()]
+def execute_prepared(name: str, types: str, sql: str, values: Sequence[str | datetime]) -> tuple[Any, ...]:
+    """The one row of ``sql`` (parameters $1 … $n of ``types``) run as the prepared statement
+    ``name`` of this connection's session, prepared on first use (PostgreSQL only)."""
+    prepared_on = _PREPARED_ON.setdefault(name, weakref.WeakSet())
+    marks = ", ".join(["%s"] * len(values))
     with connection.cursor() as cursor:
         session = connection.connection
         try:
-            if session not in _PREPARED_ON:
-                cursor.execute(f"PREPARE {_STATEMENT} (text, timestamptz, timestamptz) AS {_confirm_sql()}")
-                _PREPARED_ON.add(session)
-            cursor.execute(f"EXECUTE {_STATEMENT} (%s, %s, %s)", values)
+            if session not in prepared_on:
+                cursor.execute(f"PREPARE {name} ({types}) AS {sql}")
+                prepared_on.add(session)
+            cursor.execute(f"EXECUTE {name} ({marks})", values)
         except ProgrammingError as error:
             if connection.in_atomic_block or not isinstance(
                 error.__cause__, errors.InvalidSqlStatementName | errors.DuplicatePreparedStatement
             ):
                 raise
             # Not this session's statement after all (a pooler between us and the server).
-            _PREPARED_ON.discard(session)
-            cursor.execute(_confirm_sql().replace("$1", "%s").replace("$2", "%s").replace("$3", "%s"), values)
-        found, inserted, bare = cursor.fetchone()
+            prepared_on.discard(session)
+            cursor.execute(re.sub(r"\$(\d+)", r"%(p\1)s", sql), {f"p{n}": v for n, v in enumerate(values, 1)})
+        row: tuple[Any, ...] = cursor.fetchone()
+    return row
+
+
+def _confirm_in_one_statement(token: str) -> Outcome | None:
+    oldest = timezone.now() - timedelta(days=settings.MIMAMORI_CONFIRMATION_DAYS)
+    found, inserted, bare = execute_prepared(
+        "mimamori_confirm", "text, timestamptz, timestamptz", _confirm_sql(), [token, oldest, timezone.now()]
+    )
     if not found:
         return None
     if not bare:

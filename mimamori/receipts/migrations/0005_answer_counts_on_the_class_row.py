@@ -17,7 +17,7 @@ from django.db import migrations, models
 FUNCTION = """
 CREATE OR REPLACE FUNCTION mimamori_record_answers(
     p_token text, p_oldest timestamptz, p_now timestamptz, p_registrants bigint[], p_answers integer[]
-) RETURNS jsonb LANGUAGE plpgsql VOLATILE AS $$
+) RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_delivery bigint;
     v_broadcast bigint;
@@ -27,7 +27,7 @@ DECLARE
     v_groups bigint[];
     v_confirmed integer[];
     v_moves integer[];  -- per group (in v_groups' order), the moves of answer_0 … answer_5
-    v_answers jsonb;
+    v_named integer;
 BEGIN
     SELECT d.id, d.broadcast_id, jsonb_array_length(b.answers), b.answers_closed_at,
            (SELECT bool_and(a >= 0 AND a < jsonb_array_length(b.answers)) FROM unnest(p_answers) a)
@@ -36,13 +36,13 @@ BEGIN
      WHERE d.confirmation_token = p_token AND b.request_confirmation
        AND COALESCE(b.send_requested_at, b.created_at) > p_oldest;
     IF NOT FOUND OR v_choices = 0 THEN
-        RETURN jsonb_build_object('state', 'unknown');
+        RETURN -1;  -- unknown, expired, or no answer asked
     END IF;
     IF v_closed IS NOT NULL THEN
-        RETURN jsonb_build_object('state', 'closed');
+        RETURN -2;  -- answering closed
     END IF;
     IF NOT COALESCE(v_in_range, true) THEN
-        RETURN jsonb_build_object('state', 'range');
+        RETURN -3;  -- a choice out of range
     END IF;
     -- Then what a confirmation writes, the receipts and each child's class row, in two
     -- statements. The counters stay exact with no lock of their own:
@@ -94,8 +94,8 @@ BEGIN
     SELECT (SELECT array_agg(group_id ORDER BY group_id) FROM moves),
            (SELECT array_agg(confirmed ORDER BY group_id) FROM moves),
            (SELECT array_agg(answers ORDER BY group_id) FROM moves),
-           COALESCE((SELECT jsonb_object_agg(registrant_id::text, answer) FROM chosen), '{}'::jsonb)
-      INTO v_groups, v_confirmed, v_moves, v_answers;
+           (SELECT COUNT(*) FROM chosen)
+      INTO v_groups, v_confirmed, v_moves, v_named;
     IF v_groups IS NOT NULL THEN
         UPDATE broadcasts_audiencegroup g
            SET confirmed = g.confirmed + v_confirmed[m.i],
@@ -105,7 +105,9 @@ BEGIN
           FROM generate_subscripts(v_groups, 1) AS m (i)
          WHERE g.id = v_groups[m.i];
     END IF;
-    RETURN jsonb_build_object('state', 'ok', 'changed', v_groups IS NOT NULL, 'answers', v_answers);
+    -- Recorded: the children of the mail the answer named, twice, plus one if a row changed (a
+    -- plain number, which costs the web process less to read than a JSON object).
+    RETURN v_named * 2 + (v_groups IS NOT NULL)::integer;
 END;
 $$;
 """
@@ -116,12 +118,15 @@ def _before() -> Any:
 
 
 def replace_function(apps: Any, schema_editor: Any) -> None:
+    # Dropped first: the function's result changes type (jsonb to integer), which REPLACE refuses.
     if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(_before().DROP)
         schema_editor.execute(FUNCTION)
 
 
 def restore_function(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(_before().DROP)
         schema_editor.execute(_before().FUNCTION)
 
 
