@@ -46,30 +46,27 @@ class SchoolChoiceField(forms.ModelChoiceField):
         return f"{obj.municipality.name} {obj.name}"
 
 
-class RegistrantFilterForm(forms.Form):
-    """GET filters; each field that is valid applies even when another one is not."""
-
-    q = forms.CharField(
-        label=_("Search"),
-        required=False,
-        max_length=254,
-        validators=[text.single_line],
-        help_text=_("Child's name, kana, login ID, mail address or IC tag ID"),
-    )
-    school = SchoolChoiceField(label=_("School"), queryset=School.objects.none(), required=False)
-    grade = forms.TypedChoiceField(
+def grade_field() -> forms.TypedChoiceField:
+    return forms.TypedChoiceField(
         label=_("Grade"),
         required=False,
         coerce=int,
         empty_value=None,
         choices=[("", _("All"))] + [(g, str(g)) for g in range(1, 10)],
     )
-    class_name = forms.CharField(
-        label=_("Class"), required=False, max_length=16, validators=[text.single_line]
-    )
-    status = forms.ChoiceField(
-        label=_("Status"), required=False, choices=[("", _("All")), *RegistrantStatus.choices]
-    )
+
+
+def class_field() -> forms.CharField:
+    return forms.CharField(label=_("Class"), required=False, max_length=16, validators=[text.single_line])
+
+
+class ClassFilterForm(forms.Form):
+    """GET filters by school, grade and class; each field that is valid applies even when
+    another one is not. Subclasses add their own (declared fields come first)."""
+
+    school = SchoolChoiceField(label=_("School"), queryset=School.objects.none(), required=False)
+    grade = grade_field()
+    class_name = class_field()
 
     def __init__(self, *args: Any, schools: QuerySet[School], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -82,3 +79,17 @@ class RegistrantFilterForm(forms.Form):
         """The filters that passed validation, without the empty ones."""
         self.is_valid()
         return {name: value for name, value in self.cleaned_data.items() if value not in (None, "")}
+
+
+class RegistrantFilterForm(ClassFilterForm):
+    q = forms.CharField(
+        label=_("Search"),
+        required=False,
+        max_length=254,
+        validators=[text.single_line],
+        help_text=_("Child's name, kana, login ID, mail address or IC tag ID"),
+    )
+    status = forms.ChoiceField(
+        label=_("Status"), required=False, choices=[("", _("All")), *RegistrantStatus.choices]
+    )
+    field_order = ["q", "school", "grade", "class_name", "status"]

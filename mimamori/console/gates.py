@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from mimamori import text
 from mimamori.console.decorators import staff_required
-from mimamori.console.forms import SchoolChoiceField
+from mimamori.console.forms import ClassFilterForm, SchoolChoiceField, class_field, grade_field
 from mimamori.console.views import _page, _render, _staff
 from mimamori.gates import passes, readers
 from mimamori.gates.models import GatePass, PassOutcome
@@ -176,33 +176,12 @@ def gate_reader_revoke(request: HttpRequest, reader_id: int) -> HttpResponse:
 # --- passes ------------------------------------------------------------------------------
 
 
-class PassFilterForm(forms.Form):
-    school = SchoolChoiceField(label=_("School"), queryset=School.objects.none(), required=False)
+class PassFilterForm(ClassFilterForm):
     day = forms.DateField(label=_("Date"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    grade = forms.TypedChoiceField(
-        label=_("Grade"),
-        required=False,
-        coerce=int,
-        empty_value=None,
-        choices=[("", _("All"))] + [(g, str(g)) for g in range(1, 10)],
-    )
-    class_name = forms.CharField(
-        label=_("Class"), required=False, max_length=16, validators=[text.single_line]
-    )
     outcome = forms.ChoiceField(
         label=_("Outcome"), required=False, choices=[("", _("All")), *PassOutcome.choices]
     )
-
-    def __init__(self, *args: Any, schools: QuerySet[School], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        field = self.fields["school"]
-        assert isinstance(field, SchoolChoiceField)
-        field.queryset = schools
-        field.empty_label = str(_("All schools"))
-
-    def applicable(self) -> dict[str, Any]:
-        self.is_valid()
-        return {name: value for name, value in self.cleaned_data.items() if value not in (None, "")}
+    field_order = ["school", "day", "grade", "class_name", "outcome"]
 
 
 def _passes_in_scope(request: HttpRequest) -> QuerySet[GatePass]:
@@ -265,16 +244,8 @@ class AssignSearchForm(forms.Form):
         validators=[text.single_line],
         help_text=_("Child's name, kana or login ID"),
     )
-    grade = forms.TypedChoiceField(
-        label=_("Grade"),
-        required=False,
-        coerce=int,
-        empty_value=None,
-        choices=[("", _("All"))] + [(g, str(g)) for g in range(1, 10)],
-    )
-    class_name = forms.CharField(
-        label=_("Class"), required=False, max_length=16, validators=[text.single_line]
-    )
+    grade = grade_field()
+    class_name = class_field()
 
 
 @staff_required
