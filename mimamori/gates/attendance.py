@@ -40,17 +40,15 @@ from mimamori.gates.models import (
     AttendanceCheck,
     Direction,
     GatePass,
-    GatePreference,
     MissingChild,
     MunicipalityGateSettings,
     PassOutcome,
     SchoolGateSettings,
 )
+from mimamori.gates.preferences import gate_addresses
 from mimamori.mail import messages, outbox
 from mimamori.registry.mails import school_sender
 from mimamori.registry.models import (
-    SLOTS,
-    AddressStatus,
     Municipality,
     Registrant,
     RegistrantStatus,
@@ -149,25 +147,12 @@ def make(school: School, day: datetime.date, *, tell: bool = True) -> Attendance
     return check
 
 
-def gate_addresses(child: Registrant) -> list[str]:
-    """The child's addresses at its gate slots, once each, none suppressed."""
-    preference = GatePreference.objects.filter(registrant=child).values_list("slots", flat=True).first()
-    slots = preference if preference is not None else list(SLOTS)
-    addresses: list[str] = []
-    seen: set[str] = set()
-    rows = child.addresses.filter(slot__in=slots).exclude(status=AddressStatus.SUPPRESSED).order_by("slot")
-    for email in rows.values_list("email", flat=True):
-        if email.lower() not in seen:
-            seen.add(email.lower())
-            addresses.append(email)
-    return addresses
-
-
 def _tell_guardians(children: list[Registrant]) -> int:
     posted = 0
+    addresses = gate_addresses(child.pk for child in children)
     for child in children:
         municipality = child.school.municipality
-        for email in gate_addresses(child):
+        for email in addresses.get(child.pk, []):
             outbox.post(
                 functools.partial(missing_mail, child, email),
                 to=email,

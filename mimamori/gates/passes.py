@@ -44,13 +44,13 @@ from mimamori.gates.models import (
     Direction,
     GateDayCount,
     GatePass,
-    GatePreference,
     GateReader,
     PassOutcome,
 )
+from mimamori.gates.preferences import gate_addresses
 from mimamori.gates.readers import posted
 from mimamori.mail import outbox
-from mimamori.registry.models import SLOTS, Address, AddressStatus, Registrant, RegistrantStatus, School
+from mimamori.registry.models import Registrant, RegistrantStatus, School
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def record(
         }
         nearby = _nearby_passes(children.values(), events_in, repeat)
         known = [e for e in events_in if e.tag in children]
-        addresses = _addresses({children[e.tag].pk for e in known if recent_from <= e.at <= latest})
+        addresses = gate_addresses({children[e.tag].pk for e in known if recent_from <= e.at <= latest})
         rows: list[tuple[Event, Registrant | None, str, list[str]]] = []
         for event in events_in:
             child = children.get(event.tag)
@@ -270,30 +270,6 @@ def _nearby_passes(
     ).values_list("registrant_id", "direction", "at")
     for registrant_id, direction, at in rows:
         found[(registrant_id, direction)].append(at)
-    return found
-
-
-def _addresses(registrant_ids: set[int]) -> dict[int, list[str]]:
-    """The addresses each child's gate mails go to: the chosen slots (all four without a choice),
-    not suppressed (mail to them fails again, P5), each address once."""
-    if not registrant_ids:
-        return {}
-    chosen = dict(
-        GatePreference.objects.filter(registrant_id__in=registrant_ids).values_list("registrant_id", "slots")
-    )
-    found: dict[int, list[str]] = {}
-    rows = (
-        Address.objects.filter(registrant_id__in=registrant_ids)
-        .exclude(status=AddressStatus.SUPPRESSED)
-        .order_by("registrant_id", "slot")
-        .values_list("registrant_id", "slot", "email")
-    )
-    for registrant_id, slot, email in rows:
-        if slot not in chosen.get(registrant_id, SLOTS):
-            continue
-        to = found.setdefault(registrant_id, [])
-        if email.lower() not in (known.lower() for known in to):
-            to.append(email)
     return found
 
 

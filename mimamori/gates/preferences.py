@@ -13,7 +13,7 @@ from django.utils import timezone
 from mimamori.accounts.models import User
 from mimamori.audit import log as audit
 from mimamori.gates.models import GatePass, GatePreference, GateReader, PassOutcome
-from mimamori.registry.models import SLOTS, Registrant
+from mimamori.registry.models import SLOTS, Address, AddressStatus, Registrant
 from mimamori.registry.registrants import registrant_target
 
 RECENT_DAYS = 7
@@ -23,6 +23,32 @@ def gate_slots(registrant: Registrant) -> list[int]:
     """The slots the child's gate mails go to: all four unless the guardian chose otherwise."""
     found = GatePreference.objects.filter(registrant=registrant).values_list("slots", flat=True).first()
     return list(SLOTS) if found is None else sorted(found)
+
+
+def gate_addresses(registrant_ids: Iterable[int]) -> dict[int, list[str]]:
+    """The addresses each child's gate mails go to (passes and the attendance check's notice):
+    the chosen slots (all four without a choice), not suppressed (mail to them fails again, P5),
+    each address once. A child with none is left out."""
+    registrant_ids = set(registrant_ids)
+    if not registrant_ids:
+        return {}
+    chosen = dict(
+        GatePreference.objects.filter(registrant_id__in=registrant_ids).values_list("registrant_id", "slots")
+    )
+    found: dict[int, list[str]] = {}
+    rows = (
+        Address.objects.filter(registrant_id__in=registrant_ids)
+        .exclude(status=AddressStatus.SUPPRESSED)
+        .order_by("registrant_id", "slot")
+        .values_list("registrant_id", "slot", "email")
+    )
+    for registrant_id, slot, email in rows:
+        if slot not in chosen.get(registrant_id, SLOTS):
+            continue
+        to = found.setdefault(registrant_id, [])
+        if email.lower() not in (known.lower() for known in to):
+            to.append(email)
+    return found
 
 
 def choose_slots(
