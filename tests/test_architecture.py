@@ -86,6 +86,7 @@ def test_both_engines_know_every_task_by_its_apps_tasks_module() -> None:
         "mimamori.broadcasts.tasks.deliver_chunk",
         "mimamori.broadcasts.tasks.fan_out_broadcast",
         "mimamori.mail.tasks.send_mail",
+        "mimamori.mail.tasks.send_mails",
         "mimamori.quakes.tasks.release_quake_alert",
         "mimamori.registry.tasks.post_reach_test",
         "mimamori.registry.tasks.send_password_reset",

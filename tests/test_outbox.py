@@ -161,3 +161,41 @@ def test_staff_see_how_an_inquirys_mails_fared(smtp_sink: Sink, client: Any) -> 
     assert "サポート窓口へのコピー" in page
     assert "554 5.7.1 Message refused" in page
     assert '<td class="error">失敗</td>' in page
+
+
+def test_mails_posted_together_go_over_one_connection_and_a_refusal_waits_alone(smtp_sink: Sink) -> None:
+    from django.core.mail import EmailMessage
+    from django.db import transaction
+
+    from mimamori import tasking
+    from mimamori.mail import outbox
+
+    city = make_municipality()
+    addresses = ["a@docomo.ne.jp", "b@ezweb.ne.jp", "c@example.jp", "gone@example.jp"]
+    smtp_sink.refusals["b@ezweb.ne.jp"] = ["451 4.3.0 Try again later"]
+    smtp_sink.refusals["gone@example.jp"] = ["550 5.1.1 User unknown"]
+    with transaction.atomic():
+        posted = [
+            outbox.post(
+                EmailMessage("登校", "本文", "school@example.jp", [to]),
+                kind="gate_pass",
+                domain=city.mail_domain,
+                municipality=city,
+                send=False,
+            )
+            for to in addresses
+        ]
+        outbox.send_together(posted, queue=tasking.GATES)
+    run_until_quiet()
+
+    assert smtp_sink.copies() == {"a@docomo.ne.jp": 1, "b@ezweb.ne.jp": 1, "c@example.jp": 1}
+    # The first attempts of all four on one connection, in the order posted.
+    first = next(iter(smtp_sink.by_session.values()))
+    assert first == addresses
+    status = dict(OutgoingMail.objects.values_list("to", "status"))
+    assert status == {
+        "a@docomo.ne.jp": OutgoingStatus.SENT,
+        "b@ezweb.ne.jp": OutgoingStatus.SENT,  # tried again on its own, after the 451
+        "c@example.jp": OutgoingStatus.SENT,
+        "gone@example.jp": OutgoingStatus.FAILED,
+    }

@@ -50,6 +50,7 @@ from mimamori.gates.models import (
 from mimamori.gates.preferences import gate_addresses
 from mimamori.gates.readers import posted
 from mimamori.mail import outbox
+from mimamori.mail.models import OutgoingMail
 from mimamori.registry.models import Registrant, RegistrantStatus, School
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ def record(
 
         inserted = _insert(reader, rows, now)
         counts: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0])
+        posted_mails: list[OutgoingMail] = []
         for event, child, outcome, to in rows:
             pass_id = inserted.get(event.id)
             if pass_id is None:
@@ -237,17 +239,21 @@ def record(
                 assert child is not None
                 build = mails.gate_pass_to_each(child, reader, event.direction, event.at)
                 for email in to:
-                    outbox.post(
-                        _builder(build, email),
-                        kind=KIND,
-                        domain=school.municipality.mail_domain,
-                        target=f"gate pass {pass_id}",
-                        municipality=school.municipality_id,
-                        to=email,
-                        queue=tasking.GATES,
+                    posted_mails.append(
+                        outbox.post(
+                            _builder(build, email),
+                            kind=KIND,
+                            domain=school.municipality.mail_domain,
+                            target=f"gate pass {pass_id}",
+                            municipality=school.municipality_id,
+                            to=email,
+                            send=False,
+                        )
                     )
                 count[1] += len(to)
                 result.mails += len(to)
+        # The batch's mails go out together, a few connections' worth, on the gates lane.
+        outbox.send_together(posted_mails, queue=tasking.GATES)
         _count(school, counts)
         posted(reader, now)
     return result

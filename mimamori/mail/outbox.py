@@ -13,10 +13,11 @@ then a task on the mail queue offers it to the relay and records what the relay 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -46,6 +47,7 @@ def post(
     municipality: Model | int | None = None,
     to: str = "",
     queue: str = tasking.MAIL,
+    send: bool = True,
 ) -> OutgoingMail:
     """Queue ``message`` (one recipient) for sending; call it inside the transaction that decides
     the mail should go, so that it exists exactly when that decision does.
@@ -88,8 +90,33 @@ def post(
             envelope_domain=domain,
             message=content,
         )
-        _queue(mail.pk, queue=queue)
+        if send:
+            _queue(mail.pk, queue=queue)
     return mail
+
+
+# Mails sent by one task over one relay connection (send_together): a reader's batch of gate
+# mails. Few enough that the first worker free takes the next group meanwhile, and that a mail
+# late in a group waits for no more than a few dozen others (milliseconds each on an open
+# connection, against a new connection, a task row and a worker's round of its own per mail).
+TOGETHER = 20
+
+
+def send_together(mails: Sequence[OutgoingMail], queue: str) -> None:
+    """Queue mails posted with ``send=False``: one task per TOGETHER of them (send_many)."""
+    from mimamori.mail.tasks import send_mails
+
+    ids = [mail.pk for mail in mails if mail.status == OutgoingStatus.PENDING]
+    for start in range(0, len(ids), TOGETHER):
+        tasking.enqueue(send_mails, *ids[start : start + TOGETHER], queue=queue)
+
+
+def send_many(mail_ids: Sequence[int]) -> list[str]:
+    """send() each mail in turn over one relay connection; their statuses afterwards. These are
+    the mails of the time-critical lane (a reader's gate mails): they take their carrier groups'
+    sessions as urgent broadcasts do, so a large broadcast holding the others does not stop them."""
+    with SmtpSession() as session:
+        return [send(mail_id, session, urgent=True) for mail_id in mail_ids]
 
 
 def _queue(mail_id: int, run_after: datetime | None = None, queue: str = tasking.MAIL) -> None:
@@ -98,8 +125,9 @@ def _queue(mail_id: int, run_after: datetime | None = None, queue: str = tasking
     tasking.enqueue(send_mail, mail_id, queue=queue, run_after=run_after)
 
 
-def send(mail_id: int) -> str:
-    """Offer one queued mail to the relay; returns its status afterwards."""
+def send(mail_id: int, session: SmtpSession | None = None, urgent: bool = False) -> str:
+    """Offer one queued mail to the relay (over ``session`` if given, else a connection of its
+    own); returns its status afterwards."""
     now = timezone.now()
     taken = OutgoingMail.objects.filter(
         pk=mail_id, status__in=[OutgoingStatus.PENDING, OutgoingStatus.DEFERRED], next_attempt_at__lte=now
@@ -119,14 +147,14 @@ def send(mail_id: int) -> str:
     profile = carriers.current().of(mail.to)
     if profile.paused(now):
         return _wait(mail, profile.paused_until or now)
-    leases = carriers.acquire({profile.id: 1}, uuid.uuid4()).get(profile.id)
+    leases = carriers.acquire({profile.id: 1}, uuid.uuid4(), urgent=urgent).get(profile.id)
     if not leases:
         return _wait(mail, now + timedelta(seconds=settings.MIMAMORI_CARRIER_BUSY_SECONDS))
     try:
-        with SmtpSession() as session:
+        with SmtpSession() if session is None else contextlib.nullcontext(session) as relay:
             sender = verp.envelope_sender(verp.MAIL, mail.pk, mail.envelope_domain)
             began = time.monotonic()
-            reply = session.send(sender, mail.to, content)
+            reply = relay.send(sender, mail.to, content)
             seconds = time.monotonic() - began
     finally:
         carriers.release(leases)
