@@ -39,7 +39,7 @@ from mimamori.api.schemas import (
 from mimamori.audit import log as audit
 from mimamori.quakes import alerts, configuration
 from mimamori.quakes.models import EarthquakeSettings
-from mimamori.registry import access, alert_templates
+from mimamori.registry import access, alert_templates, tags
 from mimamori.registry.addresses import set_addresses
 from mimamori.registry.models import Municipality, Registrant, School, class_key
 from mimamori.registry.registrants import deregister, enrol, registrant_target
@@ -150,19 +150,34 @@ def list_schools(request: HttpRequest) -> QuerySet[School]:
     return access.schools_for(staff_of(request))
 
 
-@router.post("/registrants", response={201: EnrolmentOut, **BODY_ERRORS, **errors(404)}, tags=["registry"])
+@router.post(
+    "/registrants", response={201: EnrolmentOut, **BODY_ERRORS, **errors(404, 409)}, tags=["registry"]
+)
 def create_registrant(request: HttpRequest, data: RegistrantIn) -> Status[Enrolled]:
     user = staff_of(request)
     school = access.get_school(user, data.school)
-    enrolment = enrol(
-        school,
-        child_name=data.child_name,
-        child_name_kana=data.child_name_kana,
-        grade=data.grade,
-        class_name=data.class_name,
-        addresses=data.addresses,
-        receive_broadcasts=data.receive_broadcasts,
-    )
+    tag = tags.clean_tag(data.tag_id)
+    if (holder := tags.find_holder(school, tag)) is not None:
+        raise HttpError(409, tags.TagTaken(tag, holder).message)
+    try:
+        with transaction.atomic():
+            enrolment = enrol(
+                school,
+                child_name=data.child_name,
+                child_name_kana=data.child_name_kana,
+                grade=data.grade,
+                class_name=data.class_name,
+                addresses=data.addresses,
+                receive_broadcasts=data.receive_broadcasts,
+                tag_id=tag,
+            )
+    except IntegrityError:
+        # Another request gave the tag to a child between the look and the insert.
+        if (holder := tags.find_holder(school, tag)) is None:
+            raise
+        raise HttpError(409, tags.TagTaken(tag, holder).message) from None
+    # A tag given at enrolment is in the event; later changes are registrant.tag_changed.
+    extra = {"tag_id": tag} if tag else {}
     audit.record(
         "registrant.created",
         actor=user,
@@ -170,6 +185,7 @@ def create_registrant(request: HttpRequest, data: RegistrantIn) -> Status[Enroll
         municipality=school.municipality,
         request=request,
         school=school.pk,
+        **extra,
     )
     return Status(201, Enrolled(enrolment))
 
@@ -223,6 +239,12 @@ def update_registrant(request: HttpRequest, registrant_id: RegistrantId, data: R
             _audit_change(
                 request, registrant, "registrant.option_changed", receive_broadcasts=data.receive_broadcasts
             )
+        if data.tag_id is not None:
+            try:
+                tags.set_tag(registrant, data.tag_id, by=user, request=request)
+            except tags.TagTaken as taken:
+                # Nothing of this request stays: the atomic block undoes the other changes.
+                raise HttpError(409, taken.message) from None
     return access.get_registrant(staff_of(request), registrant_id)
 
 

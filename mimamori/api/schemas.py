@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from mimamori import text
 from mimamori.quakes import models as quake_models
+from mimamori.registry import tags
 from mimamori.registry.models import SLOTS, AddressStatus, Municipality, Registrant, RegistrantStatus, School
 from mimamori.registry.registrants import Enrolment
 
@@ -266,6 +267,26 @@ class SchoolOut(Schema):
 
 # --- registrants ----------------------------------------------------------------------
 
+TAG_DESCRIPTION = (
+    "The IC tag the gate readers read: 1-64 of A-Z a-z 0-9 : . _ - (trimmed), unique in the "
+    'school; "" for none. A tag another child of the school carries is refused with 409.'
+)
+
+
+def _tag_rule(value: Any) -> Any:
+    """The tag rule's own message (in the user's language) before the pattern's generic one."""
+    if isinstance(value, str) and (message := tags.tag_problem(tags.normalize_tag(value))) is not None:
+        raise PydanticCustomError("tag_id", message)
+    return value
+
+
+TagId = Annotated[
+    str,
+    Field(max_length=80, pattern=tags.TAG_SCHEMA_PATTERN, description=TAG_DESCRIPTION),
+    ONE_LINE,
+    BeforeValidator(_tag_rule),
+]
+
 
 class RegistrantIn(Body):
     school: Id
@@ -275,11 +296,13 @@ class RegistrantIn(Body):
     class_name: Annotated[str, line(16, required=True), ONE_LINE]
     addresses: Slots = Field(default_factory=list, description="Slots 1-4; null or missing for empty.")
     receive_broadcasts: bool = True
+    tag_id: TagId = ""
 
 
 class RegistrantPatch(Body):
     addresses: Slots | None = None
     receive_broadcasts: bool | None = None
+    tag_id: TagId | None = Field(default=None, description=f"{TAG_DESCRIPTION} null or missing: unchanged.")
 
 
 class SlotOut(Schema):
@@ -301,6 +324,7 @@ class RegistrantOut(Schema):
     class_name: str
     status: RegistrantStatus
     receive_broadcasts: bool
+    tag_id: str = Field(description='The IC tag the gate readers read; "" for none.')
     registration_pending: bool = Field(description="True until the guardian's first login.")
     addresses: list[SlotOut]
     created_at: LocalTime

@@ -46,6 +46,8 @@ ACTION_LABELS: dict[str, Promise] = {
     "registrant.deregistered": _("Registration ended"),
     "registrant.transferred_in": _("Transfer received"),
     "registrant.erased": _("Personal data erased"),
+    "registrant.tag_changed": _("IC tag changed"),
+    "registrant.tag_reassigned": _("IC tag moved from another child"),
     "deregistration.requested": _("Deregistration requested"),
     "deregistration.rejected": _("Deregistration request rejected"),
     "deregistration.withdrawn": _("Deregistration request withdrawn"),

@@ -388,6 +388,12 @@ SENTENCES: dict[str, Callable[[dict[str, Any], Names], str]] = {
         _("Address %(slots)s changed.") % {"slots": _(", ").join(str(s) for s in d.get("slots") or [])}
     ),
     "registrant.option_changed": _option,
+    "registrant.tag_changed": lambda d, n: (
+        _("IC tag %(old)s → %(new)s.") % {"old": d.get("old") or "—", "new": d.get("new") or "—"}
+    ),
+    "registrant.tag_reassigned": lambda d, n: (
+        _("IC tag %(tag)s taken from %(from)s.") % {"tag": d.get("tag"), "from": d.get("from")}
+    ),
     "registrant.deregistered": _deregistration,
     "deregistration.requested": _deregistration,
     "registrant.transferred_in": lambda d, n: (

@@ -54,7 +54,7 @@ class RegistrantFilterForm(forms.Form):
         required=False,
         max_length=254,
         validators=[text.single_line],
-        help_text=_("Child's name, kana, login ID or mail address"),
+        help_text=_("Child's name, kana, login ID, mail address or IC tag ID"),
     )
     school = SchoolChoiceField(label=_("School"), queryset=School.objects.none(), required=False)
     grade = forms.TypedChoiceField(

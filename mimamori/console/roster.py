@@ -92,6 +92,7 @@ def roster_upload(request: HttpRequest, school_id: int) -> HttpResponse:
         municipality=school.municipality,
         request=request,
         count=roster.created,
+        tags=roster.tagged,
     )
     return HttpResponse(letters.getvalue())
 

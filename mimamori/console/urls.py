@@ -7,6 +7,7 @@ from mimamori.console import (
     broadcasts,
     carriers,
     deregistration,
+    gates,
     maintenance,
     municipalities,
     quakes,
@@ -136,4 +137,12 @@ urlpatterns = [
     path("quakes/<int:alert_id>/cancel/", quakes.quake_cancel, name="quake_cancel"),
     path("quakes/drill/<slug:code>/", quakes.quake_drill, name="quake_drill"),
     path("quakes/settings/<slug:code>/", quakes.quake_settings, name="quake_settings"),
+    # Gates (B6): a child's IC tag, the readers, the passes, the unknown tags.
+    path("registrants/<int:registrant_id>/tag/", gates.registrant_tag, name="registrant_tag"),
+    path("gates/readers/", gates.gate_readers, name="gate_readers"),
+    path("gates/readers/new/", gates.gate_reader_new, name="gate_reader_new"),
+    path("gates/readers/<int:reader_id>/revoke/", gates.gate_reader_revoke, name="gate_reader_revoke"),
+    path("gates/passes/", gates.gate_passes, name="gate_passes"),
+    path("gates/unknown-tags/", gates.gate_unknown_tags, name="gate_unknown_tags"),
+    path("schools/<int:school_id>/gates/assign-tag/", gates.gate_tag_assign, name="gate_tag_assign"),
 ]

@@ -138,6 +138,7 @@ def _search(registrants: QuerySet[Registrant], text: str) -> QuerySet[Registrant
         Q(child_name__icontains=text)
         | Q(child_name_kana__icontains=text)
         | Q(account__username__icontains=text)
+        | Q(tag_id=text)
         | Exists(address_matches)
     )
 

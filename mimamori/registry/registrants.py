@@ -43,6 +43,7 @@ class NewChild:
     # As clean_address_slots returns them, in slot order; "" for an empty slot.
     addresses: tuple[str, ...] = ()
     receive_broadcasts: bool = True
+    tag_id: str = ""  # as registry/tags.py clean_tag returns it; unique in the school (checked by the caller)
 
 
 class InvalidChild(ValidationError):
@@ -62,6 +63,7 @@ def enrol(
     child_name_kana: str = "",
     addresses: Sequence[str | None] = (),
     receive_broadcasts: bool = True,
+    tag_id: str = "",
 ) -> Enrolment:
     """Create a registrant with a new login ID and a one-time registration code.
 
@@ -76,6 +78,7 @@ def enrol(
         child_name_kana=child_name_kana,
         addresses=tuple(cleaned[slot] for slot in SLOTS),
         receive_broadcasts=receive_broadcasts,
+        tag_id=tag_id,
     )
     return enrol_many(school, [child])[0]
 
@@ -96,6 +99,7 @@ def enrol_many(school: School, children: Sequence[NewChild]) -> list[Enrolment]:
             grade=child.grade,
             class_name=class_key(child.class_name),
             receive_broadcasts=child.receive_broadcasts,
+            tag_id=child.tag_id,
         )
         registrant.issue_registration_code(code)
         try:
@@ -173,7 +177,11 @@ def deregister(registrant: Registrant) -> None:
         registrant.deregistered_at = timezone.now()
         # A pending registration code must not let anyone start a login on a closed account.
         registrant.registration_code_digest = ""
-        registrant.save(update_fields=["status", "deregistered_at", "registration_code_digest", "updated_at"])
+        # The IC tag goes back to the school, which may give it to another child (B6).
+        registrant.tag_id = ""
+        registrant.save(
+            update_fields=["status", "deregistered_at", "registration_code_digest", "tag_id", "updated_at"]
+        )
         account = registrant.account
         account.is_active = False
         account.save(update_fields=["is_active"])

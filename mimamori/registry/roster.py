@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 
 from mimamori import text
 from mimamori.accounts.models import User
+from mimamori.registry import tags
 from mimamori.registry.addresses import clean_address_slots
 from mimamori.registry.letters import LettersWriter
 from mimamori.registry.models import SLOTS, Address, Registrant, RegistrantStatus, School, class_key
@@ -49,6 +50,7 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "child_name_kana": ("ふりがな", "child_name_kana", "フリガナ", "よみがな"),
     **{f"address{s}": (f"メールアドレス{s}", f"address{s}", f"アドレス{s}") for s in SLOTS},
     "receive_broadcasts": ("連絡メール", "receive_broadcasts"),
+    "tag_id": ("タグID", "tag_id", "ICタグ", "ICタグID"),
 }
 REQUIRED = ("grade", "class_name", "child_name")
 
@@ -85,6 +87,11 @@ class RosterImport:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @property
+    def tagged(self) -> int:
+        """Rows that give their child an IC tag (the import's audit event says how many)."""
+        return sum(1 for row in self.rows if row.tag_id)
 
 
 class UndecodableRoster(ValueError):
@@ -165,6 +172,14 @@ class _Reader:
                 "child_name", "grade", "class_name"
             )
         )
+        # Tags are unique in the school (every row: a deregistered child's tag is freed when it
+        # leaves); an import never takes a tag from a child, it is refused instead.
+        self.tags_seen: dict[str, int] = {}
+        self.tags_taken: set[str] = (
+            set(Registrant.objects.filter(school=school).exclude(tag_id="").values_list("tag_id", flat=True))
+            if "tag_id" in self.columns
+            else set()
+        )
 
     def _error(self, line: int, column: str, message: str) -> None:
         self.result.errors.append(RosterError(line, column, message))
@@ -206,6 +221,7 @@ class _Reader:
             for key, messages in error.message_dict.items():
                 for message in messages:
                     self._error(line, self.names.get(key, key), message)
+        tag = self._tag(line, tags.normalize_tag(self.cell(cells, "tag_id")))
         if len(self.result.errors) > before:
             return
         identity = (name, int(str(values["grade"])), str(values["class_name"]))
@@ -234,8 +250,30 @@ class _Reader:
                 class_name=identity[2],
                 addresses=tuple(cleaned[slot] for slot in SLOTS),
                 receive_broadcasts=bool(values["receive_broadcasts"]),
+                tag_id=tag,
             )
         )
+
+    def _tag(self, line: int, tag: str) -> str:
+        """The row's tag id, or "" after reporting why it cannot be given."""
+        if not tag:
+            return ""
+        column = self.names.get("tag_id", "")
+        if (problem := tags.tag_problem(tag)) is not None:
+            self._error(line, column, problem)
+        elif tag in self.tags_seen:
+            self._error(
+                line,
+                column,
+                _("The same tag ID is already on line %(line)d: one tag belongs to one child.")
+                % {"line": self.tags_seen[tag]},
+            )
+        elif tag in self.tags_taken:
+            self._error(line, column, _("This tag ID is already given to another child of this school."))
+        else:
+            self.tags_seen[tag] = line
+            return tag
+        return ""
 
 
 def _records(data: bytes, encoding: str) -> Iterable[tuple[int, list[str]]]:

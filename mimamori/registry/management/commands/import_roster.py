@@ -110,6 +110,7 @@ class Command(BaseCommand):
                         target=f"school {school.pk}",
                         municipality=school.municipality,
                         count=roster.created,
+                        tags=roster.tagged,
                     )
                     out.flush()
                     os.replace(part, letters_path)
