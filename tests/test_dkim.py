@@ -33,6 +33,7 @@ from mimamori.audit.models import AuditEvent
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.models import Broadcast, BroadcastKind, Delivery, DeliveryStatus
 from mimamori.broadcasts.targeting import resolve_scope
+from mimamori.gates import passes, readers
 from mimamori.mail import carriers, signing
 from mimamori.mail.models import CarrierProfile, Charset, DkimKey, OutgoingMail, OutgoingStatus
 from mimamori.maintenance import windows
@@ -148,6 +149,14 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
     EarthquakeSettings.objects.create(municipality=city, city_codes=["0121000"])
     start_drill(city, centre)
     run_until_quiet()
+    # A gate pass (登下校メール): every slot but the suppressed one.
+    registrant.tag_id = "04A1B2C3"
+    registrant.save(update_fields=["tag_id"])
+    reader, _token = readers.register(school, "正門", by=staff)
+    passes.record(
+        reader, [{"id": "1", "tag": "04A1B2C3", "direction": "out", "at": timezone.now().isoformat()}]
+    )
+    run_until_quiet()
 
     # Every kind went out, through the outbox or as a broadcast.
     assert set(OutgoingMail.objects.values_list("kind", "status")) == {
@@ -159,6 +168,7 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
         ("inquiry_answer", OutgoingStatus.SENT),
         ("reach_test", OutgoingStatus.SENT),
         ("quake_notice", OutgoingStatus.SENT),
+        ("gate_pass", OutgoingStatus.SENT),
     }
     assert set(Broadcast.objects.values_list("kind", flat=True)) == {
         BroadcastKind.ALERT,
@@ -170,8 +180,9 @@ def test_every_kind_of_mail_is_signed_and_verifies_against_the_printed_record(sm
     assert any(s.startswith("【メンテナンスのお知らせ】") for s in subjects)
     # 登録完了メール ×2 and the address notice, the broadcast and its reminder (slot 2 is
     # suppressed by then), the maintenance notice ×2 (slots 1 and 3), the inquiry's copy,
-    # acknowledgement and answer, the 到達テスト ×2, the earthquake drill's notice to the desk.
-    assert len(received) == 2 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 2 + 1
+    # acknowledgement and answer, the 到達テスト ×2, the earthquake drill's notice to the desk,
+    # the gate mail ×2.
+    assert len(received) == 2 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 2 + 1 + 2
 
     # Each verifies against the printed record, signed by the municipality's domain.
     for raw, title in zip(received, subjects, strict=True):

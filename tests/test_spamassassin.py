@@ -31,6 +31,7 @@ from django.utils import timezone
 from mimamori.accounts.models import Role
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.targeting import resolve_scope
+from mimamori.gates import passes, readers
 from mimamori.maintenance import windows
 from mimamori.maintenance.notices import due_notices
 from mimamori.quakes import alerts
@@ -199,6 +200,15 @@ def every_kind_of_mail(sink: RawSink) -> dict[str, bytes]:
     run_until_quiet()
     mails["earthquake 安否確認"] = sink.take("hanako.papa@ezweb.ne.jp")
     mails["earthquake notice to the desk"] = sink.take(city.support_email)
+
+    # A gate pass (登校), to the slots the guardian chose: all, of which slot 1 is suppressed by now.
+    registrant.tag_id = "04A1B2C3"
+    registrant.save(update_fields=["tag_id"])
+    reader, _token = readers.register(school, "正門", "校舎南側", by=staff)
+    at = timezone.now().isoformat()
+    passes.record(reader, [{"id": "1", "tag": "04A1B2C3", "direction": "in", "at": at}])
+    run_until_quiet()
+    mails["登下校メール"] = sink.take("hanako.papa@ezweb.ne.jp")
     assert not sink.raw
     return mails
 
@@ -236,7 +246,7 @@ def scores(paths: list[Path]) -> list[tuple[float, str]]:
 
 def test_every_kind_of_mail_scores_below_one(sink: RawSink, tmp_path: Path) -> None:
     mails = every_kind_of_mail(sink)
-    assert len(mails) == 11
+    assert len(mails) == 12
     mails["control (GTUBE)"] = (
         "From: test@example.jp\r\nTo: test@example.jp\r\nSubject: control\r\n\r\n" + GTUBE + "\r\n"
     ).encode()

@@ -20,6 +20,7 @@ from ninja.openapi.views import openapi_view
 from mimamori.api.audit import router as audit_router
 from mimamori.api.auth import StaffToken
 from mimamori.api.broadcasts import router as broadcasts_router
+from mimamori.api.gates import router as gates_router
 from mimamori.api.maintenance import router as maintenance_router
 from mimamori.api.registry import router as registry_router
 from mimamori.api.reminders import router as reminders_router
@@ -148,3 +149,4 @@ api.add_router("/", reminders_router)
 api.add_router("/", audit_router)
 api.add_router("/", maintenance_router)
 api.add_router("/", templates_router)
+api.add_router("/", gates_router)

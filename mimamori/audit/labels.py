@@ -74,6 +74,10 @@ ACTION_LABELS: dict[str, Promise] = {
     "quake.alert_withdrawn": _("Earthquake report withdrawn by JMA"),
     "quake.drill": _("Earthquake drill"),
     "quake.settings_changed": _("Earthquake settings changed"),
+    # Gates (B6): readers and passes
+    "gate_reader.registered": _("Gate reader registered"),
+    "gate_reader.revoked": _("Gate reader revoked"),
+    "registrant.gate_slots_changed": _("Gate mail addresses chosen"),
 }
 
 

@@ -113,6 +113,26 @@ class AddressForm(forms.Form):
 class OptionsForm(forms.Form):
     receive_broadcasts = forms.BooleanField(label=_("Receive broadcast mail"), required=False)
 
+    def __init__(self, *args: Any, gate_addresses: dict[int, str] | None = None, **kwargs: Any) -> None:
+        """``gate_addresses`` (slot → address, "" if empty): offer the gate mails' slots (B6),
+        where the school has a gate reader."""
+        super().__init__(*args, **kwargs)
+        if gate_addresses is not None:
+            self.fields["gate_slots"] = forms.TypedMultipleChoiceField(
+                label=_("Arrival and departure mail"),
+                choices=[
+                    (
+                        slot,
+                        _("Address %(slot)d: %(email)s")
+                        % {"slot": slot, "email": email or _("not registered")},
+                    )
+                    for slot, email in gate_addresses.items()
+                ],
+                coerce=int,
+                required=False,
+                widget=forms.CheckboxSelectMultiple,
+            )
+
 
 class PasswordResetRequestForm(forms.Form):
     """パスワードを忘れた方: the login ID and one address registered for it."""

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mimamori.portal import deregistration, history, support, views
+from mimamori.portal import deregistration, gates, history, support, views
 
 app_name = "portal"
 urlpatterns = [
@@ -14,6 +14,7 @@ urlpatterns = [
     path("addresses/", views.addresses, name="addresses"),
     path("options/", views.options, name="options"),
     path("history/", history.history, name="history"),
+    path("passes/", gates.passes, name="passes"),
     path("deregistration/", deregistration.deregistration_request, name="deregistration"),
     path("deregistration/withdraw/", deregistration.withdraw, name="deregistration_withdraw"),
     path("help/", support.help_page, name="help"),

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from mimamori.accounts import throttle
 from mimamori.accounts.recovery import unlock
 from mimamori.audit import log as audit
+from mimamori.gates import preferences as gate_preferences
 from mimamori.portal.decorators import guardian_required
 from mimamori.portal.forms import (
     AddressForm,
@@ -252,8 +253,10 @@ def _report_changes(request: HttpRequest, mailed: list[int], changed: list[int],
 @guardian_required
 @require_http_methods(["GET", "POST"])
 def options(request: HttpRequest, registrant: Registrant) -> HttpResponse:
+    # The gate mails' slots (B6) are offered where the school has a gate reader.
+    gate_addresses = registrant.addresses_by_slot() if gate_preferences.has_readers(registrant) else None
     if request.method == "POST":
-        form = OptionsForm(request.POST)
+        form = OptionsForm(request.POST, gate_addresses=gate_addresses)
         if form.is_valid():
             changed = registrant.receive_broadcasts != form.cleaned_data["receive_broadcasts"]
             registrant.receive_broadcasts = form.cleaned_data["receive_broadcasts"]
@@ -271,7 +274,17 @@ def options(request: HttpRequest, registrant: Registrant) -> HttpResponse:
                 messages.success(request, _("Saved. You will receive broadcast mail."))
             else:
                 messages.success(request, _("Saved. You will not receive broadcast mail."))
+            if gate_addresses is not None:
+                chosen = form.cleaned_data["gate_slots"]
+                gate_preferences.choose_slots(registrant, chosen, by=registrant.account, request=request)
+                if not chosen:
+                    messages.warning(
+                        request, _("No arrival or departure mail will be sent: no address is ticked.")
+                    )
             return redirect("portal:options")
     else:
-        form = OptionsForm(initial={"receive_broadcasts": registrant.receive_broadcasts})
+        initial: dict[str, Any] = {"receive_broadcasts": registrant.receive_broadcasts}
+        if gate_addresses is not None:
+            initial["gate_slots"] = gate_preferences.gate_slots(registrant)
+        form = OptionsForm(initial=initial, gate_addresses=gate_addresses)
     return _page(request, "portal/options.html", registrant, form=form)
