@@ -376,7 +376,8 @@ def play_morning(
     expected = wait_for_mails(relay, prefix, broadcast_id, args.broadcast if broadcast_id else 0)
     spent = meter.spent()
     gate_mails, other_mails = relay.take()
-    return measure(morning, expected, gate_mails, other_mails, spent, sent_at, played, args)
+    written = outbox_times(start - 1)
+    return measure(morning, expected, gate_mails, other_mails, written, spent, sent_at, played, args)
 
 
 def outcomes(prefix: str) -> dict[str, tuple[str, int]]:
@@ -414,6 +415,21 @@ def wait_for_mails(
         time.sleep(0.25)
 
 
+def outbox_times(since: float) -> dict[str, list[tuple[float, float]]]:
+    """The gate mails' outbox rows since ``since``: address → [(written, sent)] as Unix times (the
+    row is written in the request that records the pass; sent_at once the relay accepted it)."""
+    from mimamori.mail.models import OutgoingMail
+
+    rows = OutgoingMail.objects.filter(
+        kind="gate_pass", created_at__gte=datetime.fromtimestamp(since, UTC), sent_at__isnull=False
+    ).values_list("to", "created_at", "sent_at")
+    found: dict[str, list[tuple[float, float]]] = {}
+    for to, created, sent in rows:
+        assert sent is not None
+        found.setdefault(to, []).append((created.timestamp(), sent.timestamp()))
+    return found
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return math.nan
@@ -426,6 +442,7 @@ def measure(
     recorded: dict[str, tuple[str, int]],
     gate_mails: list[tuple[float, str, str]],
     other_mails: list[tuple[float, str]],
+    written: dict[str, list[tuple[float, float]]],
     spent: dict[str, float],
     sent_at: float,
     played: float,
@@ -437,6 +454,9 @@ def measure(
     burst_from = (args.minutes - min(5.0, args.minutes / 2)) * 60
     broadcast_until = max((at for at, _ in other_mails), default=math.nan)
     latencies: dict[str, list[float]] = {"all": [], "burst": [], "broadcast": [], "backlog": []}
+    # Where a burst mail's time went: the request until its outbox row was committed (web), then
+    # the row until the relay accepted it (the gates queue's wait and the SMTP send).
+    stages: dict[str, list[float]] = {"web": [], "queue and send": []}
     counts = {"posted": len(morning.posted), "not recorded": 0, "lost": 0, "unexpected": 0, "not 登校": 0}
     outcome_counts: dict[str, int] = {}
     backlog: dict[str, int] = {}
@@ -453,6 +473,11 @@ def measure(
         if outcome != "mailed":
             counts["unexpected"] += len(arrived)
             continue
+        if event.offset_s >= burst_from:
+            for address in event.child.addresses:
+                for created, sent in written.get(address, []):
+                    stages["web"].append(created - event.posted_at)
+                    stages["queue and send"].append(sent - created)
         counts["lost"] += max(0, mails - len(arrived))
         counts["unexpected"] += max(0, len(arrived) - mails)
         for at, subject in arrived:
@@ -489,6 +514,17 @@ def measure(
             }
             for window, values in latencies.items()
         },
+        "burst_stages_s": {
+            stage: {"p50": round(percentile(values, 50), 3), "p99": round(percentile(values, 99), 3)}
+            for stage, values in stages.items()
+        },
+        "gate_mails_per_s": round(
+            len(gate_mails)
+            / max(1e-9, max(at for at, _, _ in gate_mails) - min(at for at, _, _ in gate_mails)),
+            1,
+        )
+        if len(gate_mails) > 1
+        else math.nan,
         "request_ms": {
             "n": len(morning.requests),
             "p50": round(percentile(morning.requests, 50) * 1000, 1),
@@ -606,6 +642,13 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, An
                     f"run {number} {morning['name']}: "
                     f"the offline reader's backlog {morning['backlog_outcomes']}"
                 )
+            stages = morning["burst_stages_s"]
+            print(
+                f"run {number} {morning['name']}: burst mails, request → outbox row p50/p99 "
+                f"{stages['web']['p50']}/{stages['web']['p99']} s, outbox row → accepted "
+                f"{stages['queue and send']['p50']}/{stages['queue and send']['p99']} s; "
+                f"gate mails/s first to last {morning['gate_mails_per_s']}"
+            )
             for error in morning["errors"][:3]:
                 print(f"run {number} {morning['name']}: {error}")
     return summary
@@ -724,6 +767,11 @@ def main(argv: list[str] | None = None) -> int:
             from django.db import connections
 
             connections.close_all()
+    except BaseException:
+        log = data_dir / "run.log"
+        if log.exists():  # what the server said, before its directory goes
+            print(log.read_text(errors="replace")[-4000:], file=sys.stderr)
+        raise
     finally:
         controller.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
