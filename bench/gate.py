@@ -218,7 +218,8 @@ class Morning:
     broadcast: bool
     posted: list[Posted] = field(default_factory=list)
     requests: list[float] = field(default_factory=list)  # seconds per gate-events request
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # batches refused (4xx)
+    retries: list[str] = field(default_factory=list)  # posts that failed (timeout, 5xx) and were tried again
     replies: dict[str, int] = field(
         default_factory=lambda: {"accepted": 0, "duplicates": 0, "unknown_tags": 0}
     )
@@ -252,7 +253,7 @@ def play_reader(
                 event.backlog = True
             continue
         while buffered:
-            batch, buffered = buffered[:BACKLOG_PAGE], buffered[BACKLOG_PAGE:]
+            batch = buffered[:BACKLOG_PAGE]
             body = {
                 "events": [
                     {
@@ -267,18 +268,29 @@ def play_reader(
                 ]
             }
             sent = time.time()
-            status, reply = post_json(f"{base_url}/api/v1/gate-events", reader.token, body)
-            took = time.time() - sent
             for event in batch:
-                event.posted_at = sent
+                if math.isnan(event.posted_at):  # latency counts from the reader's first try
+                    event.posted_at = sent
+            try:
+                status, reply = post_json(f"{base_url}/api/v1/gate-events", reader.token, body)
+            except OSError as error:  # a timeout, a refused connection
+                status, reply = 0, f"{type(error).__name__}: {error}"
+            took = time.time() - sent
             with morning.lock:
                 morning.requests.append(took)
-                if status != 200 or not isinstance(reply, dict):
-                    morning.errors.append(f"{reader.name}@{reader.school}: {status} {reply}")
+                if status == 200 and isinstance(reply, dict):
+                    for key in morning.replies:
+                        morning.replies[key] += int(reply.get(key, 0))
+                    buffered = buffered[len(batch) :]
                     continue
-                for key in morning.replies:
-                    value = reply.get(key, 0)
-                    morning.replies[key] += len(value) if isinstance(value, list) else int(value)
+                if status == 0 or status >= 500:
+                    # Kept and posted again at the next tick, as a reader does (idempotent per id).
+                    morning.retries.append(
+                        f"{reader.name}@{reader.school}: {status} {reply} after {took:.1f} s"
+                    )
+                    break
+                morning.errors.append(f"{reader.name}@{reader.school}: {status} {reply}")
+                buffered = buffered[len(batch) :]  # refused: a reader logs it and goes on
 
 
 class Meter:
@@ -502,6 +514,8 @@ def measure(
         "replies": morning.replies,
         "errors": morning.errors[:20],
         "error_count": len(morning.errors),
+        "retries": morning.retries[:20],
+        "retry_count": len(morning.retries),
         "gate_mails": len(gate_mails),
         "broadcast_mails": len(other_mails),
         "broadcast_sending_s": round(broadcast_until - sent_at, 2) if morning.broadcast else None,
@@ -619,6 +633,7 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, An
         "unexpected": sum(m["counts"]["unexpected"] for run in runs for m in run.values()),
         "not_recorded": sum(m["counts"]["not recorded"] for run in runs for m in run.values()),
         "errors": sum(m["error_count"] for run in runs for m in run.values()),
+        "retries": sum(m["retry_count"] for run in runs for m in run.values()),
     }
     summary["cpu_ratio"] = summary["cpu_ms_per_pass"] / summary["baseline_cpu_ms_per_pass"]
     met = summary["during_broadcast_p99_s"] < 5 and summary["burst_p99_s"] < 5
@@ -633,7 +648,7 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, An
     print(
         f"lost {summary['lost']}, unexpected {summary['unexpected']}, "
         f"not recorded {summary['not_recorded']}, "
-        f"request errors {summary['errors']}"
+        f"batches refused {summary['errors']}, posts tried again {summary['retries']}"
     )
     for number, run in enumerate(runs, 1):
         for morning in run.values():
@@ -649,6 +664,11 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, An
                 f"{stages['queue and send']['p50']}/{stages['queue and send']['p99']} s; "
                 f"gate mails/s first to last {morning['gate_mails_per_s']}"
             )
+            if morning["retry_count"]:
+                print(
+                    f"run {number} {morning['name']}: {morning['retry_count']} posts failed and were "
+                    f"tried again, e.g. {morning['retries'][0]}"
+                )
             for error in morning["errors"][:3]:
                 print(f"run {number} {morning['name']}: {error}")
     return summary
@@ -718,9 +738,11 @@ def main(argv: list[str] | None = None) -> int:
                     return 2
                 if args.broadcast:
                     left = args.broadcast
-                    for school in installation.create_city("bcast", max(1, -(-args.broadcast // 2_500))):
-                        installation.import_roster(school, min(left, 2_500))
-                        left -= min(left, 2_500)
+                    for school in installation.create_city(
+                        "bcast", max(1, -(-args.broadcast // users.SCHOOL_SIZE))
+                    ):
+                        installation.import_roster(school, min(left, users.SCHOOL_SIZE))
+                        left -= min(left, users.SCHOOL_SIZE)
                 readers = register_readers(installation, schools, args.readers)
                 rng = random.Random(args.seed)
                 first_reader = {school: schools.index(school) * args.readers for school in schools}
