@@ -26,6 +26,8 @@ from mimamori.broadcasts import mails as broadcast_mails
 from mimamori.broadcasts import sending
 from mimamori.broadcasts.models import Broadcast, BroadcastStatus, Delivery
 from mimamori.broadcasts.targeting import resolve_scope
+from mimamori.gates import readers
+from mimamori.gates.models import GateReader
 from mimamori.maintenance.models import MaintenanceWindow
 from mimamori.quakes.models import AlertStatus, QuakeAlert
 from mimamori.receipts.models import Receipt
@@ -55,6 +57,7 @@ class World:
     outsiders: dict[str, User | None]
     template_a: AlertTemplate
     quake_alert_a: QuakeAlert
+    reader_a: GateReader
 
 
 @pytest.fixture
@@ -130,6 +133,8 @@ def world(settings: Any, tmp_path: Path) -> World:
             places=[{"code": "0121000", "name": SECRET_CHILD, "intensity": "5-", "unreported": False}],
             hold_until=timezone.now() + timedelta(minutes=5),
         ),
+        # A gate reader of school A, named with the secret (its revoke button is live).
+        reader_a=readers.register(school_a, SECRET_CHILD, SECRET_CHILD, by=staff_a)[0],
     )
 
 
@@ -159,6 +164,7 @@ def _kwargs(pattern: URLPattern, world: World) -> dict[str, object]:
         "template_id": world.template_a.pk,
         "answer": 0,  # the first answer choice of broadcast_a (the answers' lists and CSV)
         "alert_id": world.quake_alert_a.pk,
+        "reader_id": world.reader_a.pk,
     }
     names = list(pattern.pattern.regex.groupindex)
     unknown = [n for n in names if n not in known]
@@ -246,6 +252,7 @@ def _api_url(path: str, world: World) -> str:
         path.replace("{registrant_id}", str(world.registrant_a.pk))
         .replace("{broadcast_id}", str(world.broadcast_a.pk))
         .replace("{code}", world.school_a.municipality.code)
+        .replace("{reader_id}", str(world.reader_a.pk))
     )
 
 
@@ -276,8 +283,10 @@ def test_api_with_another_schools_token_reveals_nothing(world: World) -> None:
                 response = send(url, data={}, headers=headers, content_type="application/json")
                 where = f"{method.upper()} {url} as {who}: {response.status_code}"
                 _assert_reveals_nothing(response, where)
-                if "{registrant_id}" in path or "{broadcast_id}" in path:
+                if "{registrant_id}" in path or "{broadcast_id}" in path or "{reader_id}" in path:
                     assert response.status_code == 404, where
+                elif path.endswith("/gate-events"):
+                    assert response.status_code == 401, where  # a reader's token only
                 else:
                     assert response.status_code in {200, 201, 403, 404, 409, 422}, where
     world.registrant_a.refresh_from_db()
@@ -285,6 +294,8 @@ def test_api_with_another_schools_token_reveals_nothing(world: World) -> None:
     world.broadcast_a.refresh_from_db()
     assert world.broadcast_a.status == BroadcastStatus.DRAFT
     assert world.registrant_a.addresses_by_slot()[1] == SECRET_ADDRESS
+    world.reader_a.refresh_from_db()
+    assert world.reader_a.is_active
 
 
 def test_a_guardian_sees_only_their_own_child(world: World) -> None:

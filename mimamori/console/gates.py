@@ -152,7 +152,7 @@ def gate_reader_new(request: HttpRequest) -> HttpResponse:
     user = _staff(request)
     form = ReaderForm(request.POST, schools=schools_for(user))
     if not form.is_valid():
-        return _readers_page(request, form, status=400)
+        return _readers_page(request, form)  # shown again with its errors, as other forms are
     reader, token = readers.register(
         form.cleaned_data["school"], form.cleaned_data["name"], form.cleaned_data["place"], by=user
     )
