@@ -80,3 +80,36 @@ def test_choices_are_checked_when_composing() -> None:
     for wrong in (["無事です"], ["a", "a"], ["a", ""], [str(n) for n in range(7)], ["a", "b\nc"]):
         with pytest.raises(ValidationError):
             sending.compose(staff, subject="s", body="b", scope=resolve_scope(staff), answers=wrong)
+
+
+def test_a_mail_that_names_a_child_answered_elsewhere_and_a_new_one(smtp_sink: object) -> None:
+    """The first answers of a mail go in at once; a child its own mail answered already, with
+    the same choice or another, is kept or changed, and each counter moves once."""
+    school = make_school()
+    elder = make_registrant(school, ["family@docomo.ne.jp", "elder@au.com"], grade=5, class_name="2")
+    younger = make_registrant(school, ["family@docomo.ne.jp"], grade=2, class_name="1")
+    broadcast = send_asking(school)
+    shared = Delivery.objects.get(broadcast=broadcast, email="family@docomo.ne.jp").confirmation_token
+    own = Delivery.objects.get(broadcast=broadcast, email="elder@au.com").confirmation_token
+
+    first = record_answers(own or "", {elder.pk: 0})
+    assert first is not None
+    assert (first.outcome, first.named) == (Outcome.RECORDED, 1)
+    kept = record_answers(shared or "", {elder.pk: 0, younger.pk: 2})  # elder's answer again
+    assert kept is not None
+    assert (kept.outcome, kept.named) == (Outcome.RECORDED, 2)
+    assert counts(broadcast) == {(5, "2", 0): 1, (2, "1", 2): 1}
+
+    same = record_answers(own or "", {elder.pk: 0})
+    assert same is not None
+    assert (same.outcome, same.named) == (Outcome.UNCHANGED, 1)
+    changed = record_answers(shared or "", {elder.pk: 1, younger.pk: 2})
+    assert changed is not None
+    assert changed.outcome is Outcome.RECORDED
+    assert counts(broadcast) == {(5, "2", 1): 1, (2, "1", 2): 1}
+    assert sum(AudienceGroup.objects.filter(broadcast=broadcast).values_list("confirmed", flat=True)) == 2
+    assert Receipt.objects.filter(broadcast=broadcast).count() == 2
+
+    with pytest.raises(ValueError, match="out of range"):  # one choice out of range: nothing at all
+        record_answers(shared or "", {elder.pk: 2, younger.pk: 7})
+    assert counts(broadcast) == {(5, "2", 1): 1, (2, "1", 2): 1}

@@ -8,8 +8,10 @@ answer_0 … answer_5 counters of each audience group, which move with each answ
 that moves its `confirmed`: an answer writes the same rows as a confirmation, one receipt per
 child and one class row.
 
-On PostgreSQL all of that is one function call, mimamori_record_answers (receipts migration
-0005): one round trip an answer, as the confirmation storm's one statement. The counters stay
+On PostgreSQL a child's first answer, nearly every answer of the storm after a 安否確認 mail,
+is one prepared statement, like the confirmation's (_first_answer_sql). Everything else (an
+answer changed, a child whose other guardian answered first, the refusals) is one call of the
+function mimamori_record_answers (receipts migration 0005). In the function, the counters stay
 exact without a lock of their own: the receipt's upsert takes the receipt's row lock and, in
 its DO UPDATE, notes the answer it replaces (Receipt.replaced) from the locked, latest row
 version, so two guardians answering for one child take turns on that row and each moves the
@@ -31,8 +33,8 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from mimamori.broadcasts.models import AudienceGroup, Broadcast, Recipient
-from mimamori.receipts.confirming import execute_prepared, find_link, is_expired
+from mimamori.broadcasts.models import AudienceGroup, Broadcast, Delivery, Recipient
+from mimamori.receipts.confirming import execute_prepared, find_link, is_expired, quoted_table
 from mimamori.receipts.models import Receipt
 
 
@@ -124,13 +126,24 @@ def record_answers(token: str, chosen: dict[int, int]) -> Answered | None:
 def _record_in_one_call(token: str, chosen: dict[int, int]) -> Answered | None:
     now = timezone.now()
     oldest = now - timedelta(days=settings.MIMAMORI_CONFIRMATION_DAYS)
-    # Prepared, as the confirmation's statement is: the call is planned once per connection.
+    values = [token, oldest, now, _array(chosen), _array(chosen.values())]
+    # Array literals as text: cheaper than adapting Python lists, and only digits.
+    usable, named, inserted, kept = execute_prepared(
+        "mimamori_first_answer",
+        "text, timestamptz, timestamptz, bigint[], integer[]",
+        _first_answer_sql(),
+        values,
+    )
+    if usable and inserted + kept == named:
+        return Answered(Outcome.RECORDED if inserted else Outcome.UNCHANGED, named)
+    # Anything else (an answer changed, a receipt another guardian's answer wrote meanwhile,
+    # answering closed, a choice out of range, an unknown or expired link) is the function's;
+    # what the statement above inserted, it finds answered as asked and leaves alone.
     (result,) = execute_prepared(
         "mimamori_answer",
         "text, timestamptz, timestamptz, bigint[], integer[]",
         "SELECT mimamori_record_answers($1, $2, $3, $4, $5)",
-        # Array literals as text: cheaper than adapting Python lists, and only digits.
-        [token, oldest, now, _array(chosen), _array(chosen.values())],
+        values,
     )
     if result == -1:  # unknown, expired, or no answer asked
         return None
@@ -139,7 +152,69 @@ def _record_in_one_call(token: str, chosen: dict[int, int]) -> Answered | None:
     if result == -3:
         raise ValueError("answer out of range")
     named, changed = divmod(result, 2)
-    return Answered(Outcome.RECORDED if changed else Outcome.UNCHANGED, named)
+    return Answered(Outcome.RECORDED if changed or inserted else Outcome.UNCHANGED, named)
+
+
+def _first_answer_sql() -> str:
+    """The answer storm's statement: first answers only, in one round trip, as the confirmation's
+    (confirming._confirm_sql). Nearly every answer in the minutes after a 安否確認 mail is a
+    child's first: its receipt is inserted and its class row's counters only grow, so one
+    statement of data-modifying CTEs on one snapshot keeps them exact (an increment never takes
+    a counter below 0, whatever a concurrent answer added meanwhile). A receipt that exists
+    already (the answer changed, or the child's other guardian answered first) is skipped here
+    (ON CONFLICT DO NOTHING): if the statement's snapshot shows it holding the answer given
+    (the same choice sent again, or from the child's other address), nothing is left to do;
+    otherwise it is left to mimamori_record_answers, which replaces answers under the receipt's
+    row lock. Nothing is inserted unless the link is usable: known, not expired, answering open
+    and every choice in range. Returns (usable, children named, inserted, kept: receipts that
+    already held the answer given).
+    Parameters as the function's: $1 token, $2 oldest sending time, $3 now, $4 registrant ids,
+    $5 choice indexes."""
+    counters = ", ".join(
+        f"answer_{index} = g.answer_{index} + c.a{index}" for index in range(len(AudienceGroup.ANSWER_FIELDS))
+    )
+    counts = ", ".join(
+        f"COUNT(*) FILTER (WHERE i.answer = {index}) AS a{index}"
+        for index in range(len(AudienceGroup.ANSWER_FIELDS))
+    )
+    return f"""
+        WITH link AS (
+            SELECT d.id, d.broadcast_id FROM {quoted_table(Delivery)} d
+            JOIN {quoted_table(Broadcast)} b ON b.id = d.broadcast_id
+            WHERE d.confirmation_token = $1 AND b.request_confirmation
+              AND COALESCE(b.send_requested_at, b.created_at) > $2
+              AND b.answers_closed_at IS NULL AND b.answers <> '[]'::jsonb
+              AND NOT EXISTS (
+                  SELECT FROM unnest($5::integer[]) a WHERE a < 0 OR a >= jsonb_array_length(b.answers)
+              )
+        ), chosen AS (
+            SELECT r.registrant_id, r.group_id, c.answer
+            FROM link, unnest($4::bigint[], $5::integer[]) AS c (registrant_id, answer)
+            JOIN {quoted_table(Recipient)} r ON r.registrant_id = c.registrant_id
+            WHERE r.delivery_id = link.id
+        ), inserted AS (
+            INSERT INTO {quoted_table(Receipt)} AS rc
+                   (broadcast_id, registrant_id, delivery_id, confirmed_at, answer, answered_at)
+            SELECT link.broadcast_id, chosen.registrant_id, link.id, $3, chosen.answer, $3
+            FROM link, chosen ORDER BY chosen.registrant_id
+            ON CONFLICT (broadcast_id, registrant_id) DO NOTHING
+            RETURNING rc.registrant_id, rc.answer
+        ), counted AS (
+            UPDATE {quoted_table(AudienceGroup)} g SET confirmed = g.confirmed + c.n, {counters}
+            FROM (
+                SELECT chosen.group_id, COUNT(*) AS n, {counts}
+                FROM inserted i JOIN chosen USING (registrant_id)
+                GROUP BY chosen.group_id
+            ) c
+            WHERE g.id = c.group_id
+        )
+        SELECT EXISTS (SELECT FROM link), (SELECT COUNT(*) FROM chosen),
+               (SELECT COUNT(*) FROM inserted), (
+                   SELECT COUNT(*) FROM link, chosen JOIN {quoted_table(Receipt)} rc
+                   ON rc.registrant_id = chosen.registrant_id AND rc.answer = chosen.answer
+                   WHERE rc.broadcast_id = link.broadcast_id
+               )
+    """  # noqa: S608
 
 
 def _array(numbers: Iterable[int]) -> str:

@@ -84,8 +84,8 @@ def find_link(token: str) -> Link | None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT d.id, d.broadcast_id, COALESCE(b.send_requested_at, b.created_at),"  # noqa: S608
-            f" {length}(b.answers) FROM {_table(Delivery)} d"
-            f" JOIN {_table(Broadcast)} b ON b.id = d.broadcast_id"
+            f" {length}(b.answers) FROM {quoted_table(Delivery)} d"
+            f" JOIN {quoted_table(Broadcast)} b ON b.id = d.broadcast_id"
             " WHERE d.confirmation_token = %s AND b.request_confirmation",
             [token],
         )
@@ -168,22 +168,22 @@ def _confirm_sql() -> str:
     answer choices is found (the third value says so) but nothing is inserted for it."""
     return f"""
         WITH link AS (
-            SELECT d.id, d.broadcast_id, b.answers = '[]'::jsonb AS bare FROM {_table(Delivery)} d
-            JOIN {_table(Broadcast)} b ON b.id = d.broadcast_id
+            SELECT d.id, d.broadcast_id, b.answers = '[]'::jsonb AS bare FROM {quoted_table(Delivery)} d
+            JOIN {quoted_table(Broadcast)} b ON b.id = d.broadcast_id
             WHERE d.confirmation_token = $1 AND b.request_confirmation
               AND COALESCE(b.send_requested_at, b.created_at) > $2
         ), inserted AS (
-            INSERT INTO {_table(Receipt)} (broadcast_id, registrant_id, delivery_id, confirmed_at)
+            INSERT INTO {quoted_table(Receipt)} (broadcast_id, registrant_id, delivery_id, confirmed_at)
             SELECT link.broadcast_id, r.registrant_id, link.id, $3
-            FROM link JOIN {_table(Recipient)} r ON r.delivery_id = link.id
+            FROM link JOIN {quoted_table(Recipient)} r ON r.delivery_id = link.id
             WHERE link.bare
             ON CONFLICT (broadcast_id, registrant_id) DO NOTHING
             RETURNING registrant_id
         ), counted AS (
-            UPDATE {_table(AudienceGroup)} g SET confirmed = g.confirmed + c.n
+            UPDATE {quoted_table(AudienceGroup)} g SET confirmed = g.confirmed + c.n
             FROM (
                 SELECT r.group_id, COUNT(*) AS n
-                FROM {_table(Recipient)} r JOIN link ON r.delivery_id = link.id
+                FROM {quoted_table(Recipient)} r JOIN link ON r.delivery_id = link.id
                 WHERE r.registrant_id IN (SELECT registrant_id FROM inserted)
                 GROUP BY r.group_id
             ) c
@@ -239,9 +239,9 @@ def _confirm_in_one_statement(token: str) -> Outcome | None:
 
 def _record(link: Link) -> Outcome:
     # The same in two statements and one transaction (SQLite has no data-modifying CTEs).
-    receipt = _table(Receipt)
-    recipient = _table(Recipient)
-    group = _table(AudienceGroup)
+    receipt = quoted_table(Receipt)
+    recipient = quoted_table(Recipient)
+    group = quoted_table(AudienceGroup)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
@@ -263,5 +263,5 @@ def _record(link: Link) -> Outcome:
     return Outcome.CONFIRMED if confirmed else Outcome.ALREADY
 
 
-def _table(model: type[models.Model]) -> str:
+def quoted_table(model: type[models.Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
