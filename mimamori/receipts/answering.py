@@ -26,7 +26,7 @@ import enum
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -126,7 +126,7 @@ def record_answers(token: str, chosen: dict[int, int]) -> Answered | None:
 def _record_in_one_call(token: str, chosen: dict[int, int]) -> Answered | None:
     now = timezone.now()
     oldest = now - timedelta(days=settings.MIMAMORI_CONFIRMATION_DAYS)
-    values = [token, oldest, now, _array(chosen), _array(chosen.values())]
+    values: list[str | datetime] = [token, oldest, now, _array(chosen), _array(chosen.values())]
     # Array literals as text: cheaper than adapting Python lists, and only digits.
     usable, named, inserted, kept = execute_prepared(
         "mimamori_first_answer",
