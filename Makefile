@@ -6,7 +6,7 @@ export UV_NO_PROGRESS := 1
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run test install install-system install-browser install-mail lint typecheck test-sqlite test-postgres messages
+.PHONY: run test install install-system install-browser install-mail install-web lint typecheck test-sqlite test-postgres messages
 
 .tools/bin/uv:
 	python3 -m venv .tools && .tools/bin/pip install --quiet uv
@@ -22,7 +22,7 @@ run: install
 test: install install-system lint typecheck test-sqlite test-postgres
 
 # The Debian packages the tests run (as root, on Debian or Ubuntu).
-install-system: install-browser install-mail
+install-system: install-browser install-mail install-web
 
 # Debian's Chromium for the Playwright tests (no browser download), and a Japanese font for screenshots.
 install-browser:
@@ -39,6 +39,16 @@ install-mail:
 		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			postfix spamassassin >/dev/null; \
+	fi
+
+# Debian's nginx, which tests/test_deploy.py runs (a private instance, its own ports and files) in
+# front of the web server exactly as deploy/nginx/mimamori.conf configures it. Debian starts the
+# package's own nginx (its default site on port 80) where services may start; containers,
+# like CI's, do not.
+install-web:
+	@if [ ! -x /usr/sbin/nginx ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			nginx >/dev/null; \
 	fi
 
 lint:
