@@ -14,9 +14,11 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 install: $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
 	$(UV) sync --frozen
 
-## Start the whole system on this machine with demo data (embedded mode).
+## Start the whole system on this machine with demo data (embedded mode), on http://127.0.0.1:$(PORT)/.
+## Another PORT is another demo beside it: its own data in ./var/port-$(PORT), its own mailbox.
+PORT ?= 8000
 run: install
-	$(UV) run mimamori run --demo
+	$(UV) run mimamori run --demo --port=$(PORT)
 
 ## Install everything the tests need, then lint, type-check and run the suite on SQLite and PostgreSQL.
 test: install install-system lint typecheck test-sqlite test-postgres

@@ -23,12 +23,45 @@ DEBUG = env.boolean("DEBUG", False)
 DATA_DIR = env.path("MIMAMORI_DATA_DIR", "./var")
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
+# What cannot work is refused here, when the process starts, each with one sentence that says
+# what to set (mimamori/core/startup.py turns it into one line and exit status 4): a BASE_URL
+# that is not an http(s) URL, a BROKER_URL that is not RabbitMQ or Redis, a DATABASE_URL that is
+# not PostgreSQL or SQLite, a broker with SQLite, an EMAIL_URL that does not parse (below), and
+# malformed values of any variable (mimamori/env.py). Whether the database and the broker answer
+# is checked by the processes that need them (core/startup.py).
 BASE_URL = (env.string("BASE_URL", "http://127.0.0.1:8000") or "").rstrip("/")
+if urlsplit(BASE_URL).scheme not in ("http", "https") or not urlsplit(BASE_URL).hostname:
+    raise ImproperlyConfigured(
+        "BASE_URL must be the site's public address with http:// or https://, "
+        f"e.g. https://mimamori.example.jp, not {env.redacted(BASE_URL)!r}."
+    )
 BROKER_URL = env.string("BROKER_URL")
 EMBEDDED = BROKER_URL is None
+# The transports the distributed engine is built and tested for (tasking/celery.py).
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "redis+socket")
+if BROKER_URL is not None and urlsplit(BROKER_URL).scheme not in BROKER_SCHEMES:
+    raise ImproperlyConfigured(
+        "BROKER_URL must be a RabbitMQ or Redis URL, e.g. "
+        "amqp://mimamori:secret@rabbit.example:5672/mimamori or redis://127.0.0.1:6379/0, "
+        f"not {env.redacted(BROKER_URL)!r}."
+    )
 
 
 DATABASE_URL = env.string("DATABASE_URL", f"sqlite:///{DATA_DIR / 'mimamori.sqlite3'}") or ""
+try:
+    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=60)
+except ValueError:
+    _database = {"ENGINE": ""}
+if _database["ENGINE"] not in ("django.db.backends.postgresql", "django.db.backends.sqlite3"):
+    raise ImproperlyConfigured(
+        "DATABASE_URL must be a PostgreSQL or SQLite URL, e.g. postgres://mimamori@db.example:5432/mimamori "
+        f"or sqlite:////var/lib/mimamori/mimamori.sqlite3, not {env.redacted(DATABASE_URL)!r}."
+    )
+if BROKER_URL is not None and _database["ENGINE"] == "django.db.backends.sqlite3":
+    raise ImproperlyConfigured(
+        "BROKER_URL is set (distributed mode), which needs PostgreSQL: set DATABASE_URL=postgres://…, "
+        "or unset BROKER_URL to run embedded on SQLite."
+    )
 # A single embedded machine: SQLite, no broker, plain http (a demo, a laptop, one school's box).
 # Anything else may be served by several machines, which must share one key.
 SINGLE_MACHINE = EMBEDDED and DATABASE_URL.startswith("sqlite:") and not BASE_URL.startswith("https://")
@@ -152,7 +185,7 @@ DATABASES = {
     # database round trips of the confirmation storm's request (portal/confirm.py). A connection
     # lost in a database restart fails one request of its web thread with the 503 page
     # (core/middleware.py), and Django then drops it.
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)
+    "default": _database
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server read while the worker writes; IMMEDIATE avoids the
@@ -297,13 +330,18 @@ def _email_settings(url: str | None) -> dict[str, object]:
             "ssl": False,
         }
     parts = urlsplit(url)
-    if parts.scheme not in {"smtp", "smtp+tls", "smtps"} or not parts.hostname:
+    try:
+        port = parts.port  # ValueError: not a number, or above 65535
+    except ValueError:
+        port = 0
+    if parts.scheme not in {"smtp", "smtp+tls", "smtps"} or not parts.hostname or port == 0:
         raise ImproperlyConfigured(
-            f"EMAIL_URL must look like smtp://host:port or smtp+tls://user:pass@host:587, not {url!r}."
+            "EMAIL_URL must be the relay as smtp://host:25, smtp+tls://user:pass@host:587 or "
+            f"smtps://user:pass@host:465 (port 1-65535, or none), not {env.redacted(url)!r}."
         )
     return {
         "host": parts.hostname,
-        "port": parts.port or {"smtp": 25, "smtp+tls": 587, "smtps": 465}[parts.scheme],
+        "port": port or {"smtp": 25, "smtp+tls": 587, "smtps": 465}[parts.scheme],
         "user": unquote(parts.username or ""),
         "password": unquote(parts.password or ""),
         "tls": parts.scheme == "smtp+tls",
@@ -371,6 +409,9 @@ MIMAMORI_DNS_SERVERS = env.ip_ports("MIMAMORI_DNS_SERVERS", 53)
 MIMAMORI_QUEUE_PREFIX = env.string("MIMAMORI_QUEUE_PREFIX", "") or ""
 # Every worker runs the sweep (mimamori/tasking/sweep.py) this often; 0 turns it off.
 MIMAMORI_SWEEP_SECONDS = env.integer("MIMAMORI_SWEEP_SECONDS", 5)
+# How long `mimamori run` and `mimamori worker` wait, when they start, for the database and the
+# broker to answer before they give up with exit status 3 (core/startup.py); 0: one try.
+MIMAMORI_START_WAIT_SECONDS = max(0, env.integer("MIMAMORI_START_WAIT_SECONDS", 60))
 MIMAMORI_REQUEUE_AFTER_SECONDS = env.integer("MIMAMORI_REQUEUE_AFTER_SECONDS", 15 * 60)
 # Read confirmation: how long a mail's confirmation link works (issue 4).
 MIMAMORI_CONFIRMATION_DAYS = env.integer("MIMAMORI_CONFIRMATION_DAYS", 30)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
+import shutil
 import signal
 import smtplib
 import socket
@@ -281,3 +283,143 @@ def test_under_mimamori_run_on_sqlite_the_first_chunk_leaves_while_the_rest_cann
     copies = sink.copies()
     assert len(copies) == 1000
     assert set(copies.values()) == {1}
+
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+class Demo:
+    """One `make run PORT=…` in a process group of its own (Ctrl-C in a terminal reaches the group)."""
+
+    def __init__(self, port: int, environment: dict[str, str]) -> None:
+        self.port = port
+        self.process = subprocess.Popen(
+            ["make", "--no-print-directory", "-C", str(REPOSITORY), "run", f"PORT={port}"],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            process_group=0,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    @property
+    def text(self) -> str:
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return "".join(self.output)
+
+    def wait_until_running(self, deadline: float) -> None:
+        while "Press Ctrl-C to stop." not in self.text:
+            assert self.process.poll() is None, self.text
+            assert time.monotonic() < deadline, self.text
+            time.sleep(0.2)
+
+    def shown(self, pattern: str) -> str:
+        found = re.search(pattern, self.text)
+        assert found is not None, (pattern, self.text)
+        return found.group(1)
+
+    def interrupt(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+
+    def wait(self) -> None:
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.reader.join(timeout=5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.mark.skipif(
+    os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")),
+    reason="the SQLite run of the suite covers it (each demo has a database of its own)",
+)
+@pytest.mark.skipif(
+    shutil.which("uv") is None and not (REPOSITORY / ".tools" / "bin" / "uv").exists(),
+    reason="`make run` needs uv (`make install` provides it)",
+)
+def test_two_make_run_demos_run_side_by_side() -> None:
+    """`make run PORT=…` twice on one machine: each serves its own site, each has its own data
+    directory (./var/port-N) and its own development mailbox, on the port + 25 or, when that is
+    taken (here, for the first), on a free one that it prints. Ctrl-C stops each, workers and all."""
+    first, second = _free_port(), _free_port()
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "DATABASE_URL",
+            "EMAIL_URL",
+            "BROKER_URL",
+            "BASE_URL",
+            "DJANGO_SETTINGS_MODULE",
+            "MIMAMORI_DATA_DIR",
+            "MIMAMORI_DEVMAIL_PORT",
+            "PORT",
+        }
+    }
+    environment["PYTHONUNBUFFERED"] = "1"
+    taken = socket.socket()
+    with contextlib.suppress(OSError):  # if something else holds it, it is taken all the same
+        taken.bind(("127.0.0.1", first + 25))
+        taken.listen()
+    demos = [Demo(first, environment), Demo(second, environment)]
+    directories = [REPOSITORY / "var" / f"port-{demo.port}" for demo in demos]
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, whatever the proxy
+    worker_pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        for demo in demos:
+            demo.wait_until_running(deadline)
+        for demo, directory in zip(demos, directories, strict=True):
+            assert demo.shown(r"Site:\s+(\S+)") == f"http://127.0.0.1:{demo.port}/"
+            assert Path(demo.shown(r"Data directory:\s+(\S+)")) == directory
+            worker_pids += [
+                int(pid) for pid in demo.shown(r"Background workers:\s+pids ([\d, ]+) ").split(", ")
+            ]
+            with direct.open(f"http://127.0.0.1:{demo.port}/", timeout=30) as answer:
+                assert answer.status == 200
+                assert answer.url.endswith("/portal/")  # / leads to the guardian site
+        mailboxes = [int(demo.shown(r"\(SMTP on 127\.0\.0\.1:(\d+)\)")) for demo in demos]
+        assert mailboxes[1] == second + 25
+        assert mailboxes[0] not in (first + 25, mailboxes[1])
+        for demo, mailbox in zip(demos, mailboxes, strict=True):
+            with smtplib.SMTP("127.0.0.1", mailbox, timeout=10) as smtp:
+                smtp.sendmail(
+                    "test@example.jp", [f"demo-{demo.port}@example.jp"], b"Subject: side by side\r\n\r\nx\r\n"
+                )
+        for demo, directory in zip(demos, directories, strict=True):
+            stored = "".join(
+                path.read_text(errors="replace") for path in (directory / "mailbox" / "new").iterdir()
+            )
+            assert f"demo-{demo.port}@example.jp" in stored
+            others = [d.port for d in demos if d is not demo]
+            assert all(f"demo-{port}@example.jp" not in stored for port in others)
+    finally:
+        taken.close()
+        for demo in demos:
+            demo.interrupt()
+        for demo in demos:
+            demo.wait()
+        for directory in directories:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    for demo in demos:
+        assert "mimamori stopped." in demo.text, demo.text
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in worker_pids if _alive(pid)], "a worker outlived its demo"

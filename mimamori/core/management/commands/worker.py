@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from mimamori import tasking
+from mimamori.core import startup
 
 log = logging.getLogger("mimamori.worker")
 
@@ -110,19 +111,31 @@ class Command(BaseCommand):
             "--no-sweep", action="store_true", help="Leave the periodic sweep to the other workers."
         )
         parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+        # `mimamori run`'s pipe: the worker writes "ready" there, or why it could not start.
+        parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         queues = _queues(options["queues"])
         if options["parent_pid"]:
             threading.Thread(target=_exit_with_parent, args=(options["parent_pid"],), daemon=True).start()
+        report = startup.Report(options["ready_fd"])
+        if options["batch"] and settings.BROKER_URL:
+            raise CommandError("--batch works on the database queue only; unset BROKER_URL.")
+        # Take no work before the database (and the broker) answer; give up, status 3, after
+        # MIMAMORI_START_WAIT_SECONDS. systemd's Restart= then tries again later.
+        try:
+            startup.wait_for_services()
+        except startup.Refused as refused:
+            report.refused(refused)
         sweeper = None
         if settings.MIMAMORI_SWEEP_SECONDS > 0 and not (options["no_sweep"] or options["batch"]):
             sweeper = Sweeper(settings.MIMAMORI_SWEEP_SECONDS)
             sweeper.start()
         try:
             if settings.BROKER_URL:
-                self._celery(queues, options)
+                self._celery(queues, options, report)
             else:
+                report.ready()
                 self._database_queue(queues, options)
         finally:
             if sweeper is not None:
@@ -158,15 +171,15 @@ class Command(BaseCommand):
             delay = 1.0 if time.monotonic() - began > 60 else min(delay * 2, 10.0)
             time.sleep(delay)
 
-    def _celery(self, queues: list[str], options: dict[str, Any]) -> None:
+    def _celery(self, queues: list[str], options: dict[str, Any], report: startup.Report) -> None:
+        from celery.signals import worker_ready
+
         from mimamori.tasking import celery
 
-        if options["batch"]:
-            raise CommandError("--batch works on the database queue only; unset BROKER_URL.")
-        if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-            raise CommandError("Distributed mode (BROKER_URL) needs PostgreSQL: set DATABASE_URL.")
         level = {0: "WARNING", 1: "INFO"}.get(options["verbosity"], "DEBUG")
         worker = celery.worker(queues, concurrency=max(1, options["concurrency"]), loglevel=level)
+        # Ready once it consumes its queues (declared on the broker by then), not before.
+        worker_ready.connect(lambda **_: report.ready(), weak=False)
         worker.start()
         if worker.exitcode:
             raise CommandError(f"The Celery worker stopped with status {worker.exitcode}.")
