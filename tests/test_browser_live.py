@@ -1,5 +1,6 @@
 """Issue 14, in a real browser: the broadcast page and the statistics count up without a
-reload, the console is usable on a phone, and each site has its own Japanese error pages."""
+reload, the console is usable on a phone, and each site has its own Japanese error pages.
+Issue 17: a fresh demo's past broadcast has statistics to show."""
 
 from __future__ import annotations
 
@@ -23,6 +24,40 @@ def _console(
     page = context.new_page()
     log_in(page, system.url + "/console/login/", login)
     return context, page
+
+
+def test_a_past_broadcast_of_the_fresh_demo_shows_its_curve_and_classes(
+    demo_system: RunningSystem, chromium: Any
+) -> None:
+    """Staff open yesterday's 不審者情報 as they would: the list, the broadcast, its statistics."""
+    from playwright.sync_api import expect
+
+    context, page = _console(chromium, demo_system, SIZES[0][1])
+    try:
+        page.goto(demo_system.url + "/console/broadcasts/")
+        page.get_by_role("link", name="不審者の目撃について").click()
+        page.get_by_role("link", name="受信確認の状況").click()
+        expect(page.get_by_role("heading", name="受信確認の状況")).to_be_visible()
+        confirmed = int(page.locator('[data-total="confirmed"]').inner_text())
+        registrants = int(page.locator('[data-total="registrants"]').inner_text())
+        assert 0 < confirmed < registrants
+        # The curve climbs: its line spans the chart's width and a good part of its height.
+        line = page.locator("#receipts-chart polyline.confirmed-line")
+        expect(line).to_be_visible()
+        points = (line.get_attribute("points") or "").split()
+        assert len(points) > 10, points
+        box = line.bounding_box()
+        assert box is not None
+        assert box["width"] > 200, box
+        assert box["height"] > 50, box
+        # Every class of 緑小学校 (three a grade) with its registrants.
+        classes = page.locator("table.receipt-breakdown tr.class")
+        expect(classes).to_have_count(18)
+        for row in classes.all():
+            assert int(row.locator('[data-col="registrants"]').inner_text()) > 10
+        shot(page, "demo-past-broadcast-statistics")
+    finally:
+        context.close()
 
 
 @pytest.mark.parametrize(("size_name", "viewport"), SIZES)

@@ -10,7 +10,8 @@ class GatesConfig(AppConfig):
     label = "gates"
 
     def ready(self) -> None:
-        from mimamori.gates import attendance, retention
+        from mimamori.gates import attendance, demo, retention
+        from mimamori.registry import demo as registry_demo
         from mimamori.registry import retention as registry_retention
         from mimamori.tasking import sweep
 
@@ -21,3 +22,5 @@ class GatesConfig(AppConfig):
         registry_retention.erasing.connect(
             retention.erase_registrant, dispatch_uid="mimamori.gates.retention"
         )
+        # The demo's gate readers and a school day's passes (`mimamori run --demo`).
+        registry_demo.register("gates", demo.load_gates)

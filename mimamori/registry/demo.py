@@ -1,8 +1,14 @@
-"""Demo data for `mimamori run --demo`: the seed's three municipalities, their schools,
-a few hundred registrants, and staff and guardian logins with a known password.
+"""Demo data for `mimamori run --demo`: the seed's three municipalities, their schools with
+classes of 25–35 children (some of them siblings, whose guardian's addresses they share), and
+staff and guardian logins with a known password; then the demo's past, written by the apps
+above the registry through steps they register here (register(), as the sweep's steps are):
+past broadcasts with their deliveries, confirmations and answers (receipts/demo.py), gate
+readers and today's passes (gates/demo.py). The audit log gets the events those actions made,
+at the moments they happened (record_past()).
 
-Everything is generated from a fixed seed, so every demo looks the same. The password
-``mimamori-demo`` is for demonstrations only: never load this into a production database.
+Everything is generated from a fixed seed, so every demo looks the same (the past is placed
+relative to the day it is loaded). The password ``mimamori-demo`` is for demonstrations only:
+never load this into a production database.
 
 The addresses use the real carrier and PC mail domains (docomo.ne.jp, gmail.com, …) because
 the address rules and the guardian help talk about exactly those; the local parts are made up
@@ -12,16 +18,23 @@ development mailbox, which captures everything: `mimamori run --demo` refuses a 
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from django.contrib.auth.hashers import make_password
-from django.db import transaction
+from django.contrib.auth.hashers import get_hasher, make_password
+from django.db import connection, models, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from mimamori.accounts.models import Role, User
+from mimamori.audit.models import AuditEvent
 from mimamori.registry import alert_templates
+from mimamori.registry.logins import home_municipality
 from mimamori.registry.models import (
     Address,
     Municipality,
@@ -31,43 +44,70 @@ from mimamori.registry.models import (
     hash_registration_code,
     new_registration_code,
 )
+from mimamori.registry.roster import refresh_planner_statistics
 
 DEMO_PASSWORD = "mimamori-demo"  # noqa: S105 (demo only, printed on start)
+# make_password(DEMO_PASSWORD) with the production hasher, made once and kept: every demo login
+# shares it, and hashing it (Argon2, deliberately slow) took most of the demo's load time. The
+# password is printed on every start anyway. Should Django's Argon2 parameters change, a login
+# rehashes it as usual; with another first hasher (the tests' fast one) it is hashed anew.
+DEMO_PASSWORD_HASH = (
+    "argon2$argon2id$v=19$m=102400,t=2,p=8$SmpFSXJtVFpmcm1sSVpjZ1oxU2hoQg"  # noqa: S105
+    "$+4vbZYZD3lj5bBpD6Iox5Bn0qeeShMCiUv4p/sZHI90"
+)
 GUARDIAN_LOGIN_ID = "10000001"
+GUARDIAN_ADDRESSES = ["sato.haruto-mama@docomo.ne.jp", "sato-papa.0412@gmail.com"]
 PENDING_LOGIN_ID = "10000002"
 # Fixed so that a second `run --demo` can print it again; the alphabet avoids 0/O and 1/I/L.
 PENDING_REGISTRATION_CODE = "DEMA-2345-6789"
 SEED = 20250401
 
 # code, name, mail domain, support phone (0120-000-xxx: fictional), confirmation links,
-# broadcast slots, maintenance notice lead hours, schools (name, sender local part, classes, size)
+# broadcast slots, maintenance notice lead hours, schools (name, sender local part, classes a grade)
 MUNICIPALITIES = [
     (
         "iwamizawa", "岩見沢市", "mail.mimamori-iwamizawa.jp", "0120-000-101", True, [1, 2], 72,
         [
-            ("岩見沢市立緑小学校", "midori-sho", 3, 50),
-            ("岩見沢市立東小学校", "higashi-sho", 3, 45),
-            ("岩見沢市立北本町小学校", "kitahoncho-sho", 2, 35),
-            ("岩見沢市立南小学校", "minami-sho", 2, 35),
+            ("岩見沢市立緑小学校", "midori-sho", 3),
+            ("岩見沢市立東小学校", "higashi-sho", 2),
+            ("岩見沢市立北本町小学校", "kitahoncho-sho", 1),
+            ("岩見沢市立南小学校", "minami-sho", 1),
         ],
     ),
     (
         "takikawa", "滝川市", "mail.mimamori-takikawa.jp", "0120-000-102", True, [1, 2, 3], 48,
         [
-            ("滝川市立江部乙小学校", "ebeotsu-sho", 2, 30),
-            ("滝川市立西小学校", "nishi-sho", 3, 40),
-            ("滝川市立東栄小学校", "toei-sho", 2, 30),
+            ("滝川市立江部乙小学校", "ebeotsu-sho", 1),
+            ("滝川市立西小学校", "nishi-sho", 2),
+            ("滝川市立東栄小学校", "toei-sho", 1),
         ],
     ),
     (
         "yubari", "夕張市", "mail.mimamori-yubari.jp", "0120-000-103", False, [1, 2, 3, 4], 96,
         [
-            ("夕張市立夕張小学校", "yubari-sho", 2, 25),
-            ("夕張市立清水沢小学校", "shimizusawa-sho", 1, 15),
-            ("夕張市立若菜小学校", "wakana-sho", 1, 15),
+            ("夕張市立夕張小学校", "yubari-sho", 1),
+            ("夕張市立清水沢小学校", "shimizusawa-sho", 1),
+            ("夕張市立若菜小学校", "wakana-sho", 1),
         ],
     ),
 ]  # fmt: skip
+GRADES = range(1, 7)
+CLASS_SIZE = (25, 35)  # registrants of one class, fewest and most
+# Of a school's children, this share has a brother or sister at the school, in a lower grade:
+# their guardian registered both with the same addresses (one mail names both, B5).
+SIBLINGS = 0.08
+# 緑小学校 has gate readers (gates/demo.py): its youngest three grades carry IC tags, entered
+# with the roster (its タグID column).
+GATE_SCHOOL = "midori-sho"
+TAGGED_GRADES = (1, 2, 3)
+GUARDIAN_TAG = "0114A1B2C3D4E5F6"
+PENDING_TAG = "0114B2C3D4E5F607"
+# The demo's past starts this long before it is loaded: every registrant is older than that, so
+# each past broadcast reached the children it would have reached then.
+HISTORY_DAYS = 14
+
+# Staff logins; the demo's past places their console sessions at these (documentation) addresses.
+STAFF_ADDRESSES = {"centre": "192.0.2.10", "iwamizawa": "192.0.2.21", "midori": "192.0.2.34"}
 
 
 # The seed's municipalities differ visibly (S12): slots above, and the desk's hours here.
@@ -109,6 +149,8 @@ DOMAINS = [
     ("yahoo.co.jp", 10),
     ("icloud.com", 12),
 ]
+DOMAIN_NAMES = [d for d, _ in DOMAINS]
+DOMAIN_WEIGHTS = list(itertools.accumulate(w for _, w in DOMAINS))
 WORDS = ["sky", "hana", "smile", "happy", "mirai", "nico", "star", "blue", "kaze", "yuki", "sora"]
 
 
@@ -142,30 +184,108 @@ class DemoSummary:
         return out
 
 
-def _address(rng: random.Random, surname: str, given: str) -> str:
-    domain = rng.choices([d for d, _ in DOMAINS], weights=[w for _, w in DOMAINS])[0]
-    n = rng.randrange(1, 100)
-    local = rng.choice(
-        [
-            f"{surname}.{given}-{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}",
-            f"{given}-mama{n:02d}",
-            f"{given}.papa{n}",
-            f"{surname}-{rng.choice(['baba', 'jiji', 'family'])}{n}",
-            f"{rng.choice(WORDS)}-{surname}{rng.randrange(100, 1000)}",
-            f"{rng.choice(WORDS)}.{given}.{n:02d}",
-        ]
+# --- the demo's past, written by the apps above -------------------------------------------
+
+Step = Callable[[datetime], None]
+_steps: dict[str, Step] = {}
+
+
+def register(name: str, step: Step) -> None:
+    """Have load_demo() run ``step(now)`` after the registry's part, in the same transaction, in
+    the order registered (an app's AppConfig.ready()). Registering a name again replaces it."""
+    _steps[name] = step
+
+
+def record_past(
+    at: datetime,
+    action: str,
+    *,
+    actor: User | None,
+    target: str,
+    municipality: Municipality | int | None,
+    ip_address: str | None = None,
+    **details: Any,
+) -> AuditEvent:
+    """The audit event audit.log.record() wrote when the demo's past happened, at that moment.
+
+    Only the demo writes an event after the fact: record() always writes the present, and no
+    event is changed once written."""
+    return AuditEvent.objects.create(
+        at=at,
+        action=action,
+        actor=actor,
+        actor_name=actor.get_username() if actor is not None else "",
+        target=target[:200],
+        municipality_id=municipality.pk if isinstance(municipality, Municipality) else municipality,
+        ip_address=ip_address,
+        details=details,
     )
-    return f"{local}@{domain}"
 
 
-def _addresses(rng: random.Random, surname: str, given: str) -> list[str]:
-    count = rng.choices([1, 2, 3, 4], weights=[30, 45, 17, 8])[0]
-    found: list[str] = []
-    while len(found) < count:
-        candidate = _address(rng, surname, given)
-        if candidate.lower() not in {a.lower() for a in found}:
-            found.append(candidate)
-    return found
+def staff_login(user: User, at: datetime) -> None:
+    """A staff member's console login at ``at``, as registry/logins.py files it (and Django
+    notes it as the last login, unless a later one is there)."""
+    User.objects.filter(Q(last_login__isnull=True) | Q(last_login__lt=at), pk=user.pk).update(last_login=at)
+    record_past(
+        at,
+        "login.succeeded",
+        actor=user,
+        target=f"user {user.get_username()}",
+        municipality=home_municipality(user),
+        ip_address=STAFF_ADDRESSES.get(user.get_username()),
+        site="console",
+    )
+
+
+def local_moment(now: datetime, days_ago: int, hour: int, minute: int) -> datetime:
+    """``hour:minute`` on the local day ``days_ago`` before ``now``'s."""
+    day = timezone.localdate(now) - timedelta(days=days_ago)
+    return timezone.make_aware(datetime(day.year, day.month, day.day, hour, minute))
+
+
+def insert_rows(model: type[models.Model], rows: Iterable[dict[str, Any]]) -> int:
+    """INSERT ``rows`` ({field name: value}, the field's default for any left out, ``auto_now``
+    fields the present) in one executemany; how many. What bulk_create writes, without its
+    preparation of every value through the field (nine tenths of the demo's load time with it):
+    the demo's values are of the fields' own types already, and only dates, times and JSON are
+    adapted, as the fields adapt them. No signals, no save(); the caller reads primary keys back."""
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    now = timezone.now()
+    defaults: dict[str, Any] = {}
+    adapters: dict[str, Callable[[Any], Any]] = {}
+    for field in fields:
+        auto_now = getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+        defaults[field.attname] = now if auto_now else field.get_default()
+        if isinstance(field, models.DateTimeField):
+            adapters[field.attname] = connection.ops.adapt_datetimefield_value
+        elif isinstance(field, models.DateField):
+            adapters[field.attname] = connection.ops.adapt_datefield_value
+        elif isinstance(field, models.JSONField):
+            adapters[field.attname] = functools.partial(field.get_db_prep_save, connection=connection)
+    names = [f.attname for f in fields]
+    keys = {f.name: f.attname for f in fields}
+
+    def adapt(name: str, value: Any) -> Any:
+        adapter = adapters.get(name)
+        return value if adapter is None or value is None else adapter(value)
+
+    params = []
+    for row in rows:
+        given = {keys.get(name, name): value for name, value in row.items()}
+        if unknown := set(given) - set(names):
+            raise ValueError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
+        params.append([adapt(name, given.get(name, defaults[name])) for name in names])
+    if not params:
+        return 0
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", params)  # noqa: S608
+    return len(params)
+
+
+# --- loading ---------------------------------------------------------------------------------
 
 
 def _summary(created: bool) -> DemoSummary:
@@ -195,17 +315,60 @@ def load_demo() -> DemoSummary:
     if Municipality.objects.filter(code__in=codes).exists():
         return _summary(created=False)
     with transaction.atomic():
-        _create()
+        now = timezone.now()
+        _create(now)
+        for step in _steps.values():
+            step(now)
     return _summary(created=True)
 
 
-def _create() -> None:
-    rng = random.Random(SEED)
-    now = timezone.now()
-    # One Argon2 hash shared by every demo login: hashing hundreds of times would take a minute.
-    password = make_password(DEMO_PASSWORD)
+def _address(rng: random.Random, surname: str, given: str) -> str:
+    domain = rng.choices(DOMAIN_NAMES, cum_weights=DOMAIN_WEIGHTS)[0]
+    n = rng.randrange(1, 100)
+    kind = rng.randrange(6)
+    if kind == 0:
+        local = f"{surname}.{given}-{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}"
+    elif kind == 1:
+        local = f"{given}-mama{n:02d}"
+    elif kind == 2:
+        local = f"{given}.papa{n}"
+    elif kind == 3:
+        local = f"{surname}-{rng.choice(['baba', 'jiji', 'family'])}{n}"
+    elif kind == 4:
+        local = f"{rng.choice(WORDS)}-{surname}{rng.randrange(100, 1000)}"
+    else:
+        local = f"{rng.choice(WORDS)}.{given}.{n:02d}"
+    return f"{local}@{domain}"
 
-    schools: list[tuple[School, int, int]] = []
+
+def _addresses(rng: random.Random, surname: str, given: str, taken: set[str]) -> list[str]:
+    """A family's 1–4 addresses, none another family's (``taken``, lower-cased, grows)."""
+    count = rng.choices([1, 2, 3, 4], weights=[30, 45, 17, 8])[0]
+    found: list[str] = []
+    while len(found) < count:
+        candidate = _address(rng, surname, given)
+        if candidate.lower() not in taken:
+            taken.add(candidate.lower())
+            found.append(candidate)
+    return found
+
+
+@dataclass
+class _Child:
+    login_id: str
+    password: str
+    school: School
+    fields: dict[str, object]
+    addresses: list[str]
+    code_digest: str = ""
+
+
+def _create(now: datetime) -> None:
+    rng = random.Random(SEED)
+    password = _demo_password_hash()
+    unusable = make_password(None)
+
+    schools: list[tuple[School, int]] = []
     midori: School | None = None
     iwamizawa: Municipality | None = None
     for code, name, domain, phone, links, slots, lead, school_rows in MUNICIPALITIES:
@@ -223,12 +386,12 @@ def _create() -> None:
         )
         alert_templates.add_common(municipality)  # 不審者情報, 休校, 下校時刻変更, 地震発生時の安否確認
         iwamizawa = iwamizawa or municipality
-        for school_name, local, classes, size in school_rows:
+        for school_name, local, classes in school_rows:
             school = School.objects.create(
                 municipality=municipality, name=school_name, sender_local_part=local
             )
             midori = midori or school
-            schools.append((school, classes, size))
+            schools.append((school, classes))
     assert midori is not None
     assert iwamizawa is not None
 
@@ -239,74 +402,143 @@ def _create() -> None:
     ]
     for user in staff:
         user.password = password
+        user.date_joined = now - timedelta(days=420)
     User.objects.bulk_create(staff)
 
-    # (login ID, password hash, school, fields, addresses, registration code digest)
-    rows: list[tuple[str, str, School, dict[str, object], list[str], str]] = [
-        (
+    taken = {address.lower() for address in GUARDIAN_ADDRESSES}
+    fixed = [
+        _Child(
             GUARDIAN_LOGIN_ID,
             password,
             midori,
-            {"child_name": "佐藤 陽翔", "child_name_kana": "さとう はると", "grade": 3, "class_name": "1"},
-            ["sato.haruto-mama@docomo.ne.jp", "sato-papa.0412@gmail.com"],
-            "",
+            {
+                "child_name": "佐藤 陽翔",
+                "child_name_kana": "さとう はると",
+                "grade": 3,
+                "class_name": "1",
+                "tag_id": GUARDIAN_TAG,
+                "created_at": now - timedelta(days=200),
+            },
+            list(GUARDIAN_ADDRESSES),
         ),
-        (
+        _Child(
             PENDING_LOGIN_ID,
-            make_password(None),
+            unusable,
             midori,
-            {"child_name": "鈴木 さくら", "child_name_kana": "すずき さくら", "grade": 2, "class_name": "2"},
+            {
+                "child_name": "鈴木 さくら",
+                "child_name_kana": "すずき さくら",
+                "grade": 2,
+                "class_name": "2",
+                "tag_id": PENDING_TAG,
+                "created_at": now - timedelta(days=HISTORY_DAYS + 20),
+                "registration_code_issued_at": now - timedelta(days=HISTORY_DAYS + 20),
+            },
             [],
             hash_registration_code(PENDING_REGISTRATION_CODE),
         ),
     ]
-    login_ids = {GUARDIAN_LOGIN_ID, PENDING_LOGIN_ID}
-    for school, classes, size in schools:
-        for _ in range(size):
-            login_id = str(rng.randrange(20_000_000, 100_000_000))
-            while login_id in login_ids:
-                login_id = str(rng.randrange(20_000_000, 100_000_000))
-            login_ids.add(login_id)
-            surname, surname_kana, surname_latin = rng.choice(SURNAMES)
-            given, given_kana, given_latin = rng.choice(GIVEN_NAMES)
-            fields: dict[str, object] = {
-                "child_name": f"{surname} {given}",
-                "child_name_kana": f"{surname_kana} {given_kana}",
-                "grade": rng.randint(1, 6),
-                "class_name": str(rng.randint(1, classes)),
-                "receive_broadcasts": rng.random() > 0.05,
-                "created_at": now - timedelta(days=rng.randrange(1, 400)),
-            }
-            if rng.random() < 0.03:
-                fields["status"] = RegistrantStatus.DEREGISTERED
-                fields["deregistered_at"] = now - timedelta(days=rng.randrange(1, 30))
-            if rng.random() < 0.08:  # handed a registration letter, not logged in yet
-                rows.append((login_id, make_password(None), school, fields, [], _random_code_digest()))
-            else:
-                addresses = _addresses(rng, surname_latin, given_latin)
-                rows.append((login_id, password, school, fields, addresses, ""))
+    children = list(fixed)
+    login_ids = {child.login_id for child in fixed}
+    tags = {GUARDIAN_TAG, PENDING_TAG}
+    for school, classes in schools:
+        # Registered families of the school: (surname, addresses, grade). A sibling joins one of
+        # a grade written before (a brother or sister in a lower grade).
+        families: list[tuple[tuple[str, str, str], list[str], int]] = []
+        for grade in GRADES:
+            earlier = [family for family in families if family[2] != grade]
+            for class_number in range(1, classes + 1):
+                class_name = str(class_number)
+                size = rng.randint(*CLASS_SIZE) - sum(
+                    1
+                    for child in fixed
+                    if child.school == school
+                    and (child.fields["grade"], child.fields["class_name"]) == (grade, class_name)
+                )
+                for _ in range(size):
+                    login_id = str(rng.randrange(20_000_000, 100_000_000))
+                    while login_id in login_ids:
+                        login_id = str(rng.randrange(20_000_000, 100_000_000))
+                    login_ids.add(login_id)
+                    sibling = bool(earlier) and rng.random() < SIBLINGS
+                    if sibling:
+                        family = earlier.pop(rng.randrange(len(earlier)))
+                        families.remove(family)  # two children of a family at most
+                        (surname, surname_kana, surname_latin), family_addresses = family[0], family[1]
+                    else:
+                        surname, surname_kana, surname_latin = rng.choice(SURNAMES)
+                    given, given_kana, given_latin = rng.choice(GIVEN_NAMES)
+                    # Registered before the demo's past begins; a deregistered child left then.
+                    created_days = rng.randrange(HISTORY_DAYS + 16, 400)
+                    fields: dict[str, object] = {
+                        "child_name": f"{surname} {given}",
+                        "child_name_kana": f"{surname_kana} {given_kana}",
+                        "grade": grade,
+                        "class_name": class_name,
+                        "receive_broadcasts": sibling or rng.random() > 0.05,
+                        "created_at": now - timedelta(days=created_days, minutes=rng.randrange(600)),
+                    }
+                    if not sibling and rng.random() < 0.03:
+                        fields["status"] = RegistrantStatus.DEREGISTERED
+                        fields["deregistered_at"] = now - timedelta(days=rng.randrange(HISTORY_DAYS + 1, 30))
+                    elif school == midori and grade in TAGGED_GRADES:
+                        tag = f"0114{rng.getrandbits(48):012X}"  # a FeliCa IDm
+                        while tag in tags:
+                            tag = f"0114{rng.getrandbits(48):012X}"
+                        tags.add(tag)
+                        fields["tag_id"] = tag
+                    if sibling:
+                        children.append(_Child(login_id, password, school, fields, list(family_addresses)))
+                    elif rng.random() < 0.08:  # handed a registration letter, not logged in yet
+                        fields["registration_code_issued_at"] = fields["created_at"]
+                        children.append(_Child(login_id, unusable, school, fields, [], _random_code_digest()))
+                    else:
+                        addresses = _addresses(rng, surname_latin, given_latin, taken)
+                        children.append(_Child(login_id, password, school, fields, addresses))
+                        if fields.get("status") != RegistrantStatus.DEREGISTERED:
+                            families.append(((surname, surname_kana, surname_latin), addresses, grade))
 
-    User.objects.bulk_create(User(username=login_id, password=hashed) for login_id, hashed, *_ in rows)
+    insert_rows(
+        User,
+        (
+            {"username": c.login_id, "password": c.password, "date_joined": c.fields["created_at"]}
+            for c in children
+        ),
+    )
     user_ids = dict(User.objects.filter(username__in=login_ids).values_list("username", "pk"))
-    # bulk_create does not hand back primary keys on every backend: match rows by account.
-    Registrant.objects.bulk_create(
-        Registrant(
-            account_id=user_ids[login_id],
-            school=school,
-            registration_code_digest=digest,
-            registration_code_issued_at=now if digest else None,
-            **fields,
-        )
-        for login_id, _hash, school, fields, _addresses, digest in rows
+    insert_rows(
+        Registrant,
+        (
+            {
+                "account": user_ids[child.login_id],
+                "school": child.school.pk,
+                "registration_code_digest": child.code_digest,
+                **child.fields,
+            }
+            for child in children
+        ),
     )
     registrant_ids = dict(
         Registrant.objects.filter(account_id__in=user_ids.values()).values_list("account_id", "pk")
     )
-    Address.objects.bulk_create(
-        Address(registrant_id=registrant_ids[user_ids[login_id]], slot=slot, email=email)
-        for login_id, _hash, _school, _fields, addresses, _digest in rows
-        for slot, email in enumerate(addresses, start=1)
+    insert_rows(
+        Address,
+        (
+            {"registrant": registrant_ids[user_ids[child.login_id]], "slot": slot, "email": email}
+            for child in children
+            for slot, email in enumerate(child.addresses, start=1)
+        ),
     )
+    # As after a roster import: the steps' fan-outs are planned with these rows counted (an
+    # ANALYZE in the transaction that wrote them counts them on PostgreSQL).
+    if connection.vendor == "postgresql":
+        refresh_planner_statistics()
+
+
+def _demo_password_hash() -> str:
+    if DEMO_PASSWORD_HASH.startswith(f"{get_hasher().algorithm}$"):
+        return DEMO_PASSWORD_HASH
+    return make_password(DEMO_PASSWORD)
 
 
 def _random_code_digest() -> str:
