@@ -23,6 +23,7 @@ whose writers take turns anyway, runs the ORM path below.
 from __future__ import annotations
 
 import enum
+import functools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -155,6 +156,7 @@ def _record_in_one_call(token: str, chosen: dict[int, int]) -> Answered | None:
     return Answered(Outcome.RECORDED if changed or inserted else Outcome.UNCHANGED, named)
 
 
+@functools.cache  # built once: its text is needed only when a connection prepares it
 def _first_answer_sql() -> str:
     """The answer storm's statement: first answers only, in one round trip, as the confirmation's
     (confirming._confirm_sql). Nearly every answer in the minutes after a 安否確認 mail is a

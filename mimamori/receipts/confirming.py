@@ -14,6 +14,7 @@ and say ANSWER_NEEDED, and the page asks for a choice instead.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import weakref
 from collections.abc import Sequence
@@ -159,6 +160,7 @@ def record_confirmation(delivery: Delivery) -> Outcome:
     return outcome
 
 
+@functools.cache  # built once: its text is needed only when a connection prepares it
 def _confirm_sql() -> str:
     """One round trip, and so one short transaction holding each class counter's row lock:
     bench/confirmations.py measured 8 round trips a confirmation at first (a savepoint per
