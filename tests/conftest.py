@@ -20,13 +20,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     import psycopg
 
     try:
-        session.config.stash[SERVER_STARTED] = postmaster_start(url)
+        started = postmaster_start(url)
     except psycopg.OperationalError as error:
         pytest.exit(
             f"PostgreSQL is not reachable at {url}: {error}\n"
             "Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
             returncode=3,
         )
+    if not hasattr(session.config, "workerinput"):  # the run's own process, not a pytest-xdist worker
+        session.config.stash[SERVER_STARTED] = started
 
 
 @pytest.hookimpl(trylast=True)
@@ -72,6 +74,17 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
 
 
 pytest_plugins = ["tests.mailsink", "tests.browser", "tests.dnsserver"]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`-n … --dist loadfile` (make test) keeps pytest-django's order in each process
+    (tests/scheduling.py)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.scheduling import LoadFileInDatabaseOrder
+
+    return LoadFileInDatabaseOrder(config, log)
 
 
 @pytest.fixture(autouse=True)

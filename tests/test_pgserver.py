@@ -59,7 +59,7 @@ def test_that_{verb}_the_server() -> None:
 
 
 def _inner_run(
-    tmp_path: Path, server: pgserver.PrivatePostgres, restart: bool
+    tmp_path: Path, server: pgserver.PrivatePostgres, restart: bool, *options: str
 ) -> subprocess.CompletedProcess[str]:
     """pytest with this suite's conftest, on DATABASE_URL = ``server``, of one test that restarts
     that server or not."""
@@ -76,7 +76,7 @@ def _inner_run(
     return subprocess.run(
         [
             sys.executable, "-m", "pytest", str(test), *ini,
-            "-p", "tests.conftest", "-p", "no:cacheprovider", "-q",
+            "-p", "tests.conftest", "-p", "no:cacheprovider", "-q", *options,
         ],
         cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -84,11 +84,13 @@ def _inner_run(
 
 def test_a_run_fails_when_the_server_of_database_url_restarts_during_it(tmp_path: Path) -> None:
     with pgserver.private_postgres("mimamori-test-") as server:
-        quiet = _inner_run(tmp_path, server, restart=False)
+        quiet = _inner_run(tmp_path, server, False)
         assert quiet.returncode == 0, quiet.stdout + quiet.stderr
         assert "restarted during this run" not in quiet.stdout
 
-        restarted = _inner_run(tmp_path, server, restart=True)
-        assert "1 passed" in restarted.stdout, restarted.stdout + restarted.stderr
-        assert restarted.returncode == pytest.ExitCode.TESTS_FAILED, restarted.stdout + restarted.stderr
-        assert f"The PostgreSQL server at {server.url()} restarted during this run" in restarted.stdout
+        # Alone, and as `make test` runs the suite (the test in a pytest-xdist process).
+        for options in [(), ("-n", "1", "--dist", "loadfile")]:
+            restarted = _inner_run(tmp_path, server, True, *options)
+            assert "1 passed" in restarted.stdout, restarted.stdout + restarted.stderr
+            assert restarted.returncode == pytest.ExitCode.TESTS_FAILED, restarted.stdout + restarted.stderr
+            assert f"The PostgreSQL server at {server.url()} restarted during this run" in restarted.stdout
