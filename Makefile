@@ -50,9 +50,13 @@ typecheck:
 	$(UV) run mypy mimamori tests
 
 # Each suite runs in TEST_PROCESSES processes (pytest-xdist; auto: one per CPU), a file's tests in
-# one process in order (its module-scoped fixtures, such as the demo system, made once).
+# one process in order (its module-scoped fixtures, such as the demo system, made once:
+# tests/scheduling.py). Python keeps its bytecode caches (__pycache__, ignored by git) even where
+# the environment says PYTHONDONTWRITEBYTECODE: without them each of the hundreds of processes the
+# suite starts (workers, the demo system, `mimamori` commands) compiles what it imports again,
+# about a second of CPU each.
 TEST_PROCESSES ?= auto
-PYTEST := $(UV) run pytest -n $(TEST_PROCESSES) --dist loadfile
+PYTEST := PYTHONDONTWRITEBYTECODE= $(UV) run pytest -n $(TEST_PROCESSES) --dist loadfile
 
 test-sqlite:
 	DATABASE_URL= $(PYTEST)
