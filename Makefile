@@ -61,12 +61,22 @@ lint:
 typecheck:
 	$(UV) run mypy mimamori tests
 
+# Each suite runs in TEST_PROCESSES processes (pytest-xdist; auto: one per CPU), a file's tests in
+# one process in order (its module-scoped fixtures, such as the demo system, made once:
+# tests/scheduling.py). Python keeps its bytecode caches (__pycache__, ignored by git) even where
+# the environment says PYTHONDONTWRITEBYTECODE: without them each of the hundreds of processes the
+# suite starts (workers, the demo system, `mimamori` commands) compiles what it imports again,
+# about a second of CPU each.
+TEST_PROCESSES ?= auto
+PYTEST := PYTHONDONTWRITEBYTECODE= $(UV) run pytest -n $(TEST_PROCESSES) --dist loadfile
+
 test-sqlite:
-	DATABASE_URL= $(UV) run pytest
+	DATABASE_URL= $(PYTEST)
 
 # PostgreSQL is a production set-up: it refuses to start without SECRET_KEY (a test-only one here).
+# The run fails if the server restarted meanwhile (tests/conftest.py): no test may restart it.
 test-postgres:
-	DATABASE_URL=$(PG_TEST_URL) SECRET_KEY=$${SECRET_KEY:-test-postgres-only-secret-key} $(UV) run pytest -m "not browser"
+	DATABASE_URL=$(PG_TEST_URL) SECRET_KEY=$${SECRET_KEY:-test-postgres-only-secret-key} $(PYTEST) -m "not browser"
 
 # Each app keeps its own translations (mimamori/<app>/locale/ja); fill them, then `make messages` again.
 APPS := core accounts registry mail broadcasts receipts maintenance support portal console api

@@ -117,11 +117,12 @@ def machine() -> dict[str, Any]:
     return {"nproc": os.cpu_count(), "cpu": model, "memory": memory}
 
 
-def write_results(name: str, data: dict[str, Any]) -> Path:
-    """bench/results/<name>-<UTC timestamp>.json (gitignored)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS / f"{name}-{stamp}.json"
+def write_results(name: str, data: dict[str, Any], path: Path | None = None) -> Path:
+    """``path``, by default bench/results/<name>-<UTC timestamp>.json (gitignored)."""
+    if path is None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = RESULTS / f"{name}-{stamp}.json"
     path.write_text(json.dumps({"machine": machine(), **data}, indent=2, default=str) + "\n")
     return path
 

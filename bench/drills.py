@@ -9,15 +9,18 @@ breaks something while the mail goes out, and waits for the broadcast to finish:
 - kill-workers: kill -9 every worker process three times during the send (restarted at once);
 - refuse-10pct: the sink answers 451 to 10% of the recipients on their first attempt;
 - sink-down: the sink stops listening for --sink-down seconds (30), then comes back;
-- postgres-restart: `pg_ctlcluster --skip-systemctl-redirect <version> main restart`;
+- postgres-restart: `pg_ctl restart -m fast` of the drills' own PostgreSQL server;
 - rabbitmq-restart: `rabbitmqctl stop_app && rabbitmqctl start_app`, always in distributed mode.
 
 A drill passes when the broadcast ends "sent" in time, every delivery is accepted, no recipient
 lost, no worker died on its own, and the duplicates stay within the in-flight bound: per task
 that can be cut off, MIMAMORI_SMTP_CONNECTIONS × (FLUSH_ROWS + 1) mails (one in each connection
-and a batch not yet recorded). The command exits non-zero if any drill fails. Worker processes
-run against a throwaway database (bench/common.py); PostgreSQL and RabbitMQ are restarted by the
-drills themselves (as root) and always started again before the drill returns.
+and a batch not yet recorded). The command exits non-zero if any drill fails.
+
+The drills' database is on a PostgreSQL server of their own (bench/pgserver.py: initdb in a
+temporary directory, its own port), which the postgres-restart drill restarts: the machine's
+PostgreSQL service is never stopped or restarted. RabbitMQ is the machine's, restarted by the
+rabbitmq-restart drill (as root) and always started again before the drill returns.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from urllib.parse import quote
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from bench.pgserver import PrivatePostgres, postmaster_start
 from mimamori.mail.devmailbox import Pipelining
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
@@ -213,6 +217,8 @@ class Stage:
     tasks_per_round: int
     events: list[str] = field(default_factory=list)
     cut_tasks: int = 0
+    # The server the drill's database is on, when it is one the drill may restart.
+    postgres: PrivatePostgres | None = None
 
     def restart_workers(self) -> None:
         for _ in range(self.started):
@@ -266,13 +272,20 @@ def sink_down(seconds: float) -> Callable[[Stage], None]:
 
 
 def postgres_restart(stage: Stage) -> None:
+    """Restart the drill's own PostgreSQL server (never the machine's service) at 25 % of the mail."""
+    server = stage.postgres
+    if server is None:
+        raise DrillError("postgres-restart needs the drill's own PostgreSQL server (run_drill(postgres=…))")
     stage.wait_for_mail(int(stage.registrants * 0.25))
     at = stage.sink.count()
+    started = postmaster_start(server.url())
     began = time.monotonic()
     try:
-        _run([*_pg_ctl(), "restart"])
+        server.restart()
     finally:
-        ensure_postgres()
+        server.ensure_running()
+    if postmaster_start(server.url()) == started:
+        raise DrillError("PostgreSQL did not restart")
     stage.cut_tasks += stage.tasks_per_round
     stage.events.append(f"PostgreSQL restarted at {at} ({time.monotonic() - began:.1f} s)")
 
@@ -313,8 +326,12 @@ def run_drill(
     database_url: str,
     tmp: Path,
     timeout: float = 300,
+    postgres: PrivatePostgres | None = None,
 ) -> Result:
-    """Make the audience, send, disrupt, wait for the end and count what the sink got."""
+    """Make the audience, send, disrupt, wait for the end and count what the sink got.
+
+    ``postgres`` is the server ``database_url`` is on, for the drill that restarts it.
+    """
     from django.conf import settings
     from django.test.utils import override_settings
 
@@ -327,7 +344,7 @@ def run_drill(
     workers = Workers(database_url, sink.port, tmp, RABBITMQ if engine == "rabbitmq" else None)
     # Embedded: two processes of one task each; distributed: one process of two threads.
     arguments: tuple[str, ...] = ("--interval=0.2",) if engine == "embedded" else ("--concurrency=2",)
-    stage = Stage(sink, workers, arguments, registrants, tasks_per_round=2)
+    stage = Stage(sink, workers, arguments, registrants, tasks_per_round=2, postgres=postgres)
     per_task = settings.MIMAMORI_SMTP_CONNECTIONS * (delivery.FLUSH_ROWS + 1)
     began = time.monotonic()
     why = ""
@@ -465,28 +482,9 @@ def _run(command: list[str], timeout: float = 120) -> None:
     subprocess.run(command, check=True, timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _pg_ctl() -> list[str]:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
-
-
-def ensure_postgres() -> None:
-    """Start the cluster if it is down, and wait until it takes connections."""
-    if subprocess.run([*_pg_ctl(), "status"], capture_output=True).returncode != 0:
-        subprocess.run([*_pg_ctl(), "start"], capture_output=True, timeout=120)
-    for _ in range(120):
-        if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode == 0:
-            return
-        time.sleep(0.5)
-
-
 def ensure_rabbitmq() -> None:
     subprocess.run(["rabbitmqctl", "start_app"], capture_output=True, timeout=120)
     subprocess.run(["rabbitmqctl", "await_startup"], capture_output=True, timeout=120)
-
-
-def can_restart_postgres() -> bool:
-    return os.geteuid() == 0 and os.path.isdir("/etc/postgresql")
 
 
 def can_restart_rabbitmq() -> bool:
@@ -539,14 +537,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=ENGINES, default="embedded", help="For all but rabbitmq-restart.")
     parser.add_argument("--sink-down", type=float, default=30, help="Seconds the sink is down (30).")
     parser.add_argument("--timeout", type=float, default=600, help="Seconds a drill may take to finish.")
+    parser.add_argument(
+        "--output", type=Path, help="Write the results here (default bench/results/drills-<timestamp>.json)."
+    )
     options = parser.parse_args(argv)
 
-    from bench import common
+    from bench import common, pgserver
 
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     chosen = {n: d for n, d in drills(options.sink_down).items() if not options.only or n in options.only}
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="drills-") as tmp, common.throwaway_postgres() as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="drills-") as tmp,
+        pgserver.private_postgres("mimamori-drills-", fsync=True) as server,
+    ):
+        url = server.create_database("mimamori_drills")
         # A throwaway secret for a throwaway database; the workers get the same (Workers.environment).
         common.django_for(url, Path(tmp), SECRET_KEY="drills-secret", EMAIL_URL="smtp://127.0.0.1:1")  # noqa: S106
         logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -555,18 +560,19 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 result = run_drill(
                     name, disrupt, registrants=options.registrants, engine=engine or options.engine,
-                    database_url=url, tmp=Path(tmp), timeout=options.timeout,
+                    database_url=url, tmp=Path(tmp), timeout=options.timeout, postgres=server,
                 )  # fmt: skip
             finally:
-                ensure_postgres()
+                server.ensure_running()
                 if can_restart_rabbitmq():
                     ensure_rabbitmq()
             results.append(result)
             print(common.table(HEADERS, [result.row()]), flush=True)
     print()
     print(common.table(HEADERS, [r.row() for r in results]))
-    path = common.write_results("drills", {"options": vars(options), "drills": [vars(r) for r in results]})
-    print(f"\nwritten to {path.relative_to(common.ROOT)}")
+    data = {"options": vars(options), "drills": [vars(r) for r in results]}
+    path = common.write_results("drills", data, options.output)
+    print(f"\nwritten to {path}")
     return 0 if all(r.passed for r in results) else 1
 
 

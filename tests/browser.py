@@ -59,7 +59,12 @@ class RunningSystem:
 
 @pytest.fixture(scope="module")
 def demo_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
-    """`mimamori run --demo` as a user starts it, on free ports, until the module's tests end."""
+    """`mimamori run --demo` as a user starts it, on free ports, until the module's tests end.
+
+    With one general worker (besides the urgent and the gate workers): the pages do not need
+    more, and each worker process costs a second or two of CPU to start, on every module. Ready
+    once the site answers and every worker has started, so that a test's first mail does not
+    wait for the workers' start-up."""
     data_dir = tmp_path_factory.mktemp("data")
     port = free_port()
     output = data_dir / "run.log"
@@ -74,14 +79,16 @@ def demo_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSys
     env.pop("BASE_URL", None)
     with output.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mimamori", "run", "--demo", "--port", str(port)],
+            [sys.executable, "-m", "mimamori", "run", "--demo", "--port", str(port), "--workers=1"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
-        url = _wait_for_url(output, process, deadline=time.monotonic() + 90)
+        deadline = time.monotonic() + 120
+        url = _wait_for_url(output, process, deadline)
+        _wait_for_workers(output, process, deadline)
         yield RunningSystem(url=url, output=output, process=process)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -107,6 +114,23 @@ def _wait_for_url(output: Path, process: subprocess.Popen[bytes], deadline: floa
                 pass
         time.sleep(0.3)
     raise AssertionError("mimamori run printed no URL in time:\n" + output.read_text(errors="replace"))
+
+
+def _wait_for_workers(output: Path, process: subprocess.Popen[bytes], deadline: float) -> None:
+    """Until every worker `mimamori run` announced (their pids) has logged its start."""
+    text = output.read_text(errors="replace")
+    pids = [
+        pid
+        for line in re.findall(r"(?:Background workers|Urgent worker|Gate worker): +pids? ([\d, ]+)", text)
+        for pid in line.replace(",", " ").split()
+    ]
+    assert pids, "mimamori run announced no workers:\n" + text
+    while output.read_text(errors="replace").count("Starting worker worker_id=") < len(pids):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(
+                f"the {len(pids)} workers did not all start:\n" + output.read_text(errors="replace")
+            )
+        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")

@@ -1,39 +1,33 @@
 """Database outage drill (issue 13, item 5): the site answers 503 while PostgreSQL is away, and
 nothing is lost.
 
-A private PostgreSQL (initdb in a temporary directory, its own port) is started for this test
-alone, so stopping it disturbs nobody: never the machine's own PostgreSQL service. `mimamori run
---demo` serves the demo data from it with its workers; a broadcast to every demo guardian is
-accepted, PostgreSQL is stopped mid-delivery, the pages and the API are asked, PostgreSQL is
-started again, and every target must get the mail exactly once. PostgreSQL runs of the suite
-only (on SQLite it is skipped, like the other tests with processes of their own).
+A private PostgreSQL (bench/pgserver.py: initdb in a temporary directory, its own port) is
+started for this test alone, so stopping it disturbs nobody: never the machine's own PostgreSQL
+service. `mimamori run --demo` serves the demo data from it with its workers; a broadcast to
+every demo guardian is accepted, PostgreSQL is stopped mid-delivery, the pages and the API are
+asked, PostgreSQL is started again, and every target must get the mail exactly once. PostgreSQL
+runs of the suite only (on SQLite it is skipped, like the other tests with processes of their own).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import pwd
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from bench import pgserver
 from tests.mailsink import Sink, free_port
-
-PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
 
 pytestmark = [
     pytest.mark.slow,
@@ -41,46 +35,10 @@ pytestmark = [
         not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")),
         reason="the drill is part of the PostgreSQL run",
     ),
-    pytest.mark.skipif(PG_BIN is None, reason="needs PostgreSQL's server binaries (initdb, pg_ctl)"),
+    pytest.mark.skipif(
+        not pgserver.available(), reason="needs PostgreSQL's server binaries (initdb, pg_ctl)"
+    ),
 ]
-
-
-class PrivatePostgres:
-    """A PostgreSQL server of this test's own, in a temporary directory, on a free port."""
-
-    def __init__(self) -> None:
-        assert PG_BIN is not None
-        self.directory = Path(tempfile.mkdtemp(prefix="mimamori-outage-"))
-        self.data = self.directory / "data"
-        self.port = free_port()
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
-        # initdb and postgres refuse to run as root: as root, run them as the postgres user.
-        self.user = "postgres" if os.geteuid() == 0 else None
-        if self.user:
-            account = pwd.getpwnam(self.user)
-            os.chown(self.directory, account.pw_uid, account.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8")
-
-    def _run(self, program: str, *arguments: str) -> None:
-        assert PG_BIN is not None
-        command = [str(PG_BIN / program), *arguments]
-        if self.user:
-            command = ["runuser", "-u", self.user, "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(
-            "pg_ctl", "start", "-w", "-D", str(self.data), "-l", str(self.directory / "log"), "-o", options
-        )
-
-    def stop(self) -> None:
-        self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data))
-
-    def remove(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class SlowSink(Sink):
@@ -89,16 +47,6 @@ class SlowSink(Sink):
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         await asyncio.sleep(0.02)
         return await super().handle_DATA(server, session, envelope)
-
-
-@contextlib.contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.remove()
 
 
 # Straight to the loopback site, whatever proxy the environment names.
@@ -152,10 +100,10 @@ def test_pages_answer_503_while_postgresql_is_away_and_no_mail_is_lost(tmp_path:
     controller.start()
     port = free_port()
     site = f"http://127.0.0.1:{port}"
-    with private_postgres() as database:
+    with pgserver.private_postgres("mimamori-outage-") as database:
         environment = {
             **{k: v for k, v in os.environ.items() if k not in {"BROKER_URL", "BASE_URL", "DEBUG"}},
-            "DATABASE_URL": database.url,
+            "DATABASE_URL": database.url(),
             "SECRET_KEY": "outage-drill-secret-key-only-for-this-test-0123456789",
             "EMAIL_URL": f"smtp://127.0.0.1:{controller.port}",
             "MIMAMORI_DATA_DIR": str(tmp_path),
