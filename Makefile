@@ -11,8 +11,10 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 .tools/bin/uv:
 	python3 -m venv .tools && .tools/bin/pip install --quiet uv
 
+# Installed precompiled (--compile-bytecode): where the environment sets PYTHONDONTWRITEBYTECODE,
+# every process `mimamori run` starts would otherwise compile what it imports again.
 install: $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 ## Start the whole system on this machine with demo data (embedded mode), on http://127.0.0.1:$(PORT)/.
 ## Another PORT is another demo beside it: its own data in ./var/port-$(PORT), its own mailbox.

@@ -273,28 +273,20 @@ def test_run_stops_when_its_workers_cannot_start(tmp_path: Path) -> None:
     """A private PostgreSQL server that takes one connection at a time: `mimamori run` holds it
     (it migrated), so its workers find no free connection, give up after the wait, and run
     stops everything and exits with their reason instead of serving a site that cannot send."""
-    from tests.test_outage import PG_BIN, PrivatePostgres
+    from bench.pgserver import PrivatePostgres, available
 
-    if PG_BIN is None:
+    if not available():
         pytest.skip("needs PostgreSQL's server binaries (initdb, pg_ctl)")
 
-    class OneConnection(PrivatePostgres):
-        def start(self) -> None:
-            options = (
-                f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c max_connections=1 -c superuser_reserved_connections=0"
-            )
-            log = str(self.directory / "log")
-            self._run("pg_ctl", "start", "-w", "-D", str(self.data), "-l", log, "-o", options)
-
-    server = OneConnection()
+    server = PrivatePostgres()
+    server.options += " -c max_connections=1 -c superuser_reserved_connections=0"
     try:
         server.start()
         port, mailbox = free_port(), free_port()
         outcome = _start(
             [sys.executable, "-m", "mimamori", "run", f"--port={port}", "--workers=1"],
             _environment(
-                tmp_path, DATABASE_URL=server.url, SECRET_KEY="x", MIMAMORI_DEVMAIL_PORT=str(mailbox)
+                tmp_path, DATABASE_URL=server.url(), SECRET_KEY="x", MIMAMORI_DEVMAIL_PORT=str(mailbox)
             ),
             [port],
         )
