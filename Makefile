@@ -69,16 +69,21 @@ typecheck:
 # the environment says PYTHONDONTWRITEBYTECODE: without them each of the hundreds of processes the
 # suite starts (workers, the demo system, `mimamori` commands) compiles what it imports again,
 # about a second of CPU each.
+# Then the tests marked serial run in one process, alone: the drills restart the machine's RabbitMQ
+# (which the kill -9 drills of another process would be using) and time what a loaded machine slows.
 TEST_PROCESSES ?= auto
-PYTEST := PYTHONDONTWRITEBYTECODE= $(UV) run pytest -n $(TEST_PROCESSES) --dist loadfile
+PYTEST := PYTHONDONTWRITEBYTECODE= $(UV) run pytest
+PARALLEL := $(PYTEST) -n $(TEST_PROCESSES) --dist loadfile
 
 test-sqlite:
-	DATABASE_URL= $(PYTEST)
+	DATABASE_URL= $(PARALLEL) -m "not serial"
+	DATABASE_URL= $(PYTEST) -m serial
 
 # PostgreSQL is a production set-up: it refuses to start without SECRET_KEY (a test-only one here).
 # The run fails if the server restarted meanwhile (tests/conftest.py): no test may restart it.
 test-postgres:
-	DATABASE_URL=$(PG_TEST_URL) SECRET_KEY=$${SECRET_KEY:-test-postgres-only-secret-key} $(PYTEST) -m "not browser"
+	DATABASE_URL=$(PG_TEST_URL) SECRET_KEY=$${SECRET_KEY:-test-postgres-only-secret-key} $(PARALLEL) -m "not browser and not serial"
+	DATABASE_URL=$(PG_TEST_URL) SECRET_KEY=$${SECRET_KEY:-test-postgres-only-secret-key} $(PYTEST) -m "not browser and serial"
 
 # Each app keeps its own translations (mimamori/<app>/locale/ja); fill them, then `make messages` again.
 APPS := core accounts registry mail broadcasts receipts maintenance support portal console api

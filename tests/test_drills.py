@@ -28,7 +28,7 @@ import pytest
 
 from bench import drills, pgserver
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 ROOT = Path(__file__).resolve().parent.parent
 
 N = 1000

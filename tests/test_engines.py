@@ -38,7 +38,7 @@ from mimamori.registry.registrants import deregister
 from tests.cast import make_registrant, make_school, make_staff
 from tests.mailsink import Sink, free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.django_db(transaction=True)]
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 REDIS = "redis://127.0.0.1:6379/9"

@@ -51,7 +51,7 @@ from tests.mailsink import Sink, free_port
 from tests.tasks import run_until_quiet
 from tests.test_engines import _database_url
 
-pytestmark = pytest.mark.postfix
+pytestmark = [pytest.mark.postfix, pytest.mark.serial]
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "postfix"
 STOCK_MASTER_CF = Path("/usr/share/postfix/master.cf.dist")  # Debian's master.cf as installed
