@@ -3,8 +3,9 @@
 Each drill sends a broadcast to 1,000 registrants while something breaks (the sink refuses, the
 sink is down, PostgreSQL restarts, RabbitMQ restarts) and checks that everyone got the mail,
 nobody was lost and the duplicates stay within the in-flight bound. The kill -9 drill is in
-tests/test_engines.py. Workers use this run's PostgreSQL test database, so the data must be
-committed (transaction=True); on SQLite these tests are skipped.
+tests/test_engines.py. Workers use this run's PostgreSQL test database (but for the PostgreSQL
+restart, below), so the data must be committed (transaction=True); on SQLite these tests are
+skipped.
 
 The PostgreSQL restart restarts a server of the drill's own (bench/pgserver.py: initdb in a
 temporary directory, its own port), never the machine's service, which this run's own database
