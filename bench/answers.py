@@ -1,6 +1,6 @@
 """Answer storm beside the confirmation storm, on the users' path (issue 15, B1).
 
-    uv run python -m bench.answers [--registrants 10000] [--runs 3] [--embedded]
+    uv run python -m bench.answers [--registrants 10000] [--runs 3] [--chunks 10] [--embedded]
 
 **Users' path**: a throwaway PostgreSQL database (--embedded: SQLite); `mimamori run` as an
 operator starts it, with EMAIL_URL at a relay stand-in in this process; a municipality and
@@ -10,13 +10,23 @@ has every mail: a bare read confirmation and a 安否確認 with three answer ch
 are read from the mails the relay received, as guardians read them; each 安否確認 page is opened
 (GET, not timed) to learn its form, as a guardian's phone does before the button is pressed.
 
-Then, against the same `mimamori run` in the same run, in turn (the order alternates between
-runs): every guardian presses 「確認しました」 (POST /c/<token>/), and every guardian answers
-(POST /c/<token>/ with the page's form, one choice for the child), 32 requests in flight, each
-on a connection of its own (bench/confirmations.py's client). Reported: requests/s, p50 and
-p99, and **ratio = answers/s ÷ confirmations/s of the same run** (the acceptance asks ≥ 1 with
-p99 < 100 ms and nothing lost); every run checks that every answer is stored and that the
-answer and confirmed counters equal the receipts.
+Then, against the same `mimamori run` in the same run, every guardian presses 「確認しました」
+(POST /c/<token>/) and every guardian answers (POST /c/<token>/ with the page's form, one
+choice for each child), 32 requests in flight, each on a connection of its own
+(bench/confirmations.py's client). Guardians come in a shuffled order (a city's phones do not
+answer class by class), the same for both broadcasts of a run.
+
+**Interleaved**, because the machine drifts: the two storms are cut into --chunks parts of the
+same guardians and run in turn, confirmations and answers alternating which goes first
+(C A A C C A …), so that whatever slows the machine down during a run (another process, the
+database's autovacuum, a growing table) falls on both alike. A storm run whole after the other
+measured the same code at ratios from 0.76 to 1.10 on a quiet machine (docs/performance.md).
+
+Reported for each kind: requests/s over its chunks, p50 and p99 of all its requests, the CPU per
+request of the web process and of this database's PostgreSQL backends, and **ratio = answers/s
+÷ confirmations/s of the same run** (the acceptance asks ≥ 1 with p99 < 100 ms and nothing
+lost); every run checks that every answer is stored and that the answer and confirmed counters
+equal the receipts.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import argparse
 import email
 import email.policy
 import logging
+import random
 import re
 import shutil
 import sys
@@ -41,7 +52,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bench import common, users
-from bench.confirmations import http, http_form, load
+from bench.confirmations import http, http_form, load, percentile
 from mimamori.mail.devmailbox import Pipelining
 
 CHOICES = ["無事です", "けがをしています", "支援が必要です"]
@@ -52,11 +63,11 @@ FIELD = re.compile(r'name="(answer-\d+)"')
 
 
 class Relay(Pipelining):
-    """The relay stand-in: accepts every mail and keeps each one's confirmation link, by subject."""
+    """The relay stand-in: accepts every mail and keeps each one's address and confirmation link."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.links: dict[str, list[str]] = {}  # subject → the links in the mails carrying it
+        self.links: list[tuple[str, str]] = []  # (address, link) of every mail received
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         message = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
@@ -64,19 +75,21 @@ class Relay(Pipelining):
         link = LINK.search(str(body.get_content()) if body is not None else "")
         if link:
             with self.lock:
-                self.links.setdefault(str(message["Subject"]), []).append(link.group(1))
+                self.links.append((",".join(envelope.rcpt_tos), link.group(1)))
         return "250 OK queued"
 
     def count(self) -> int:
         with self.lock:
-            return sum(len(links) for links in self.links.values())
+            return len(self.links)
 
-    def take(self) -> list[str]:
-        """Every link received so far (one broadcast's, as the bench sends one at a time)."""
+    def take(self, run: int) -> list[str]:
+        """Every link received so far (one broadcast's, as the bench sends one at a time), in an
+        order of the addresses shuffled by the run's number: the same for both broadcasts."""
         with self.lock:
-            links = [link for found in self.links.values() for link in found]
+            received = sorted(self.links)
             self.links.clear()
-        return links
+        random.Random(run).shuffle(received)
+        return [link for _, link in received]
 
 
 def send_and_collect(
@@ -99,21 +112,22 @@ def send_and_collect(
     while True:
         status = installation.status(draft["id"])
         if status["status"] == "sent" and relay.count() >= status["counts"]["messages"]:
-            return int(draft["id"]), relay.take()
+            return int(draft["id"]), relay.take(run)
         if time.monotonic() > deadline:
             raise TimeoutError(f"broadcast {draft['id']} was not delivered in 600 s")
         time.sleep(0.5)
 
 
 def answer_forms(port: int, links: list[str]) -> list[bytes]:
-    """Open each 安否確認 page (GET) and fill its form: one choice per child it names."""
-    forms: list[bytes] = []
-    lock = threading.Lock()
+    """Open each 安否確認 page (GET) and fill its form: one choice per child it names. In the
+    links' order."""
+    forms: list[bytes] = [b""] * len(links)
 
-    def fetch(chunk: list[str]) -> None:
+    def fetch(numbers: range) -> None:
         import http.client
 
-        for token in chunk:
+        for number in numbers:
+            token = links[number]
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             connection.request("GET", f"/c/{token}/")
             page = connection.getresponse().read().decode()
@@ -121,10 +135,9 @@ def answer_forms(port: int, links: list[str]) -> list[bytes]:
             fields = FIELD.findall(page)
             assert fields, f"no answer form on /c/{token}/"
             form = "&".join(f"{name}={int(name.split('-')[1]) % len(CHOICES)}" for name in fields)
-            with lock:
-                forms.append(http_form(f"/c/{token}/", form))
+            forms[number] = http_form(f"/c/{token}/", form)
 
-    threads = [threading.Thread(target=fetch, args=(links[n::8],)) for n in range(8)]
+    threads = [threading.Thread(target=fetch, args=(range(n, len(links), 8),)) for n in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -152,38 +165,93 @@ def stored(broadcast_id: int) -> dict[str, int]:
     }
 
 
-def storm(installation: users.Installation, requests: list[bytes], connections: int) -> dict[str, Any]:
+def backends() -> list[int]:
+    """The PostgreSQL processes serving this database's clients (the web threads' connections
+    among them), not the server's own: autovacuum and the writers run on their own time."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def storms(
+    installation: users.Installation,
+    requests: dict[str, list[bytes]],
+    connections: int,
+    run: int,
+    chunks: int,
+) -> dict[str, dict[str, Any]]:
+    """Both storms, interleaved: part n of each kind covers the same guardians, and which kind
+    goes first alternates (C A A C C A … on odd runs, A C C A … on even ones)."""
     assert installation.process is not None
     web = installation.process.pid  # waitress serves in `mimamori run`'s own process
-    before = common.cpu_of([web]), sum(common.postgres_cpu_seconds().values())
-    result = load(installation.port, requests, connections)
-    after = common.cpu_of([web]), sum(common.postgres_cpu_seconds().values())
-    result["cpu_ms"] = {
-        "web": round((after[0] - before[0]) * 1000 / len(requests), 3),
-        "postgres (every process on the machine)": round((after[1] - before[1]) * 1000 / len(requests), 3),
+    size = -(-max(len(found) for found in requests.values()) // chunks)
+    totals = {
+        kind: {"requests": 0, "seconds": 0.0, "errors": 0, "latencies": [], "web": 0.0, "postgres": 0.0}
+        for kind in requests
     }
-    return result
+    time.sleep(2)  # the workers' last chunk settles
+    for part in range(chunks):
+        for kind in ("confirm", "answer") if (part + run) % 2 else ("answer", "confirm"):
+            serving = backends()
+            before = common.cpu_of([web]), {pid: common.cpu_of([pid]) for pid in serving}
+            result = load(
+                installation.port,
+                requests[kind][part * size : (part + 1) * size],
+                connections,
+                latencies=True,
+            )
+            after = common.cpu_of([web]), {pid: common.cpu_of([pid]) for pid in serving}
+            total = totals[kind]
+            total["requests"] += result["requests"]
+            total["seconds"] += result["seconds"]
+            total["errors"] += result["errors"]
+            total["latencies"].extend(result["latencies"])
+            total["web"] += after[0] - before[0]
+            # A backend that ended meanwhile (CONN_MAX_AGE) reads 0 after: left out.
+            total["postgres"] += sum(after[1][pid] - before[1][pid] for pid in serving if after[1][pid])
+    summary = {}
+    for kind, total in totals.items():
+        timings = sorted(total["latencies"])
+        summary[kind] = {
+            "requests": total["requests"],
+            "seconds": round(total["seconds"], 3),
+            "rps": total["requests"] / total["seconds"],
+            "p50_ms": round(1000 * timings[len(timings) // 2], 2),
+            "p99_ms": round(1000 * percentile(timings, 0.99), 2),
+            "errors": total["errors"],
+            "cpu_ms": {
+                "web": round(total["web"] * 1000 / total["requests"], 3),
+                "postgres backends": round(total["postgres"] * 1000 / total["requests"], 3),
+            },
+        }
+    return summary
 
 
-def one_run(installation: users.Installation, relay: Relay, run: int, connections: int) -> dict[str, Any]:
+def one_run(
+    installation: users.Installation, relay: Relay, run: int, connections: int, chunks: int
+) -> dict[str, Any]:
     confirm_id, confirm_links = send_and_collect(installation, relay, "confirm", run)
     answer_id, answer_links = send_and_collect(installation, relay, "answer", run)
     forms = answer_forms(installation.port, answer_links)
     presses = [http("POST", f"/c/{token}/") for token in confirm_links]
-    storms = {}
-    for kind in ("confirm", "answer") if run % 2 else ("answer", "confirm"):
-        time.sleep(2)  # the workers' last chunk settles
-        storms[kind] = storm(installation, presses if kind == "confirm" else forms, connections)
-    storms["confirm"].update(stored(confirm_id))
-    storms["answer"].update(stored(answer_id))
-    answered = storms["answer"]
+    measured = storms(installation, {"confirm": presses, "answer": forms}, connections, run, chunks)
+    measured["confirm"].update(stored(confirm_id))
+    measured["answer"].update(stored(answer_id))
+    answered = measured["answer"]
     return {
         "mails": len(confirm_links),
-        "confirm": storms["confirm"],
+        "confirm": measured["confirm"],
         "answer": answered,
-        "ratio": answered["rps"] / storms["confirm"]["rps"],
-        "lost": (len(confirm_links) - storms["confirm"]["receipts"]) + (len(forms) - answered["answered"]),
-        "counter_mismatch": abs(storms["confirm"]["receipts"] - storms["confirm"]["confirmed"])
+        "ratio": answered["rps"] / measured["confirm"]["rps"],
+        "lost": (len(confirm_links) - measured["confirm"]["receipts"]) + (len(forms) - answered["answered"]),
+        "counter_mismatch": abs(measured["confirm"]["receipts"] - measured["confirm"]["confirmed"])
         + abs(answered["receipts"] - answered["confirmed"])
         + abs(answered["answered"] - answered["counted"]),
     }
@@ -196,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registrants", type=int, default=10_000, help="default 10,000")
     parser.add_argument("--runs", type=int, default=3, help="default 3; medians reported")
     parser.add_argument("--connections", type=int, default=32, help="requests in flight at once")
+    parser.add_argument("--chunks", type=int, default=10, help="parts each storm is cut into (default 10)")
     parser.add_argument("--embedded", action="store_true", help="SQLite instead of PostgreSQL")
     parser.add_argument(
         "--admin-url", default=common.ADMIN_URL, help="PostgreSQL to make the throwaway DB on"
@@ -222,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                     left -= imported.rows
                 print(f"imported {args.registrants} registrants into {len(schools)} schools", flush=True)
                 for number in range(1, args.runs + 1):
-                    run = one_run(installation, relay, number, args.connections)
+                    run = one_run(installation, relay, number, args.connections, args.chunks)
                     runs.append(run)
                     confirm, answer = run["confirm"], run["answer"]
                     print(

@@ -204,9 +204,10 @@ def stored(broadcast: Any) -> tuple[int, int]:
     return receipts, confirmed
 
 
-def load(port: int, requests: list[bytes], connections: int) -> dict[str, Any]:
+def load(port: int, requests: list[bytes], connections: int, *, latencies: bool = False) -> dict[str, Any]:
     """Send each request once, `connections` at a time, each on a connection of its own (as
-    phones do; the sync server closes after every answer), and time each to its last byte.
+    phones do; the sync server closes after every answer), and time each to its last byte
+    (every request's time in seconds under "latencies" when asked).
 
     A small asyncio client rather than wrk: wrk cannot send a fixed list of requests exactly
     once, and stopping its threads when the list ends drops requests already taken from it.
@@ -239,16 +240,21 @@ def load(port: int, requests: list[bytes], connections: int) -> dict[str, Any]:
     started = time.perf_counter()
     answers = asyncio.run(run())
     elapsed = time.perf_counter() - started
-    latencies = sorted(latency for _, latency in answers)
+    timings = sorted(latency for _, latency in answers)
     return {
         "requests": len(answers),
         "seconds": round(elapsed, 3),
         "rps": len(answers) / elapsed,
-        "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
-        "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
+        "p50_ms": round(1000 * timings[len(timings) // 2], 2),
+        "p99_ms": round(1000 * percentile(timings, 0.99), 2),
         "errors": sum(1 for status, _ in answers if not 200 <= status < 400),
         "statuses": sorted({status for status, _ in answers}),
+        **({"latencies": timings} if latencies else {}),
     }
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 def http(method: str, path: str) -> bytes:

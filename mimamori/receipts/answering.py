@@ -168,8 +168,10 @@ def _first_answer_sql() -> str:
     (the same choice sent again, or from the child's other address), nothing is left to do;
     otherwise it is left to mimamori_record_answers, which replaces answers under the receipt's
     row lock. Nothing is inserted unless the link is usable: known, not expired, answering open
-    and every choice in range. Returns (usable, children named, inserted, kept: receipts that
-    already held the answer given).
+    and every choice in range (two array comparisons on the broadcast's row, so the plan finds
+    the broadcast by its key as the confirmation's does). Returns (usable, children named,
+    inserted, kept: receipts that already held the answer given, looked up only when something
+    was not inserted: PostgreSQL runs a CASE branch's sub-select only when it is taken).
     Parameters as the function's: $1 token, $2 oldest sending time, $3 now, $4 registrant ids,
     $5 choice indexes."""
     counters = ", ".join(
@@ -186,9 +188,7 @@ def _first_answer_sql() -> str:
             WHERE d.confirmation_token = $1 AND b.request_confirmation
               AND COALESCE(b.send_requested_at, b.created_at) > $2
               AND b.answers_closed_at IS NULL AND b.answers <> '[]'::jsonb
-              AND NOT EXISTS (
-                  SELECT FROM unnest($5::integer[]) a WHERE a < 0 OR a >= jsonb_array_length(b.answers)
-              )
+              AND 0 <= ALL ($5::integer[]) AND jsonb_array_length(b.answers) > ALL ($5::integer[])
         ), chosen AS (
             SELECT r.registrant_id, r.group_id, c.answer
             FROM link, unnest($4::bigint[], $5::integer[]) AS c (registrant_id, answer)
@@ -210,12 +210,12 @@ def _first_answer_sql() -> str:
             ) c
             WHERE g.id = c.group_id
         )
-        SELECT EXISTS (SELECT FROM link), (SELECT COUNT(*) FROM chosen),
-               (SELECT COUNT(*) FROM inserted), (
+        SELECT EXISTS (SELECT FROM link), (SELECT COUNT(*) FROM chosen), (SELECT COUNT(*) FROM inserted),
+               CASE WHEN (SELECT COUNT(*) FROM inserted) = (SELECT COUNT(*) FROM chosen) THEN 0 ELSE (
                    SELECT COUNT(*) FROM link, chosen JOIN {quoted_table(Receipt)} rc
                    ON rc.registrant_id = chosen.registrant_id AND rc.answer = chosen.answer
                    WHERE rc.broadcast_id = link.broadcast_id
-               )
+               ) END
     """  # noqa: S608
 
 
