@@ -192,7 +192,7 @@ def storms(
     assert installation.process is not None
     web = installation.process.pid  # waitress serves in `mimamori run`'s own process
     size = -(-max(len(found) for found in requests.values()) // chunks)
-    totals = {
+    totals: dict[str, dict[str, Any]] = {
         kind: {"requests": 0, "seconds": 0.0, "errors": 0, "latencies": [], "web": 0.0, "postgres": 0.0}
         for kind in requests
     }
