@@ -20,7 +20,8 @@ answer class by class), the same for both broadcasts of a run.
 same guardians and run in turn, confirmations and answers alternating which goes first
 (C A A C C A …), so that whatever slows the machine down during a run (another process, the
 database's autovacuum, a growing table) falls on both alike. A storm run whole after the other
-measured the same code at ratios from 0.76 to 1.10 on a quiet machine (docs/performance.md).
+measured the same code at ratios from 0.76 to 1.03 in five runs on a quiet machine
+(docs/performance.md).
 
 Reported for each kind: requests/s over its chunks, p50 and p99 of all its requests, the CPU per
 request of the web process and of this database's PostgreSQL backends, and **ratio = answers/s
