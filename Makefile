@@ -61,7 +61,7 @@ lint:
 	$(UV) run lint-imports
 
 typecheck:
-	$(UV) run mypy mimamori tests
+	$(UV) run mypy mimamori tests bench
 
 # Each suite runs in TEST_PROCESSES processes (pytest-xdist; auto: one per CPU), a file's tests in
 # one process in order (its module-scoped fixtures, such as the demo system, made once:
