@@ -113,3 +113,35 @@ def test_a_mail_that_names_a_child_answered_elsewhere_and_a_new_one(smtp_sink: o
     with pytest.raises(ValueError, match="out of range"):  # one choice out of range: nothing at all
         record_answers(shared or "", {elder.pk: 2, younger.pk: 7})
     assert counts(broadcast) == {(5, "2", 1): 1, (2, "1", 2): 1}
+
+
+def test_a_mail_naming_one_child_from_either_address(smtp_sink: object) -> None:
+    """The usual mail names one child (on PostgreSQL it has a statement of its own): the other
+    address's same answer is kept, a different one replaces it, a child the mail does not name
+    is left alone, and each counter moves once."""
+    school = make_school()
+    child = make_registrant(school, ["mother@docomo.ne.jp", "father@au.com"], grade=4, class_name="3")
+    other = make_registrant(school, ["other@softbank.ne.jp"], grade=4, class_name="3")
+    broadcast = send_asking(school)
+    mother = Delivery.objects.get(broadcast=broadcast, email="mother@docomo.ne.jp").confirmation_token or ""
+    father = Delivery.objects.get(broadcast=broadcast, email="father@au.com").confirmation_token or ""
+
+    first = record_answers(mother, {child.pk: 2})
+    assert first is not None
+    assert (first.outcome, first.named) == (Outcome.RECORDED, 1)
+    again = record_answers(father, {child.pk: 2})
+    assert again is not None
+    assert (again.outcome, again.named) == (Outcome.UNCHANGED, 1)
+    assert counts(broadcast) == {(4, "3", 2): 1}
+
+    changed = record_answers(father, {child.pk: 0})
+    assert changed is not None
+    assert (changed.outcome, changed.named) == (Outcome.RECORDED, 1)
+    stranger = record_answers(father, {other.pk: 1})
+    assert stranger is not None
+    assert stranger.named == 0
+    assert counts(broadcast) == {(4, "3", 0): 1}
+    assert sum(AudienceGroup.objects.filter(broadcast=broadcast).values_list("confirmed", flat=True)) == 1
+    assert list(Receipt.objects.filter(broadcast=broadcast).values_list("registrant_id", "answer")) == [
+        (child.pk, 0)
+    ]
