@@ -5,10 +5,15 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS fields (TooManyFieldsSent) when request.POST is fi
 CsrfViewMiddleware as a rule, and answers with its generic 400 page in English. This middleware,
 just before it, reads the form first and answers such a post itself: 413 and a page in the
 user's language. The API (/api/) answers in JSON on its own and is passed by untouched.
+
+Before answering, it reads and drops what is left of the body (up to DRAIN bytes). A server that
+closes a connection with part of the body unread makes the kernel reset it, and a proxy still
+sending that body (nginx, deploy/nginx/) then answers 502 instead of passing this 413 on.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
@@ -17,6 +22,9 @@ from django.template.loader import render_to_string
 
 TOO_LARGE = (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+# Above nginx's client_max_body_size (deploy/nginx/mimamori.conf), below what reading costs
+# anything; a larger body is not read at all.
+DRAIN = 8 * 1024 * 1024
 
 
 class RequestTooLargeMiddleware:
@@ -28,12 +36,21 @@ class RequestTooLargeMiddleware:
             try:
                 request.POST  # noqa: B018 - parsed now, where its refusal can be answered
             except TOO_LARGE:
+                _drop_the_rest(request)
                 return _too_large(request)
         return self.get_response(request)
 
 
 def _is_form(request: HttpRequest) -> bool:
     return request.content_type in _FORMS
+
+
+def _drop_the_rest(request: HttpRequest) -> None:
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) <= DRAIN:
+        with contextlib.suppress(OSError):
+            while request.read(64 * 1024):
+                pass
 
 
 def _too_large(request: HttpRequest) -> HttpResponse:
