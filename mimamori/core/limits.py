@@ -22,8 +22,8 @@ from django.template.loader import render_to_string
 
 TOO_LARGE = (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
-# Above nginx's client_max_body_size (deploy/nginx/mimamori.conf), below what reading costs
-# anything; a larger body is not read at all.
+# Above nginx's client_max_body_size (deploy/nginx/mimamori.conf), and small enough to read
+# at once without harm; a larger body is not read at all.
 DRAIN = 8 * 1024 * 1024
 
 
