@@ -267,11 +267,14 @@ def test_a_body_that_is_not_json_is_400(centre: Api) -> None:
 def test_a_too_large_body_is_a_json_413(centre: Api, settings: Any) -> None:
     before = _rows()
     raw = json.dumps(
-        {"scope": {}, "subject": "件名", "body": "あ" * 2_000_000, "request_confirmation": False}
+        {"scope": {}, "subject": "件名", "body": "あ" * 1_000_000, "request_confirmation": False}
     )
     assert len(raw.encode()) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    _refused(_send(centre, "post", "/broadcasts", raw), 413)
+    refused = _send(centre, "post", "/broadcasts", raw)
+    _refused(refused, 413)
     assert _rows() == before
+    # Read to its end all the same (core/limits.py): behind nginx, an unread body makes a 502.
+    assert len(refused.wsgi_request.environ["wsgi.input"]) == 0
 
 
 def test_a_too_large_body_without_a_token_is_still_json(settings: Any) -> None:

@@ -897,6 +897,11 @@ def _through_nginx(browser: Browser, nginx: Nginx, token: str) -> None:
     too_large = browser.request("POST", "/console/login/", b"a=" + b"x" * 3_000_000, form)
     assert too_large.status == 413
     assert "送信された内容が大きすぎます" in too_large.text, too_large.text
+    json_headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    big = b'{"body": "' + b"x" * 3_000_000 + b'"}'
+    api_too_large = browser.request("POST", "/api/v1/broadcasts", big, json_headers)
+    assert api_too_large.status == 413, api_too_large.text
+    assert "大きすぎます" in api_too_large.json()["detail"]
     refused = browser.request("POST", "/console/login/", b"a=" + b"x" * 7_000_000, form)
     assert refused.status == 413
     assert "nginx" in refused.text, refused.text

@@ -4,11 +4,14 @@ Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE (RequestDataTooBig) or wi
 DATA_UPLOAD_MAX_NUMBER_FIELDS fields (TooManyFieldsSent) when request.POST is first read, by
 CsrfViewMiddleware as a rule, and answers with its generic 400 page in English. This middleware,
 just before it, reads the form first and answers such a post itself: 413 and a page in the
-user's language. The API (/api/) answers in JSON on its own and is passed by untouched.
+user's language. The API (/api/) answers in JSON on its own (its 413 included) and is passed by
+untouched.
 
-Before answering, it reads and drops what is left of the body (up to DRAIN bytes). A server that
-closes a connection with part of the body unread makes the kernel reset it, and a proxy still
-sending that body (nginx, deploy/nginx/) then answers 502 instead of passing this 413 on.
+Whatever the answer, this page's 413, the API's or any response that left the body unread (a
+401 to a POST without a token), the middleware then reads and drops what is left of the body
+(up to DRAIN bytes). A server that closes a connection with part of the body unread makes the
+kernel reset it, and a proxy still sending that body (nginx, deploy/nginx/) then answers 502
+instead of passing the response on.
 """
 
 from __future__ import annotations
@@ -32,11 +35,15 @@ class RequestTooLargeMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self._answer(request)
+        _drop_the_rest(request)
+        return response
+
+    def _answer(self, request: HttpRequest) -> HttpResponse:
         if request.method == "POST" and not request.path.startswith("/api/") and _is_form(request):
             try:
                 request.POST  # noqa: B018 - parsed now, where its refusal can be answered
             except TOO_LARGE:
-                _drop_the_rest(request)
                 return _too_large(request)
         return self.get_response(request)
 
@@ -46,8 +53,10 @@ def _is_form(request: HttpRequest) -> bool:
 
 
 def _drop_the_rest(request: HttpRequest) -> None:
+    """Read the body to its end: nothing to do for one parsed already (the stream is at its
+    end, or request.body holds a copy of it in memory)."""
     length = request.META.get("CONTENT_LENGTH") or "0"
-    if length.isdigit() and int(length) <= DRAIN:
+    if length != "0" and length.isdigit() and int(length) <= DRAIN:
         with contextlib.suppress(OSError):
             while request.read(64 * 1024):
                 pass
