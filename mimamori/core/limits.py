@@ -53,8 +53,8 @@ def _is_form(request: HttpRequest) -> bool:
 
 
 def _drop_the_rest(request: HttpRequest) -> None:
-    """Read the body to its end: nothing to do for one parsed already (the stream is at its
-    end, or request.body holds a copy of it in memory)."""
+    """Read the body to its end; cheap for one read already (the stream is at its end, or is
+    request.body's copy in memory)."""
     length = request.META.get("CONTENT_LENGTH") or "0"
     if length != "0" and length.isdigit() and int(length) <= DRAIN:
         with contextlib.suppress(OSError):
