@@ -10,11 +10,11 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from ninja import NinjaAPI
-from ninja.errors import HttpError, ValidationError, ValidationErrorContext
+from ninja.errors import AuthenticationError, HttpError, ValidationError, ValidationErrorContext
 from ninja.openapi.views import openapi_view
 
 from mimamori.api.audit import router as audit_router
@@ -136,11 +136,20 @@ def too_large(request: HttpRequest, error: RequestDataTooBig) -> HttpResponse:
 
 @api.exception_handler(HttpError)
 def http_error(request: HttpRequest, error: HttpError) -> HttpResponse:
-    """ninja's own refusals; the one for a body that is not JSON in UTF-8 in the user's language."""
+    """Our refusals, worded already, and ninja's own, put in the user's language: no token or a
+    wrong one, and a body that is not JSON in UTF-8."""
     detail = str(error)
-    if error.status_code == 400 and detail.startswith("Cannot parse request body"):
+    if isinstance(error, AuthenticationError):
+        detail = _("Unauthorized")
+    elif error.status_code == 400 and detail.startswith("Cannot parse request body"):
         detail = _("The request body is not JSON in UTF-8.")
     return api.create_response(request, {"detail": detail}, status=error.status_code)
+
+
+@api.exception_handler(Http404)
+def not_found(request: HttpRequest, error: Http404) -> HttpResponse:
+    """An object that does not exist and one outside the token's scope: the same words."""
+    return api.create_response(request, {"detail": _("Not found.")}, status=404)
 
 
 api.add_router("/", registry_router)
