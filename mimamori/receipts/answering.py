@@ -127,8 +127,11 @@ def record_answers(token: str, chosen: dict[int, int]) -> Answered | None:
 def _record_in_one_call(token: str, chosen: dict[int, int]) -> Answered | None:
     now = timezone.now()
     oldest = now - timedelta(days=settings.MIMAMORI_CONFIRMATION_DAYS)
-    values: list[str | datetime] = [token, oldest, now, _array(chosen), _array(chosen.values())]
-    # Array literals as text: cheaper than adapting Python lists, and only digits.
+
+    def with_arrays() -> list[str | datetime]:
+        # Array literals as text: cheaper than adapting Python lists, and only digits.
+        return [token, oldest, now, _array(chosen), _array(chosen.values())]
+
     if len(chosen) == 1:  # most mails name one child
         ((registrant, choice),) = chosen.items()
         usable, named, inserted, kept = execute_prepared(
@@ -142,7 +145,7 @@ def _record_in_one_call(token: str, chosen: dict[int, int]) -> Answered | None:
             "mimamori_first_answer",
             "text, timestamptz, timestamptz, bigint[], integer[]",
             _first_answer_sql(),
-            values,
+            with_arrays(),
         )
     if usable and inserted + kept == named:
         return Answered(Outcome.RECORDED if inserted else Outcome.UNCHANGED, named)
@@ -153,7 +156,7 @@ def _record_in_one_call(token: str, chosen: dict[int, int]) -> Answered | None:
         "mimamori_answer",
         "text, timestamptz, timestamptz, bigint[], integer[]",
         "SELECT mimamori_record_answers($1, $2, $3, $4, $5)",
-        values,
+        with_arrays(),
     )
     if result == -1:  # unknown, expired, or no answer asked
         return None
