@@ -184,6 +184,9 @@ def _first_answer_sql() -> str:
     the broadcast by its key as the confirmation's does). Returns (usable, children named,
     inserted, kept: receipts that already held the answer given, looked up only when something
     was not inserted: PostgreSQL runs a CASE branch's sub-select only when it is taken).
+    Locks in the function's order, the receipts by child, then the class rows by id (`locked`:
+    an UPDATE has no order of its own, and siblings of two classes answered from two addresses
+    at once, one mail here and one in the function, deadlocked once in CI's concurrency test).
     Parameters as the function's: $1 token, $2 oldest sending time, $3 now, $4 registrant ids,
     $5 choice indexes."""
     counters = ", ".join(
@@ -213,6 +216,10 @@ def _first_answer_sql() -> str:
             FROM link, chosen ORDER BY chosen.registrant_id
             ON CONFLICT (broadcast_id, registrant_id) DO NOTHING
             RETURNING rc.registrant_id, rc.answer
+        ), locked AS MATERIALIZED (
+            SELECT g.id FROM {quoted_table(AudienceGroup)} g
+            WHERE g.id IN (SELECT chosen.group_id FROM inserted i JOIN chosen USING (registrant_id))
+            ORDER BY g.id FOR UPDATE
         ), counted AS (
             UPDATE {quoted_table(AudienceGroup)} g SET confirmed = g.confirmed + c.n, {counters}
             FROM (
@@ -220,7 +227,7 @@ def _first_answer_sql() -> str:
                 FROM inserted i JOIN chosen USING (registrant_id)
                 GROUP BY chosen.group_id
             ) c
-            WHERE g.id = c.group_id
+            WHERE g.id = c.group_id AND g.id IN (SELECT id FROM locked)
         )
         SELECT EXISTS (SELECT FROM link), (SELECT COUNT(*) FROM chosen), (SELECT COUNT(*) FROM inserted),
                CASE WHEN (SELECT COUNT(*) FROM inserted) = (SELECT COUNT(*) FROM chosen) THEN 0 ELSE (
